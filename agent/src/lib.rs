@@ -1,0 +1,12 @@
+//! The `agent` engine: facts → Hiera → manifest compile → catalog → apply →
+//! report. Everything before `apply` is pure: it reads, it never writes.
+
+pub mod apply;
+pub mod catalog;
+pub mod cli;
+pub mod facts;
+pub mod hiera;
+pub mod manifest;
+pub mod render;
+pub mod report;
+pub mod state;

@@ -1,0 +1,233 @@
+//! The contract between the engine and resource types: identifiers, the
+//! declaration a type is built from, the context it runs in, the changes it
+//! reports, and its typed errors.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::backup::BackupStore;
+use crate::redact;
+use crate::runner::Runner;
+
+/// `type[title]`, the name every resource is known by in references,
+/// the graph and the report.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ResourceId {
+    pub type_name: String,
+    pub title: String,
+}
+
+impl ResourceId {
+    pub fn new(type_name: impl Into<String>, title: impl Into<String>) -> Self {
+        ResourceId { type_name: type_name.into(), title: title.into() }
+    }
+
+    /// Parses a reference written `type[title]`.
+    pub fn parse(reference: &str) -> Option<Self> {
+        let reference = reference.trim();
+        let open = reference.find('[')?;
+        if !reference.ends_with(']') || open == 0 {
+            return None;
+        }
+        let type_name = reference[..open].trim().to_ascii_lowercase();
+        let title = &reference[open + 1..reference.len() - 1];
+        if title.is_empty() || !type_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return None;
+        }
+        Some(ResourceId::new(type_name, title))
+    }
+}
+
+impl fmt::Display for ResourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[{}]", self.type_name, self.title)
+    }
+}
+
+/// Where a declaration came from, for error messages.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Location {
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
+}
+
+/// One compiled resource declaration: its type, title and rendered
+/// attributes (metaparameters already removed by the engine).
+#[derive(Debug, Clone)]
+pub struct Decl {
+    pub id: ResourceId,
+    pub attrs: Map<String, Value>,
+    /// Attributes whose value holds a Sensitive value: never printed.
+    pub sensitive: BTreeSet<String>,
+    pub location: Location,
+}
+
+impl Decl {
+    /// Deserializes the attributes into a type's parameter struct (which
+    /// should use `#[serde(deny_unknown_fields)]`), naming the resource on error.
+    pub fn params<T: DeserializeOwned>(&self) -> Result<T, ResourceError> {
+        serde_json::from_value(Value::Object(self.attrs.clone())).map_err(|e| {
+            ResourceError::Invalid(format!("{}: {}", self.id, redact::redact(&e.to_string())))
+        })
+    }
+
+    /// True when the attribute carries a Sensitive value.
+    pub fn is_sensitive(&self, attr: &str) -> bool {
+        self.sensitive.contains(attr)
+    }
+}
+
+/// Facts a type may need to choose a provider or a default; filled by the
+/// engine from the node's facts.
+#[derive(Debug, Clone, Default)]
+pub struct TypeEnv {
+    /// All facts of the node, as structured JSON.
+    pub facts: Value,
+}
+
+impl TypeEnv {
+    /// A fact by dotted name (`os.family`), as text.
+    pub fn fact_str(&self, dotted: &str) -> Option<String> {
+        let mut v = &self.facts;
+        for part in dotted.split('.') {
+            v = v.get(part)?;
+        }
+        match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Null => None,
+            other => Some(other.to_string()),
+        }
+    }
+}
+
+/// What a resource sees while it runs.
+pub struct Context {
+    /// Prefix of every managed path (`/` outside a sandbox).
+    pub root: PathBuf,
+    pub backup: BackupStore,
+    pub runner: Runner,
+}
+
+impl Context {
+    pub fn new(root: impl Into<PathBuf>, backup: BackupStore) -> Self {
+        Context { root: root.into(), backup, runner: Runner::default() }
+    }
+
+    /// The on-disk path of a node path (`/etc/hosts` → `<root>/etc/hosts`),
+    /// refusing anything that would leave the root.
+    pub fn path(&self, node_path: &str) -> Result<PathBuf, ResourceError> {
+        crate::fsutil::confine(&self.root, Path::new(node_path))
+    }
+}
+
+/// One difference between the desired and the actual state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The property that differs: `ensure`, `content`, `mode`, `jdbc.url`...
+    pub property: String,
+    /// Current value, human readable (`None` = absent).
+    pub from: Option<String>,
+    /// Desired value, human readable (`None` = absent).
+    pub to: Option<String>,
+    /// A unified diff for content changes.
+    pub diff: Option<String>,
+    /// The values are secret: print `[redacted]` instead.
+    pub sensitive: bool,
+}
+
+impl Change {
+    pub fn new(property: impl Into<String>, from: Option<String>, to: Option<String>) -> Self {
+        Change { property: property.into(), from, to, diff: None, sensitive: false }
+    }
+
+    pub fn with_diff(mut self, diff: String) -> Self {
+        self.diff = Some(diff);
+        self
+    }
+
+    pub fn sensitive(mut self, sensitive: bool) -> Self {
+        self.sensitive |= sensitive;
+        self
+    }
+
+    /// The one-line description shown to users and stored in the report.
+    pub fn line(&self) -> String {
+        let show = |v: &Option<String>| match v {
+            _ if self.sensitive => "[redacted]".to_string(),
+            Some(v) => format!("'{}'", redact::redact(v)),
+            None => "absent".to_string(),
+        };
+        format!("{} changed {} to {}", self.property, show(&self.from), show(&self.to))
+    }
+
+    /// The diff, if any, safe to print.
+    pub fn printable_diff(&self) -> Option<String> {
+        match &self.diff {
+            Some(_) if self.sensitive => Some("[diff redacted: sensitive content]\n".into()),
+            Some(d) => Some(redact::redact(d).into_owned()),
+            None => None,
+        }
+    }
+}
+
+/// Errors a resource reports; the engine marks the resource failed and
+/// skips its dependents.
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    #[error("{cmd} exited with {status}: {stderr}")]
+    CommandFailed { cmd: String, status: String, stderr: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("path {path} resolves outside the root {root}")]
+    OutsideRoot { path: PathBuf, root: PathBuf },
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl ResourceError {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        ResourceError::Io { path: path.into(), source }
+    }
+}
+
+/// A resource type instance. `check` never mutates; `apply` converges in one
+/// call so that a following `check` returns no change.
+pub trait Resource: Send + Sync {
+    fn id(&self) -> &ResourceId;
+
+    /// What differs from the desired state; empty = in sync.
+    fn check(&self, cx: &Context) -> Result<Vec<Change>, ResourceError>;
+
+    /// Makes the changes `check` reported.
+    fn apply(&self, cx: &Context, changes: &[Change]) -> Result<(), ResourceError>;
+
+    /// Reacts to a change of something that notifies or is subscribed to
+    /// (restart a service, run a refreshonly exec).
+    fn refresh(&self, _cx: &Context) -> Result<(), ResourceError> {
+        Ok(())
+    }
+
+    /// Resources this one needs if they are in the catalog (parent
+    /// directory, package of a service...). Missing ones are ignored.
+    fn autorequires(&self) -> Vec<ResourceId> {
+        vec![]
+    }
+
+    /// Node paths this resource writes (for root confinement checks before
+    /// anything runs).
+    fn paths(&self) -> Vec<String> {
+        vec![]
+    }
+}

@@ -1,0 +1,25 @@
+//! Resource types and the small core they share.
+//!
+//! The engine (in the `agent` crate) compiles manifests into [`Decl`]s, asks the
+//! [`registry`] to turn each into a typed [`Resource`], orders them, and then
+//! calls `check` / `apply` / `refresh`. A type says *what* (its attributes,
+//! validation and in-sync comparison); where there are several ways to do it,
+//! a provider module beside the type says *how*.
+//!
+//! Every type lives in its own file named after it (`file.rs` ↔ `- file:`) and
+//! is registered once, in [`registry`].
+
+pub mod backup;
+pub mod core;
+pub mod fsutil;
+pub mod redact;
+pub mod registry;
+pub mod runner;
+
+pub mod cron;
+pub mod exec;
+pub mod file;
+pub mod host;
+pub mod properties;
+
+pub use crate::core::{Change, Context, Decl, Location, Resource, ResourceError, ResourceId};
