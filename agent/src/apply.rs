@@ -1,1 +1,177 @@
-//! apply
+//! Applying a catalog: the engine alone decides noop, refresh and skips.
+//!
+//! For each resource in graph order: skip it if something it depends on
+//! failed or was skipped; `check`; if out of sync, `apply` unless noop; queue
+//! refreshes for what it notifies; run its own queued refresh. A failure
+//! never stops the run: it only skips the failed resource's dependents.
+
+use std::time::{Duration, Instant};
+
+use resources::{Change, Context};
+use serde::Serialize;
+
+use crate::catalog::Catalog;
+
+/// What happened to one resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Unchanged,
+    Changed,
+    /// Out of sync, not changed because of noop.
+    Noop,
+    Failed,
+    Skipped,
+}
+
+/// The outcome of one resource.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub id: String,
+    pub file: String,
+    pub line: usize,
+    pub status: Status,
+    /// One line per change (redacted).
+    pub changes: Vec<String>,
+    #[serde(skip)]
+    pub diffs: Vec<String>,
+    /// Failure or skip reason, refresh notes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub refreshed: bool,
+    pub duration_ms: f64,
+}
+
+/// Options of one apply.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    pub noop: bool,
+}
+
+/// Called after each resource (the report prints as the run goes).
+pub trait Observer {
+    fn resource_done(&mut self, outcome: &Outcome);
+}
+
+impl Observer for () {
+    fn resource_done(&mut self, _: &Outcome) {}
+}
+
+/// Checks every managed path against the root before anything runs, so a
+/// catalog that would escape the sandbox changes nothing.
+pub fn preflight(catalog: &Catalog, cx: &Context) -> Result<(), Vec<String>> {
+    let mut errors = Vec::new();
+    for e in &catalog.entries {
+        for p in e.resource.paths() {
+            if let Err(err) = cx.path(&p) {
+                errors.push(format!("{}: {}: {err}", e.location, e.id));
+            }
+        }
+    }
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
+
+/// Applies the catalog and returns each resource's outcome, in run order.
+pub fn apply(catalog: &Catalog, cx: &Context, opts: Options, observer: &mut dyn Observer) -> Vec<Outcome> {
+    let n = catalog.entries.len();
+    let mut status: Vec<Option<Status>> = vec![None; n];
+    let mut refresh_from: Vec<Vec<String>> = vec![Vec::new(); n];
+    let mut outcomes = Vec::with_capacity(n);
+    for &i in &catalog.order {
+        let entry = &catalog.entries[i];
+        let started = Instant::now();
+        let mut out = Outcome {
+            id: entry.id.to_string(),
+            file: entry.location.file.display().to_string(),
+            line: entry.location.line,
+            status: Status::Unchanged,
+            changes: vec![],
+            diffs: vec![],
+            message: None,
+            refreshed: false,
+            duration_ms: 0.0,
+        };
+        let blocked = catalog
+            .graph
+            .predecessors(i)
+            .find(|&p| matches!(status[p], Some(Status::Failed | Status::Skipped)));
+        if let Some(p) = blocked {
+            out.status = Status::Skipped;
+            let why = if status[p] == Some(Status::Failed) { "failed" } else { "was skipped" };
+            out.message = Some(format!("skipped because {} {why}", catalog.entries[p].id));
+        } else {
+            let noop = opts.noop || entry.meta.noop;
+            let changed = converge(entry.resource.as_ref(), cx, noop, &mut out);
+            if changed {
+                for &t in &catalog.refresh[i] {
+                    refresh_from[t].push(entry.id.to_string());
+                }
+            }
+            if !refresh_from[i].is_empty() && out.status != Status::Failed {
+                let sources = refresh_from[i].join(", ");
+                if noop {
+                    out.message = Some(format!("would refresh (triggered by {sources})"));
+                    if out.status == Status::Unchanged {
+                        out.status = Status::Noop;
+                    }
+                } else {
+                    tracing::info!(resource = %entry.id, "refreshing (triggered by {sources})");
+                    match entry.resource.refresh(cx) {
+                        Ok(()) => {
+                            out.refreshed = true;
+                            out.message = Some(format!("refreshed (triggered by {sources})"));
+                            if out.status == Status::Unchanged {
+                                out.status = Status::Changed;
+                            }
+                        }
+                        Err(e) => {
+                            out.status = Status::Failed;
+                            out.message = Some(format!("refresh failed: {e}"));
+                        }
+                    }
+                }
+            }
+        }
+        out.duration_ms = duration_ms(started.elapsed());
+        status[i] = Some(out.status);
+        observer.resource_done(&out);
+        outcomes.push(out);
+    }
+    outcomes
+}
+
+/// check → apply; true when the resource changed (or would have, in noop).
+fn converge(r: &dyn resources::Resource, cx: &Context, noop: bool, out: &mut Outcome) -> bool {
+    let changes: Vec<Change> = match r.check(cx) {
+        Ok(c) => c,
+        Err(e) => {
+            out.status = Status::Failed;
+            out.message = Some(format!("check failed: {e}"));
+            return false;
+        }
+    };
+    if changes.is_empty() {
+        return false;
+    }
+    out.changes = changes.iter().map(Change::line).collect();
+    out.diffs = changes.iter().filter_map(Change::printable_diff).collect();
+    if noop {
+        out.status = Status::Noop;
+        return true;
+    }
+    match r.apply(cx, &changes) {
+        Ok(()) => {
+            out.status = Status::Changed;
+            true
+        }
+        Err(e) => {
+            out.status = Status::Failed;
+            out.message = Some(format!("{e}"));
+            false
+        }
+    }
+}
+
+fn duration_ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}

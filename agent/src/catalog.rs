@@ -1,1 +1,252 @@
-//! catalog
+//! The catalog: compiled resources and the graph that orders them. The
+//! graph part ([`Graph`]) knows only indices; [`Catalog`] ties it to
+//! resources, metaparameters and their origin.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write as _;
+
+use resources::{Location, Resource, ResourceId};
+
+/// A directed graph over `0..n` with a stable topological order: among the
+/// nodes that are ready, the one declared first goes first.
+#[derive(Debug, Clone, Default)]
+pub struct Graph {
+    n: usize,
+    succ: Vec<BTreeSet<usize>>,
+    pred: Vec<BTreeSet<usize>>,
+}
+
+impl Graph {
+    pub fn new(n: usize) -> Self {
+        Graph { n, succ: vec![BTreeSet::new(); n], pred: vec![BTreeSet::new(); n] }
+    }
+
+    /// `from` must run before `to`.
+    pub fn add_edge(&mut self, from: usize, to: usize) {
+        if from != to {
+            self.succ[from].insert(to);
+            self.pred[to].insert(from);
+        }
+    }
+
+    pub fn predecessors(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
+        self.pred[i].iter().copied()
+    }
+
+    pub fn edges(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.succ.iter().enumerate().flat_map(|(i, s)| s.iter().map(move |&j| (i, j)))
+    }
+
+    /// The order, or one cycle (as a list of nodes, first repeated at the end).
+    pub fn toposort(&self) -> Result<Vec<usize>, Vec<usize>> {
+        let mut indegree: Vec<usize> = self.pred.iter().map(|p| p.len()).collect();
+        let mut ready: BTreeSet<usize> = (0..self.n).filter(|&i| indegree[i] == 0).collect();
+        let mut order = Vec::with_capacity(self.n);
+        while let Some(i) = ready.pop_first() {
+            order.push(i);
+            for &j in &self.succ[i] {
+                indegree[j] -= 1;
+                if indegree[j] == 0 {
+                    ready.insert(j);
+                }
+            }
+        }
+        if order.len() == self.n {
+            return Ok(order);
+        }
+        Err(self.find_cycle(&indegree))
+    }
+
+    /// Walks backwards from a node left with predecessors until a node repeats.
+    fn find_cycle(&self, indegree: &[usize]) -> Vec<usize> {
+        let start = (0..self.n).find(|&i| indegree[i] > 0).expect("a node is left");
+        let mut path = vec![start];
+        let mut seen = HashMap::from([(start, 0usize)]);
+        let mut cur = start;
+        loop {
+            let next = *self.pred[cur].iter().find(|&&p| indegree[p] > 0).expect("cycle member");
+            if let Some(&pos) = seen.get(&next) {
+                let mut cycle: Vec<usize> = path[pos..].to_vec();
+                cycle.push(next);
+                cycle.reverse(); // predecessors were followed: turn into run order
+                return cycle;
+            }
+            seen.insert(next, path.len());
+            path.push(next);
+            cur = next;
+        }
+    }
+}
+
+/// Metaparameters of a resource, references already resolved to ids.
+#[derive(Debug, Clone, Default)]
+pub struct Meta {
+    pub require: Vec<ResourceId>,
+    pub before: Vec<ResourceId>,
+    pub notify: Vec<ResourceId>,
+    pub subscribe: Vec<ResourceId>,
+    pub tags: Vec<String>,
+    pub noop: bool,
+}
+
+/// One resource of the catalog.
+pub struct Entry {
+    pub id: ResourceId,
+    pub resource: Box<dyn Resource>,
+    pub meta: Meta,
+    pub location: Location,
+}
+
+/// Compiled, ordered resources.
+pub struct Catalog {
+    pub entries: Vec<Entry>,
+    pub graph: Graph,
+    /// `refresh[i]`: entries to refresh when entry `i` changes.
+    pub refresh: Vec<BTreeSet<usize>>,
+    pub order: Vec<usize>,
+}
+
+/// An error found while building the graph.
+#[derive(Debug)]
+pub struct GraphError {
+    pub location: Option<Location>,
+    pub message: String,
+}
+
+impl std::fmt::Display for GraphError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.location {
+            Some(l) => write!(f, "{l}: {}", self.message),
+            None => write!(f, "{}", self.message),
+        }
+    }
+}
+
+impl Catalog {
+    /// Orders `entries`: unique ids, metaparameter edges, autorequires,
+    /// toposort. Every problem found is returned, not just the first.
+    pub fn build(entries: Vec<Entry>) -> Result<Catalog, Vec<GraphError>> {
+        let mut errors = Vec::new();
+        let mut index: HashMap<ResourceId, usize> = HashMap::with_capacity(entries.len());
+        for (i, e) in entries.iter().enumerate() {
+            if let Some(&first) = index.get(&e.id) {
+                errors.push(GraphError {
+                    location: Some(e.location.clone()),
+                    message: format!(
+                        "duplicate declaration of {}: first declared at {}",
+                        e.id, entries[first].location
+                    ),
+                });
+            } else {
+                index.insert(e.id.clone(), i);
+            }
+        }
+        let mut graph = Graph::new(entries.len());
+        let mut refresh = vec![BTreeSet::new(); entries.len()];
+        for (i, e) in entries.iter().enumerate() {
+            let mut resolve = |r: &ResourceId, what: &str| -> Option<usize> {
+                let found = index.get(r).copied();
+                if found.is_none() {
+                    errors.push(GraphError {
+                        location: Some(e.location.clone()),
+                        message: format!("{} {what} {r}, which is not in the catalog", e.id),
+                    });
+                }
+                found
+            };
+            for r in &e.meta.require {
+                if let Some(j) = resolve(r, "requires") {
+                    graph.add_edge(j, i);
+                }
+            }
+            for r in &e.meta.subscribe {
+                if let Some(j) = resolve(r, "subscribes to") {
+                    graph.add_edge(j, i);
+                    refresh[j].insert(i);
+                }
+            }
+            for r in &e.meta.before {
+                if let Some(j) = resolve(r, "comes before") {
+                    graph.add_edge(i, j);
+                }
+            }
+            for r in &e.meta.notify {
+                if let Some(j) = resolve(r, "notifies") {
+                    graph.add_edge(i, j);
+                    refresh[i].insert(j);
+                }
+            }
+            for r in e.resource.autorequires() {
+                if let Some(&j) = index.get(&r) {
+                    graph.add_edge(j, i);
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        match graph.toposort() {
+            Ok(order) => Ok(Catalog { entries, graph, refresh, order }),
+            Err(cycle) => {
+                let names: Vec<String> = cycle.iter().map(|&i| entries[i].id.to_string()).collect();
+                let places: Vec<String> = cycle[..cycle.len() - 1]
+                    .iter()
+                    .map(|&i| format!("  {} at {}", entries[i].id, entries[i].location))
+                    .collect();
+                Err(vec![GraphError {
+                    location: None,
+                    message: format!(
+                        "dependency cycle: {}\n{}\n  hint: remove one of the require/before/notify/subscribe edges",
+                        names.join(" -> "),
+                        places.join("\n")
+                    ),
+                }])
+            }
+        }
+    }
+
+    /// The graph in Graphviz dot.
+    pub fn to_dot(&self) -> String {
+        let mut out = String::from("digraph catalog {\n  rankdir=LR;\n");
+        for e in &self.entries {
+            let _ = writeln!(out, "  \"{}\";", escape_dot(&e.id.to_string()));
+        }
+        for (i, j) in self.graph.edges() {
+            let style = if self.refresh[i].contains(&j) { " [style=dashed,label=\"refresh\"]" } else { "" };
+            let _ = writeln!(
+                out,
+                "  \"{}\" -> \"{}\"{style};",
+                escape_dot(&self.entries[i].id.to_string()),
+                escape_dot(&self.entries[j].id.to_string())
+            );
+        }
+        out.push_str("}\n");
+        out
+    }
+}
+
+fn escape_dot(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stable_order_and_cycle() {
+        let mut g = Graph::new(4);
+        g.add_edge(2, 0);
+        assert_eq!(g.toposort().unwrap(), vec![1, 2, 0, 3]);
+        g.add_edge(0, 3);
+        g.add_edge(3, 2);
+        let cycle = g.toposort().unwrap_err();
+        assert_eq!(cycle.first(), cycle.last());
+        let members: BTreeSet<_> = cycle.iter().copied().collect();
+        assert_eq!(members, BTreeSet::from([0, 2, 3]));
+        // consecutive members are real edges
+        for w in cycle.windows(2) {
+            assert!(g.succ[w[0]].contains(&w[1]), "{cycle:?}");
+        }
+    }
+}

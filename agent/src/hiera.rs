@@ -1,10 +1,9 @@
-//! Hiera v5 lookups (placeholder: see the module that replaces it).
+//! Hiera v5 lookups (placeholder until the real module lands).
 
 use std::path::Path;
 
 use serde_json::Value;
 
-/// How values found at several levels combine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Merge {
     First,
@@ -13,25 +12,43 @@ pub enum Merge {
     Deep,
 }
 
-/// A value found by a lookup.
+impl Merge {
+    pub fn parse(s: &str) -> Option<Merge> {
+        match s {
+            "first" => Some(Merge::First),
+            "unique" => Some(Merge::Unique),
+            "hash" => Some(Merge::Hash),
+            "deep" => Some(Merge::Deep),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Found {
     pub value: Value,
-    /// `convert_to: Sensitive` applied: never print it.
     pub sensitive: bool,
 }
 
-/// A loaded hiera.yaml and its data.
+#[derive(Debug, thiserror::Error)]
+pub enum HieraError {
+    #[error("key not found: {key}")]
+    NotFound { key: String, searched: Vec<String> },
+}
+
 #[derive(Debug)]
 pub struct Hiera {}
 
 impl Hiera {
-    pub fn load(_config: &Path) -> anyhow::Result<Hiera> {
+    pub fn load(_config: &Path) -> Result<Hiera, HieraError> {
         Ok(Hiera {})
     }
 
-    /// Looks `key` up with the variables of `scope` (facts, trusted, role...).
-    pub fn lookup(&self, key: &str, _scope: &Value, _merge: Option<Merge>) -> anyhow::Result<Found> {
-        anyhow::bail!("hiera not implemented: {key}")
+    pub fn lookup(&self, key: &str, _scope: &Value, _merge: Option<Merge>) -> Result<Found, HieraError> {
+        Err(HieraError::NotFound { key: key.into(), searched: vec![] })
+    }
+
+    pub fn explain(&self, key: &str, scope: &Value, merge: Option<Merge>, _show: bool) -> (Result<Found, HieraError>, String) {
+        (self.lookup(key, scope, merge), String::new())
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod catalog;
+pub mod compile;
 pub mod cli;
 pub mod facts;
 pub mod hiera;

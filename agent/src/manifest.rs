@@ -1,1 +1,326 @@
-//! manifest
+//! The YAML front end: `site.yaml` classification (node → roles), manifest
+//! files with `include`, and raw resource declarations with the file and line
+//! they came from. It knows nothing about rendering or execution.
+//!
+//! ```yaml
+//! # site.yaml
+//! nodes:
+//!   stash-server: [roles/stash_server]
+//!   "/^production-db-standby\\d*$/": [roles/db_standby]
+//! default: [roles/base]
+//!
+//! # roles/stash_server.yaml
+//! include: [profiles/hosts]
+//! resources:
+//!   - file: /etc/motd
+//!     content: "hello\n"
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use resources::Location;
+use serde::Deserialize;
+use serde_yaml::{Mapping, Value as Yaml};
+
+/// A manifest-level error: what went wrong, where, and a hint.
+#[derive(Debug, Clone)]
+pub struct ManifestError {
+    pub location: Location,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl ManifestError {
+    pub fn new(location: Location, message: impl Into<String>) -> Self {
+        ManifestError { location, message: message.into(), hint: None }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)?;
+        if let Some(h) = &self.hint {
+            write!(f, "\n  hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSite {
+    #[serde(default)]
+    nodes: Mapping,
+    #[serde(default)]
+    default: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    #[serde(default)]
+    include: Vec<String>,
+    #[serde(default)]
+    resources: Vec<Mapping>,
+}
+
+/// One `- TYPE: TITLE` entry as written, before rendering.
+#[derive(Debug, Clone)]
+pub struct RawResource {
+    pub type_name: String,
+    pub title: Yaml,
+    /// Attributes and metaparameters, in written order.
+    pub attrs: Vec<(String, Yaml)>,
+    pub location: Location,
+}
+
+/// Everything the compiler needs from the manifests of one node.
+#[derive(Debug)]
+pub struct NodeManifests {
+    pub roles: Vec<String>,
+    pub resources: Vec<RawResource>,
+    /// Every manifest file read, in load order.
+    pub files: Vec<PathBuf>,
+}
+
+/// Reads and parses one YAML file, turning a syntax error into file:line.
+fn read_yaml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<(T, String), ManifestError> {
+    let at = |line| Location { file: path.to_path_buf(), line };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ManifestError::new(at(0), format!("cannot read manifest: {e}"))
+            .hint("check --manifests and the names in site.yaml / include")
+    })?;
+    let parsed = serde_yaml::from_str(&text).map_err(|e| {
+        let line = e.location().map(|l| l.line()).unwrap_or(0);
+        ManifestError::new(at(line), format!("malformed manifest: {e}"))
+            .hint("manifests are YAML: `include: [...]` and `resources:` with `- TYPE: TITLE` items")
+    })?;
+    Ok((parsed, text))
+}
+
+/// Loads `site.yaml` and the roles of `node` with everything they include.
+pub fn load(manifests_dir: &Path, node: &str) -> Result<NodeManifests, ManifestError> {
+    let site_path = manifests_dir.join("site.yaml");
+    let (site, _) = read_yaml::<RawSite>(&site_path)?;
+    let roles = classify(&site, node, &site_path)?;
+    let mut out = NodeManifests { roles: roles.clone(), resources: vec![], files: vec![site_path.clone()] };
+    let mut loaded = BTreeMap::new();
+    for role in &roles {
+        let mut chain = vec![];
+        load_manifest(manifests_dir, role, &site_path, &mut chain, &mut loaded, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Exact name first, then `/regex/` patterns in written order, then `default`.
+fn classify(site: &RawSite, node: &str, site_path: &Path) -> Result<Vec<String>, ManifestError> {
+    let at = Location { file: site_path.to_path_buf(), line: 0 };
+    let roles_of = |v: &Yaml| -> Result<Vec<String>, ManifestError> {
+        match v {
+            Yaml::String(s) => Ok(vec![s.clone()]),
+            Yaml::Sequence(seq) => seq
+                .iter()
+                .map(|r| {
+                    r.as_str().map(str::to_string).ok_or_else(|| {
+                        ManifestError::new(at.clone(), "role names must be strings")
+                    })
+                })
+                .collect(),
+            _ => Err(ManifestError::new(at.clone(), "a node maps to a role name or a list of them")),
+        }
+    };
+    for (k, v) in &site.nodes {
+        if k.as_str() == Some(node) {
+            return roles_of(v);
+        }
+    }
+    for (k, v) in &site.nodes {
+        let Some(pat) = k.as_str() else { continue };
+        if pat.len() >= 2 && pat.starts_with('/') && pat.ends_with('/') {
+            let re = regex::Regex::new(&pat[1..pat.len() - 1]).map_err(|e| {
+                ManifestError::new(at.clone(), format!("bad node pattern {pat}: {e}"))
+            })?;
+            if re.is_match(node) {
+                return roles_of(v);
+            }
+        }
+    }
+    if site.default.is_empty() {
+        return Err(ManifestError::new(at, format!("node '{node}' matches no entry of site.yaml"))
+            .hint("add the node under `nodes:` or give a `default:` list of roles"));
+    }
+    Ok(site.default.clone())
+}
+
+fn load_manifest(
+    dir: &Path,
+    name: &str,
+    from: &Path,
+    chain: &mut Vec<String>,
+    loaded: &mut BTreeMap<String, ()>,
+    out: &mut NodeManifests,
+) -> Result<(), ManifestError> {
+    if let Some(pos) = chain.iter().position(|n| n == name) {
+        let mut cycle: Vec<_> = chain[pos..].to_vec();
+        cycle.push(name.to_string());
+        return Err(ManifestError::new(
+            Location { file: from.to_path_buf(), line: 0 },
+            format!("include cycle: {}", cycle.join(" -> ")),
+        )
+        .hint("a manifest may not include itself, directly or through others"));
+    }
+    if loaded.contains_key(name) {
+        return Ok(()); // included twice: like Puppet's include, once is enough
+    }
+    let path = manifest_path(dir, name).map_err(|m| {
+        ManifestError::new(Location { file: from.to_path_buf(), line: 0 }, m)
+    })?;
+    let (raw, text) = read_yaml::<RawManifest>(&path)?;
+    chain.push(name.to_string());
+    for inc in &raw.include {
+        load_manifest(dir, inc, &path, chain, loaded, out)?;
+    }
+    chain.pop();
+    loaded.insert(name.to_string(), ());
+    out.files.push(path.clone());
+    let lines = item_lines(&text, "resources");
+    for (i, mapping) in raw.resources.into_iter().enumerate() {
+        let location = Location { file: path.clone(), line: lines.get(i).copied().unwrap_or(0) };
+        out.resources.push(raw_resource(mapping, location)?);
+    }
+    Ok(())
+}
+
+/// `roles/x` → `<dir>/roles/x.yaml`, refusing names that leave the dir.
+fn manifest_path(dir: &Path, name: &str) -> Result<PathBuf, String> {
+    let rel = Path::new(name);
+    if rel.is_absolute() || rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Err(format!("manifest name '{name}' must be relative to the manifests dir"));
+    }
+    let file = if name.ends_with(".yaml") || name.ends_with(".yml") {
+        dir.join(name)
+    } else {
+        dir.join(format!("{name}.yaml"))
+    };
+    Ok(file)
+}
+
+fn raw_resource(mapping: Mapping, location: Location) -> Result<RawResource, ManifestError> {
+    let mut entries = mapping.into_iter();
+    let Some((type_key, title)) = entries.next() else {
+        return Err(ManifestError::new(location, "empty resource").hint("write `- TYPE: TITLE`"));
+    };
+    let Some(type_name) = type_key.as_str().map(str::to_string) else {
+        return Err(ManifestError::new(location, "resource type must be a string")
+            .hint("write `- TYPE: TITLE` as the first line of the item"));
+    };
+    let mut attrs = Vec::new();
+    for (k, v) in entries {
+        let Some(k) = k.as_str() else {
+            return Err(ManifestError::new(location, "attribute names must be strings"));
+        };
+        attrs.push((k.to_string(), v));
+    }
+    Ok(RawResource { type_name, title, attrs, location })
+}
+
+/// Line numbers (1-based) of the items of the top-level sequence `key`, in
+/// order. serde_yaml keeps no positions, so this reads the block layout: items
+/// are the lines starting with `- ` at the indentation of the first item.
+pub fn item_lines(text: &str, key: &str) -> Vec<usize> {
+    let mut lines = Vec::new();
+    let mut inside = false;
+    let mut indent: Option<usize> = None;
+    let header = format!("{key}:");
+    for (n, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let ind = line.len() - trimmed.len();
+        if ind == 0 && !trimmed.starts_with('-') {
+            inside = trimmed.starts_with(&header);
+            continue;
+        }
+        if !inside {
+            continue;
+        }
+        if trimmed.starts_with("- ") || trimmed == "-" {
+            match indent {
+                None => {
+                    indent = Some(ind);
+                    lines.push(n + 1);
+                }
+                Some(i) if i == ind => lines.push(n + 1),
+                _ => {}
+            }
+        }
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn site(dir: &Path, files: &[(&str, &str)]) {
+        for (name, text) in files {
+            let p = dir.join(name);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, text).unwrap();
+        }
+    }
+
+    #[test]
+    fn classifies_exact_regex_default() {
+        let d = tempfile::tempdir().unwrap();
+        site(
+            d.path(),
+            &[
+                (
+                    "site.yaml",
+                    "nodes:\n  a: [roles/a]\n  \"/^db\\\\d+$/\": roles/db\ndefault: [roles/base]\n",
+                ),
+                ("roles/a.yaml", "include: [profiles/p]\nresources:\n  - file: /a\n"),
+                ("roles/db.yaml", "resources: []\n"),
+                ("roles/base.yaml", "{}\n"),
+                ("profiles/p.yaml", "resources:\n\n  # c\n  - file: /p\n    content: x\n  - exec: y\n"),
+            ],
+        );
+        let a = load(d.path(), "a").unwrap();
+        assert_eq!(a.roles, vec!["roles/a"]);
+        let ids: Vec<_> = a.resources.iter().map(|r| (r.title.as_str().unwrap(), r.location.line)).collect();
+        assert_eq!(ids, vec![("/p", 4), ("y", 6), ("/a", 3)]);
+        assert_eq!(load(d.path(), "db12").unwrap().roles, vec!["roles/db"]);
+        assert_eq!(load(d.path(), "other").unwrap().roles, vec!["roles/base"]);
+    }
+
+    #[test]
+    fn include_cycle_and_malformed_yaml_name_file_and_line() {
+        let d = tempfile::tempdir().unwrap();
+        site(
+            d.path(),
+            &[
+                ("site.yaml", "default: [a]\n"),
+                ("a.yaml", "include: [b]\n"),
+                ("b.yaml", "include: [a]\n"),
+            ],
+        );
+        let err = load(d.path(), "n").unwrap_err().to_string();
+        assert!(err.contains("include cycle: a -> b -> a"), "{err}");
+        site(d.path(), &[("a.yaml", "resources:\n  - file: /x\n   bad: [\n")]);
+        let err = load(d.path(), "n").unwrap_err();
+        assert!(err.location.file.ends_with("a.yaml"));
+        assert!(err.location.line >= 2, "{err}");
+    }
+}

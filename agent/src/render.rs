@@ -1,1 +1,159 @@
-//! render
+//! Handlebars rendering of manifest strings and templates: HTML escaping
+//! off (a JDBC url's `&` stays `&`), strict mode (an unknown variable is an
+//! error), a `lookup` helper backed by Hiera, and a cache so that a string
+//! or template used by many resources is parsed once.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use handlebars::{
+    Context, Handlebars, Helper, HelperDef, RenderContext, RenderError, RenderErrorReason,
+    ScopedJson,
+};
+use serde_json::Value;
+
+use crate::hiera::{Hiera, HieraError};
+
+/// `{{lookup 'key'}}` / `{{lookup 'key' default='x'}}`: the Hiera value,
+/// usable as text or as the argument of `#each`.
+struct LookupHelper {
+    hiera: Arc<Hiera>,
+    scope: Arc<Value>,
+    /// Set when a Sensitive value was looked up during the current render.
+    sensitive_seen: Arc<AtomicBool>,
+}
+
+impl HelperDef for LookupHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let key = h
+            .param(0)
+            .and_then(|p| p.value().as_str())
+            .ok_or(RenderErrorReason::ParamNotFoundForIndex("lookup", 0))?;
+        match self.hiera.lookup(key, &self.scope, None) {
+            Ok(found) => {
+                if found.sensitive {
+                    self.sensitive_seen.store(true, Ordering::Relaxed);
+                }
+                Ok(ScopedJson::Derived(found.value))
+            }
+            Err(HieraError::NotFound { .. }) if h.hash_get("default").is_some() => {
+                Ok(ScopedJson::Derived(h.hash_get("default").expect("checked").value().clone()))
+            }
+            Err(e) => Err(RenderErrorReason::Other(e.to_string()).into()),
+        }
+    }
+}
+
+/// Renders strings and template files for one compile.
+pub struct Renderer {
+    hb: Handlebars<'static>,
+    /// Template text → registered name.
+    strings: HashMap<String, String>,
+    templates_dir: PathBuf,
+    sensitive_seen: Arc<AtomicBool>,
+}
+
+/// A rendered value and whether a Sensitive value went into it.
+#[derive(Debug)]
+pub struct Rendered {
+    pub text: String,
+    pub sensitive: bool,
+}
+
+impl Renderer {
+    pub fn new(hiera: Arc<Hiera>, scope: Arc<Value>, templates_dir: PathBuf) -> Self {
+        let mut hb = Handlebars::new();
+        hb.set_strict_mode(true);
+        hb.register_escape_fn(handlebars::no_escape);
+        let sensitive_seen = Arc::new(AtomicBool::new(false));
+        hb.register_helper(
+            "lookup",
+            Box::new(LookupHelper { hiera, scope, sensitive_seen: sensitive_seen.clone() }),
+        );
+        Renderer { hb, strings: HashMap::new(), templates_dir, sensitive_seen }
+    }
+
+    /// Renders a manifest string with `ctx` (facts, node, item...).
+    pub fn render_str(&mut self, text: &str, ctx: &Value) -> Result<Rendered, String> {
+        if !text.contains("{{") {
+            return Ok(Rendered { text: text.to_string(), sensitive: false });
+        }
+        let name = match self.strings.get(text) {
+            Some(n) => n.clone(),
+            None => {
+                let name = format!("string #{}", self.strings.len() + 1);
+                self.hb
+                    .register_template_string(&name, text)
+                    .map_err(|e| format!("template syntax error: {}", describe_template_error(&e)))?;
+                self.strings.insert(text.to_string(), name.clone());
+                name
+            }
+        };
+        self.render_named(&name, ctx)
+    }
+
+    /// Renders a template file under the templates dir.
+    pub fn render_template(&mut self, rel: &str, ctx: &Value) -> Result<Rendered, String> {
+        let key = format!("template {rel}");
+        if !self.hb.has_template(&key) {
+            let path = confine_template(&self.templates_dir, rel)?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read template {}: {e}", path.display()))?;
+            self.hb.register_template_string(&key, text).map_err(|e| {
+                format!("template syntax error in {}: {}", path.display(), describe_template_error(&e))
+            })?;
+        }
+        self.render_named(&key, ctx).map_err(|e| format!("{e} (in {})", self.templates_dir.join(rel).display()))
+    }
+
+    fn render_named(&self, name: &str, ctx: &Value) -> Result<Rendered, String> {
+        self.sensitive_seen.store(false, Ordering::Relaxed);
+        let text = self.hb.render(name, ctx).map_err(|e| describe_render_error(&e))?;
+        Ok(Rendered { text, sensitive: self.sensitive_seen.load(Ordering::Relaxed) })
+    }
+}
+
+/// A template path must stay inside the templates dir (no `..`, no absolute
+/// path, no symlink out).
+pub fn confine_template(dir: &Path, rel: &str) -> Result<PathBuf, String> {
+    let p = Path::new(rel);
+    if p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Err(format!("template path '{rel}' must be relative to {} without '..'", dir.display()));
+    }
+    let full = dir.join(p);
+    let canon_dir = std::fs::canonicalize(dir).map_err(|e| format!("templates dir {}: {e}", dir.display()))?;
+    let canon = std::fs::canonicalize(&full).map_err(|e| format!("template {}: {e}", full.display()))?;
+    if !canon.starts_with(&canon_dir) {
+        return Err(format!("template {} resolves outside {}", full.display(), dir.display()));
+    }
+    Ok(canon)
+}
+
+fn describe_template_error(e: &handlebars::TemplateError) -> String {
+    match e.pos() {
+        Some((line, col)) => format!("{} at line {line}, column {col}", e.reason()),
+        None => e.reason().to_string(),
+    }
+}
+
+fn describe_render_error(e: &RenderError) -> String {
+    let reason = match e.reason() {
+        RenderErrorReason::MissingVariable(Some(var)) => {
+            format!("unknown variable '{var}' (strict mode)")
+        }
+        other => other.to_string(),
+    };
+    let reason = resources::redact::redact(&reason).into_owned();
+    match e.line_no {
+        Some(l) if l > 1 => format!("{reason} at line {l} of the template"),
+        _ => reason,
+    }
+}

@@ -1,1 +1,124 @@
-//! state
+//! The state dir: where the run lock, the last report, last-known facts and
+//! the backup store live. Created 0700: it may hold secrets' neighbours.
+
+use std::fs;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use nix::fcntl::{Flock, FlockArg};
+
+/// Paths inside a state dir.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    pub dir: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        StateDir { dir: dir.into() }
+    }
+
+    pub fn report_path(&self) -> PathBuf {
+        self.dir.join("last_run_report.json")
+    }
+
+    pub fn lock_path(&self) -> PathBuf {
+        self.dir.join("agent.lock")
+    }
+
+    /// Creates the state dir (0700) if needed.
+    pub fn ensure(&self) -> Result<()> {
+        resources::backup::create_private_dir(&self.dir)
+            .with_context(|| format!("creating state dir {}", self.dir.display()))?;
+        Ok(())
+    }
+
+    /// Takes the single-run lock, waiting up to `wait` for another run to
+    /// finish. The lock is an flock: it dies with its process, so a killed
+    /// run never leaves it stuck.
+    pub fn lock(&self, wait: Duration) -> Result<RunLock> {
+        self.ensure()?;
+        let path = self.lock_path();
+        let started = Instant::now();
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening lock {}", path.display()))?;
+        loop {
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(mut lock) => {
+                    lock.set_len(0)?;
+                    lock.rewind()?;
+                    write!(lock, "{}\n", std::process::id())?;
+                    return Ok(RunLock { _lock: lock });
+                }
+                Err((f, errno)) if errno == nix::errno::Errno::EWOULDBLOCK => {
+                    file = f;
+                    if started.elapsed() >= wait {
+                        let mut holder = String::new();
+                        let _ = file.read_to_string(&mut holder);
+                        anyhow::bail!(
+                            "another agent run (pid {}) holds the lock {}; waited {:.1}s. \
+                             Try again when it has finished.",
+                            holder.trim(),
+                            path.display(),
+                            wait.as_secs_f64()
+                        );
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err((_, errno)) => anyhow::bail!("locking {}: {errno}", path.display()),
+            }
+        }
+    }
+
+    /// Writes a file in the state dir atomically, private to the owner.
+    pub fn write(&self, name: &str, content: &[u8]) -> Result<()> {
+        self.ensure()?;
+        resources::fsutil::write_atomic(&self.dir.join(name), content, Some(0o600))?;
+        Ok(())
+    }
+
+    pub fn read(&self, name: &str) -> Option<Vec<u8>> {
+        fs::read(self.dir.join(name)).ok()
+    }
+}
+
+/// Held for the duration of a run.
+pub struct RunLock {
+    _lock: Flock<fs::File>,
+}
+
+/// The default state dir: `<root>/var/lib/agent` in a sandbox, else
+/// /var/lib/agent.
+pub fn default_state_dir(root: Option<&Path>) -> PathBuf {
+    match root {
+        Some(r) => r.join("var/lib/agent"),
+        None => PathBuf::from("/var/lib/agent"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_lock_waits_then_fails_with_holder_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path().join("state"));
+        let _held = state.lock(Duration::ZERO).unwrap();
+        let err = state.lock(Duration::from_millis(120)).err().unwrap().to_string();
+        assert!(err.contains(&std::process::id().to_string()), "{err}");
+        assert!(err.contains("another agent run"), "{err}");
+        drop(_held);
+        state.lock(Duration::ZERO).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&state.dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+}

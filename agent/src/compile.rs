@@ -1,0 +1,339 @@
+//! Compilation: classified manifests + facts + Hiera → a [`Catalog`].
+//! Pure: it reads manifests, templates and data, and never writes.
+//!
+//! Per raw resource: expand `for_each`, render the title and every string
+//! with Handlebars, split off metaparameters, turn `template:` into
+//! `content` and `source:` into a confined path, mark Sensitive attributes,
+//! and let the type validate its attributes.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use resources::core::TypeEnv;
+use resources::{redact, registry, Decl, ResourceId};
+use serde_json::{json, Map, Value};
+use serde_yaml::Value as Yaml;
+
+use crate::catalog::{Catalog, Entry, Meta};
+use crate::hiera::Hiera;
+use crate::manifest::{self, ManifestError, RawResource};
+use crate::render::Renderer;
+
+/// All the errors of one compile; nothing is applied when there is any.
+#[derive(Debug)]
+pub struct CompileErrors(pub Vec<String>);
+
+impl fmt::Display for CompileErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}", redact::redact(e))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CompileErrors {}
+
+impl From<ManifestError> for CompileErrors {
+    fn from(e: ManifestError) -> Self {
+        CompileErrors(vec![e.to_string()])
+    }
+}
+
+/// What a compile needs.
+pub struct Input<'a> {
+    pub manifests_dir: &'a Path,
+    pub node: &'a str,
+    pub facts: &'a Value,
+    pub hiera: Arc<Hiera>,
+}
+
+/// A compiled node.
+pub struct Compiled {
+    pub catalog: Catalog,
+    pub roles: Vec<String>,
+    /// Files read (manifests), for `validate`.
+    pub files: Vec<PathBuf>,
+}
+
+/// The Hiera scope of a node: its facts at top level (legacy `%{::x}`),
+/// `facts`, `trusted.certname` and the role from site.yaml.
+pub fn scope(facts: &Value, node: &str, roles: &[String]) -> Value {
+    let mut scope = facts.as_object().cloned().unwrap_or_default();
+    scope.insert("facts".into(), facts.clone());
+    scope.insert("trusted".into(), json!({ "certname": node }));
+    scope.insert("role".into(), json!(role_name(roles)));
+    scope.insert("roles".into(), json!(roles));
+    Value::Object(scope)
+}
+
+/// `roles/stash_server` → `stash_server`.
+fn role_name(roles: &[String]) -> String {
+    roles.first().map(|r| r.rsplit('/').next().unwrap_or(r).to_string()).unwrap_or_default()
+}
+
+/// The node's role, as the hierarchy sees it, from site.yaml alone.
+pub fn classify(manifests_dir: &Path, node: &str) -> Result<Vec<String>, CompileErrors> {
+    Ok(manifest::load(manifests_dir, node)?.roles)
+}
+
+const META: &[&str] = &["require", "before", "notify", "subscribe", "tags", "noop", "for_each"];
+
+/// Compiles the node's catalog.
+pub fn compile(input: Input<'_>) -> Result<Compiled, CompileErrors> {
+    let loaded = manifest::load(input.manifests_dir, input.node)?;
+    let scope = Arc::new(scope(input.facts, input.node, &loaded.roles));
+    let mut renderer =
+        Renderer::new(input.hiera.clone(), scope.clone(), input.manifests_dir.join("templates"));
+    let base_ctx = json!({
+        "facts": input.facts,
+        "node": { "name": input.node, "roles": loaded.roles, "role": role_name(&loaded.roles) },
+        "role": role_name(&loaded.roles),
+    });
+    let env = TypeEnv { facts: input.facts.clone() };
+    let mut errors = Vec::new();
+    let mut entries = Vec::new();
+    let cx = CompileCx {
+        renderer: &mut renderer,
+        hiera: &input.hiera,
+        scope: &scope,
+        files_dir: input.manifests_dir.join("files"),
+        env: &env,
+    };
+    let mut cx = cx;
+    for raw in &loaded.resources {
+        match cx.expand(raw, &base_ctx) {
+            Ok(mut built) => entries.append(&mut built),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(CompileErrors(errors));
+    }
+    let catalog =
+        Catalog::build(entries).map_err(|es| CompileErrors(es.iter().map(|e| e.to_string()).collect()))?;
+    Ok(Compiled { catalog, roles: loaded.roles, files: loaded.files })
+}
+
+struct CompileCx<'a> {
+    renderer: &'a mut Renderer,
+    hiera: &'a Hiera,
+    scope: &'a Value,
+    files_dir: PathBuf,
+    env: &'a TypeEnv,
+}
+
+impl CompileCx<'_> {
+    /// One raw resource → one entry per `for_each` item (or just one).
+    fn expand(&mut self, raw: &RawResource, base: &Value) -> Result<Vec<Entry>, ManifestError> {
+        let at = |msg: String| ManifestError::new(raw.location.clone(), msg);
+        let items = match raw.attrs.iter().find(|(k, _)| k == "for_each") {
+            None => vec![None],
+            Some((_, v)) => self.items(v).map_err(at)?.into_iter().map(Some).collect(),
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let mut ctx = base.clone();
+            if let Some(item) = item {
+                ctx["item"] = item;
+            }
+            out.push(self.build(raw, &ctx)?);
+        }
+        Ok(out)
+    }
+
+    /// The items of `for_each`: a YAML list, or exactly `{{lookup 'key'}}`.
+    fn items(&mut self, v: &Yaml) -> Result<Vec<Value>, String> {
+        match v {
+            Yaml::Sequence(seq) => seq.iter().map(yaml_to_json).collect(),
+            Yaml::String(s) => {
+                let re = regex::Regex::new(r#"^\{\{\s*lookup\s+['"]([^'"]+)['"]\s*\}\}$"#).expect("valid");
+                let key = re.captures(s.trim()).map(|c| c[1].to_string()).ok_or_else(|| {
+                    format!("for_each must be a list or exactly {{{{lookup 'key'}}}}, got '{s}'")
+                })?;
+                let found = self.hiera.lookup(&key, self.scope, None).map_err(|e| e.to_string())?;
+                match found.value {
+                    Value::Array(a) => Ok(a),
+                    Value::Object(o) => Ok(o.into_iter().map(|(k, v)| json!({"key": k, "value": v})).collect()),
+                    other => Err(format!("for_each: hiera key '{key}' is {other}, not a list or hash")),
+                }
+            }
+            other => Err(format!("for_each must be a list, got {other:?}")),
+        }
+    }
+
+    fn build(&mut self, raw: &RawResource, ctx: &Value) -> Result<Entry, ManifestError> {
+        let loc = &raw.location;
+        let at = |msg: String| ManifestError::new(loc.clone(), msg);
+        let type_name = raw.type_name.to_ascii_lowercase();
+        let constructor = registry::lookup(&type_name).ok_or_else(|| {
+            at(format!("unknown resource type '{}'", raw.type_name))
+                .hint(format!("known types: {}", registry::names().join(", ")))
+        })?;
+        let title_yaml = yaml_to_json(&raw.title).map_err(&at)?;
+        let (title, _) = self.render_value(&title_yaml, ctx).map_err(|e| at(format!("title: {e}")))?;
+        let title = match title {
+            Value::String(s) if !s.is_empty() => s,
+            Value::Number(n) => n.to_string(),
+            _ => return Err(at(format!("{type_name}: the title must be a non-empty string"))),
+        };
+        let id = ResourceId::new(&type_name, &title);
+        let mut attrs = Map::new();
+        let mut sensitive = BTreeSet::new();
+        let mut meta = Meta::default();
+        for (key, value) in &raw.attrs {
+            if key == "for_each" {
+                continue;
+            }
+            let v = yaml_to_json(value).map_err(&at)?;
+            let (v, secret) =
+                self.render_value(&v, ctx).map_err(|e| at(format!("{id}: attribute '{key}': {e}")))?;
+            if META.contains(&key.as_str()) {
+                self.meta(&mut meta, key, v).map_err(|e| at(format!("{id}: {e}")))?;
+                continue;
+            }
+            match key.as_str() {
+                "template" => {
+                    let Value::String(rel) = v else { return Err(at(format!("{id}: template must be a string"))) };
+                    if raw.attrs.iter().any(|(k, _)| k == "content") {
+                        return Err(at(format!("{id}: give either content or template, not both")));
+                    }
+                    let r = self
+                        .renderer
+                        .render_template(&rel, ctx)
+                        .map_err(|e| at(format!("{id}: {e}")).hint("templates live under manifests/templates/"))?;
+                    if r.sensitive || redact::contains_secret(&r.text) {
+                        sensitive.insert("content".to_string());
+                    }
+                    attrs.insert("content".into(), Value::String(r.text));
+                    continue;
+                }
+                "source" => {
+                    let Value::String(rel) = v else { return Err(at(format!("{id}: source must be a string"))) };
+                    let path = crate::render::confine_template(&self.files_dir, &rel)
+                        .map_err(|e| at(format!("{id}: source: {e}")).hint("sources live under manifests/files/"))?;
+                    attrs.insert("source".into(), Value::String(path.display().to_string()));
+                    continue;
+                }
+                _ => {}
+            }
+            if secret || key == "password" || contains_secret_value(&v) {
+                mark_sensitive(&mut sensitive, key, &v);
+            }
+            attrs.insert(key.clone(), v);
+        }
+        let decl = Decl { id: id.clone(), attrs, sensitive, location: loc.clone() };
+        let resource = constructor(&decl, self.env).map_err(|e| {
+            at(e.to_string()).hint(format!("see the `{type_name}` row of the resource table in README.md"))
+        })?;
+        Ok(Entry { id, resource, meta, location: loc.clone() })
+    }
+
+    fn meta(&self, meta: &mut Meta, key: &str, v: Value) -> Result<(), String> {
+        let list = |v: Value| -> Result<Vec<String>, String> {
+            match v {
+                Value::String(s) => Ok(vec![s]),
+                Value::Array(a) => a
+                    .into_iter()
+                    .map(|x| x.as_str().map(str::to_string).ok_or_else(|| format!("{key}: expected strings")))
+                    .collect(),
+                other => Err(format!("{key}: expected a string or a list, got {other}")),
+            }
+        };
+        let refs = |v: Value| -> Result<Vec<ResourceId>, String> {
+            list(v)?
+                .iter()
+                .map(|r| {
+                    ResourceId::parse(r).ok_or_else(|| format!("{key}: '{r}' is not a reference like type[title]"))
+                })
+                .collect()
+        };
+        match key {
+            "require" => meta.require = refs(v)?,
+            "before" => meta.before = refs(v)?,
+            "notify" => meta.notify = refs(v)?,
+            "subscribe" => meta.subscribe = refs(v)?,
+            "tags" => meta.tags = list(v)?,
+            "noop" => meta.noop = v.as_bool().ok_or("noop: expected true or false")?,
+            _ => unreachable!("META lists the handled keys"),
+        }
+        Ok(())
+    }
+
+    /// Renders every string inside `v`; true when a Sensitive value went in.
+    fn render_value(&mut self, v: &Value, ctx: &Value) -> Result<(Value, bool), String> {
+        Ok(match v {
+            Value::String(s) => {
+                let r = self.renderer.render_str(s, ctx)?;
+                (Value::String(r.text), r.sensitive)
+            }
+            Value::Array(a) => {
+                let mut any = false;
+                let mut out = Vec::with_capacity(a.len());
+                for x in a {
+                    let (x, s) = self.render_value(x, ctx)?;
+                    any |= s;
+                    out.push(x);
+                }
+                (Value::Array(out), any)
+            }
+            Value::Object(o) => {
+                let mut any = false;
+                let mut out = Map::new();
+                for (k, x) in o {
+                    let (x, s) = self.render_value(x, ctx)?;
+                    any |= s;
+                    out.insert(k.clone(), x);
+                }
+                (Value::Object(out), any)
+            }
+            other => (other.clone(), false),
+        })
+    }
+}
+
+/// Marks `key` sensitive, and for a map attribute the entries that hold a
+/// secret as `key.sub` (so `values.jdbc.password` is hidden but `values.jdbc.url` is not).
+fn mark_sensitive(sensitive: &mut BTreeSet<String>, key: &str, v: &Value) {
+    match v {
+        Value::Object(o) => {
+            let mut any = false;
+            for (k, x) in o {
+                if contains_secret_value(x) || k == "password" || k.ends_with(".password") {
+                    sensitive.insert(format!("{key}.{k}"));
+                    any = true;
+                }
+            }
+            if !any {
+                sensitive.insert(key.to_string());
+            }
+        }
+        other => {
+            if key == "password" {
+                if let Some(s) = other.as_str() {
+                    redact::register(s);
+                }
+            }
+            sensitive.insert(key.to_string());
+        }
+    }
+}
+
+fn contains_secret_value(v: &Value) -> bool {
+    match v {
+        Value::String(s) => redact::contains_secret(s),
+        Value::Array(a) => a.iter().any(contains_secret_value),
+        Value::Object(o) => o.values().any(contains_secret_value),
+        _ => false,
+    }
+}
+
+/// YAML → JSON (keys must be strings or scalars).
+pub fn yaml_to_json(v: &Yaml) -> Result<Value, String> {
+    serde_json::to_value(v).map_err(|e| format!("unsupported YAML value: {e}"))
+}
