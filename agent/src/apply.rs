@@ -68,11 +68,20 @@ pub fn preflight(catalog: &Catalog, cx: &Context) -> Result<(), Vec<String>> {
             }
         }
     }
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 /// Applies the catalog and returns each resource's outcome, in run order.
-pub fn apply(catalog: &Catalog, cx: &Context, opts: Options, observer: &mut dyn Observer) -> Vec<Outcome> {
+pub fn apply(
+    catalog: &Catalog,
+    cx: &Context,
+    opts: Options,
+    observer: &mut dyn Observer,
+) -> Vec<Outcome> {
     let n = catalog.entries.len();
     let mut status: Vec<Option<Status>> = vec![None; n];
     let mut refresh_from: Vec<Vec<String>> = vec![Vec::new(); n];
@@ -97,7 +106,11 @@ pub fn apply(catalog: &Catalog, cx: &Context, opts: Options, observer: &mut dyn 
             .find(|&p| matches!(status[p], Some(Status::Failed | Status::Skipped)));
         if let Some(p) = blocked {
             out.status = Status::Skipped;
-            let why = if status[p] == Some(Status::Failed) { "failed" } else { "was skipped" };
+            let why = if status[p] == Some(Status::Failed) {
+                "failed"
+            } else {
+                "was skipped"
+            };
             out.message = Some(format!("skipped because {} {why}", catalog.entries[p].id));
         } else {
             let noop = opts.noop || entry.meta.noop;

@@ -18,7 +18,11 @@ pub struct Graph {
 
 impl Graph {
     pub fn new(n: usize) -> Self {
-        Graph { n, succ: vec![BTreeSet::new(); n], pred: vec![BTreeSet::new(); n] }
+        Graph {
+            n,
+            succ: vec![BTreeSet::new(); n],
+            pred: vec![BTreeSet::new(); n],
+        }
     }
 
     /// `from` must run before `to`.
@@ -34,7 +38,10 @@ impl Graph {
     }
 
     pub fn edges(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        self.succ.iter().enumerate().flat_map(|(i, s)| s.iter().map(move |&j| (i, j)))
+        self.succ
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| s.iter().map(move |&j| (i, j)))
     }
 
     /// The order, or one cycle (as a list of nodes, first repeated at the end).
@@ -59,12 +66,17 @@ impl Graph {
 
     /// Walks backwards from a node left with predecessors until a node repeats.
     fn find_cycle(&self, indegree: &[usize]) -> Vec<usize> {
-        let start = (0..self.n).find(|&i| indegree[i] > 0).expect("a node is left");
+        let start = (0..self.n)
+            .find(|&i| indegree[i] > 0)
+            .expect("a node is left");
         let mut path = vec![start];
         let mut seen = HashMap::from([(start, 0usize)]);
         let mut cur = start;
         loop {
-            let next = *self.pred[cur].iter().find(|&&p| indegree[p] > 0).expect("cycle member");
+            let next = *self.pred[cur]
+                .iter()
+                .find(|&&p| indegree[p] > 0)
+                .expect("cycle member");
             if let Some(&pos) = seen.get(&next) {
                 let mut cycle: Vec<usize> = path[pos..].to_vec();
                 cycle.push(next);
@@ -186,7 +198,12 @@ impl Catalog {
             return Err(errors);
         }
         match graph.toposort() {
-            Ok(order) => Ok(Catalog { entries, graph, refresh, order }),
+            Ok(order) => Ok(Catalog {
+                entries,
+                graph,
+                refresh,
+                order,
+            }),
             Err(cycle) => {
                 let names: Vec<String> = cycle.iter().map(|&i| entries[i].id.to_string()).collect();
                 let places: Vec<String> = cycle[..cycle.len() - 1]
@@ -212,7 +229,11 @@ impl Catalog {
             let _ = writeln!(out, "  \"{}\";", escape_dot(&e.id.to_string()));
         }
         for (i, j) in self.graph.edges() {
-            let style = if self.refresh[i].contains(&j) { " [style=dashed,label=\"refresh\"]" } else { "" };
+            let style = if self.refresh[i].contains(&j) {
+                " [style=dashed,label=\"refresh\"]"
+            } else {
+                ""
+            };
             let _ = writeln!(
                 out,
                 "  \"{}\" -> \"{}\"{style};",

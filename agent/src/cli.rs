@@ -18,7 +18,11 @@ use crate::state::{self, StateDir};
 use crate::{apply, facts};
 
 #[derive(Debug, Parser)]
-#[command(name = "agent", version, about = "Masterless configuration agent for HA PostgreSQL")]
+#[command(
+    name = "agent",
+    version,
+    about = "Masterless configuration agent for HA PostgreSQL"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -42,7 +46,12 @@ pub struct Global {
     #[arg(long, global = true, value_name = "FILE")]
     pub hiera_config: Option<PathBuf>,
     /// External facts dir.
-    #[arg(long, global = true, value_name = "DIR", default_value = "/etc/agent/facts.d")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/etc/agent/facts.d"
+    )]
     pub facts_dir: PathBuf,
     /// Node name (trusted.certname); default: the hostname fact.
     #[arg(long, global = true)]
@@ -106,17 +115,37 @@ impl Settings {
     pub fn from_global(g: &Global) -> Result<Settings> {
         let root = match &g.root {
             Some(r) => {
-                std::fs::create_dir_all(r).with_context(|| format!("creating root {}", r.display()))?;
+                std::fs::create_dir_all(r)
+                    .with_context(|| format!("creating root {}", r.display()))?;
                 Some(std::fs::canonicalize(r).with_context(|| format!("root {}", r.display()))?)
             }
             None => None,
         };
-        let state = StateDir::new(g.state_dir.clone().unwrap_or_else(|| state::default_state_dir(root.as_deref())));
-        let manifests = g.manifests.clone().unwrap_or_else(|| first_existing("manifests", "/etc/agent/manifests"));
-        let hiera_config =
-            g.hiera_config.clone().unwrap_or_else(|| first_existing("hiera/hiera.yaml", "/etc/agent/hiera.yaml"));
-        let fact_opts = facts::FactOptions { facts_dir: g.facts_dir.clone(), ..Default::default() };
-        Ok(Settings { root, state, manifests, hiera_config, fact_opts, node: g.node.clone() })
+        let state = StateDir::new(
+            g.state_dir
+                .clone()
+                .unwrap_or_else(|| state::default_state_dir(root.as_deref())),
+        );
+        let manifests = g
+            .manifests
+            .clone()
+            .unwrap_or_else(|| first_existing("manifests", "/etc/agent/manifests"));
+        let hiera_config = g
+            .hiera_config
+            .clone()
+            .unwrap_or_else(|| first_existing("hiera/hiera.yaml", "/etc/agent/hiera.yaml"));
+        let fact_opts = facts::FactOptions {
+            facts_dir: g.facts_dir.clone(),
+            ..Default::default()
+        };
+        Ok(Settings {
+            root,
+            state,
+            manifests,
+            hiera_config,
+            fact_opts,
+            node: g.node.clone(),
+        })
     }
 
     fn facts(&self) -> Result<Value> {
@@ -135,10 +164,9 @@ impl Settings {
     }
 
     fn hiera(&self) -> Result<Arc<Hiera>> {
-        Ok(Arc::new(
-            Hiera::load(&self.hiera_config)
-                .with_context(|| format!("loading {}", self.hiera_config.display()))?,
-        ))
+        Ok(Arc::new(Hiera::load(&self.hiera_config).with_context(
+            || format!("loading {}", self.hiera_config.display()),
+        )?))
     }
 
     fn root_path(&self) -> PathBuf {
@@ -147,7 +175,11 @@ impl Settings {
 }
 
 fn first_existing(local: &str, system: &str) -> PathBuf {
-    if Path::new(local).exists() { PathBuf::from(local) } else { PathBuf::from(system) }
+    if Path::new(local).exists() {
+        PathBuf::from(local)
+    } else {
+        PathBuf::from(system)
+    }
 }
 
 /// Entry point of the binary.
@@ -166,13 +198,23 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<u8> {
     let settings = Settings::from_global(&cli.global)?;
     match cli.command {
-        Command::Apply { noop, detailed_exitcodes, lock_wait } => {
-            cmd_apply(&settings, noop, detailed_exitcodes, Duration::from_secs_f64(lock_wait))
-        }
+        Command::Apply {
+            noop,
+            detailed_exitcodes,
+            lock_wait,
+        } => cmd_apply(
+            &settings,
+            noop,
+            detailed_exitcodes,
+            Duration::from_secs_f64(lock_wait),
+        ),
         Command::Facts { names, json, yaml } => cmd_facts(&settings, &names, json, yaml),
-        Command::Lookup { key, explain, merge, show_sensitive } => {
-            cmd_lookup(&settings, &key, explain, merge.as_deref(), show_sensitive)
-        }
+        Command::Lookup {
+            key,
+            explain,
+            merge,
+            show_sensitive,
+        } => cmd_lookup(&settings, &key, explain, merge.as_deref(), show_sensitive),
         Command::Validate => cmd_validate(&settings),
         Command::Graph => {
             let (compiled, _) = compile_node(&settings)?;
@@ -193,21 +235,41 @@ fn compile_node(settings: &Settings) -> Result<(compile::Compiled, String)> {
         facts: &facts,
         hiera,
     })
-    .map_err(|e: CompileErrors| anyhow::anyhow!("{e}").context(format!("compiling the catalog for {node}")))?;
+    .map_err(|e: CompileErrors| {
+        anyhow::anyhow!("{e}").context(format!("compiling the catalog for {node}"))
+    })?;
     Ok((compiled, node))
 }
 
 fn cmd_apply(settings: &Settings, noop: bool, detailed: bool, lock_wait: Duration) -> Result<u8> {
     let started = Instant::now();
-    let started_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let started_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let (compiled, node) = compile_node(settings)?;
-    let cx = resources::Context::new(settings.root_path(), resources::backup::BackupStore::new(&settings.state.dir));
+    let cx = resources::Context::new(
+        settings.root_path(),
+        resources::backup::BackupStore::new(&settings.state.dir),
+    );
     if let Err(errors) = apply::preflight(&compiled.catalog, &cx) {
-        anyhow::bail!("refusing to apply, nothing was changed:\n{}", errors.join("\n"));
+        anyhow::bail!(
+            "refusing to apply, nothing was changed:\n{}",
+            errors.join("\n")
+        );
     }
     // noop writes nothing, not even the state dir.
-    let _lock = if noop { None } else { Some(settings.state.lock(lock_wait)?) };
-    let outcomes = apply::apply(&compiled.catalog, &cx, apply::Options { noop }, &mut Printer { show_diffs: true });
+    let _lock = if noop {
+        None
+    } else {
+        Some(settings.state.lock(lock_wait)?)
+    };
+    let outcomes = apply::apply(
+        &compiled.catalog,
+        &cx,
+        apply::Options { noop },
+        &mut Printer { show_diffs: true },
+    );
     let summary = Summary::of(&outcomes, started.elapsed().as_secs_f64());
     if !noop {
         let report = Report {
@@ -218,7 +280,9 @@ fn cmd_apply(settings: &Settings, noop: bool, detailed: bool, lock_wait: Duratio
             summary: &summary,
             resources: &outcomes,
         };
-        settings.state.write("last_run_report.json", report.to_json().as_bytes())?;
+        settings
+            .state
+            .write("last_run_report.json", report.to_json().as_bytes())?;
     }
     report::print_summary(&node, &summary, noop);
     Ok(summary.exit_code(detailed))
@@ -250,7 +314,10 @@ fn cmd_facts(settings: &Settings, names: &[String], json: bool, yaml: bool) -> R
         }
     }
     if !missing.is_empty() {
-        anyhow::bail!("no such fact: {} (try `agent facts` to list them)", missing.join(", "));
+        anyhow::bail!(
+            "no such fact: {} (try `agent facts` to list them)",
+            missing.join(", ")
+        );
     }
     if names.len() == 1 && !json && !yaml {
         report::print(&render(&picked[&names[0]]));
@@ -258,14 +325,24 @@ fn cmd_facts(settings: &Settings, names: &[String], json: bool, yaml: bool) -> R
         report::print(&render(&Value::Object(picked)));
     } else {
         for (k, v) in picked {
-            let v = if let Value::String(s) = v { s } else { serde_json::to_string(&v).unwrap_or_default() };
+            let v = if let Value::String(s) = v {
+                s
+            } else {
+                serde_json::to_string(&v).unwrap_or_default()
+            };
             report::print(&format!("{k} => {v}"));
         }
     }
     Ok(0)
 }
 
-fn cmd_lookup(settings: &Settings, key: &str, explain: bool, merge: Option<&str>, show: bool) -> Result<u8> {
+fn cmd_lookup(
+    settings: &Settings,
+    key: &str,
+    explain: bool,
+    merge: Option<&str>,
+    show: bool,
+) -> Result<u8> {
     let facts = settings.facts()?;
     let node = settings.node_name(&facts)?;
     let roles = if settings.manifests.join("site.yaml").exists() {
@@ -275,7 +352,9 @@ fn cmd_lookup(settings: &Settings, key: &str, explain: bool, merge: Option<&str>
     };
     let scope = compile::scope(&facts, &node, &roles);
     let hiera = settings.hiera()?;
-    let merge = merge.map(|m| Merge::parse(m).context("bad --merge")).transpose()?;
+    let merge = merge
+        .map(|m| Merge::parse(m).context("bad --merge"))
+        .transpose()?;
     let (found, explanation) = if explain {
         let (r, text) = hiera.explain(key, &scope, merge, show);
         (r, Some(text))
@@ -283,7 +362,11 @@ fn cmd_lookup(settings: &Settings, key: &str, explain: bool, merge: Option<&str>
         (hiera.lookup(key, &scope, merge), None)
     };
     if let Some(text) = explanation {
-        if show { report::print_raw(&text) } else { report::print(&text) }
+        if show {
+            report::print_raw(&text)
+        } else {
+            report::print(&text)
+        }
     }
     let found = found?;
     if explain {
@@ -294,7 +377,11 @@ fn cmd_lookup(settings: &Settings, key: &str, explain: bool, merge: Option<&str>
         Value::String(s) => s.clone(),
         other => serde_yaml::to_string(other).unwrap_or_default(),
     };
-    if show { report::print_raw(&text) } else { report::print(&text) }
+    if show {
+        report::print_raw(&text)
+    } else {
+        report::print(&text)
+    }
     Ok(0)
 }
 
@@ -332,7 +419,8 @@ struct RedactingWriter<W: std::io::Write>(W);
 impl<W: std::io::Write> std::io::Write for RedactingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
-        self.0.write_all(resources::redact::redact(&text).as_bytes())?;
+        self.0
+            .write_all(resources::redact::redact(&text).as_bytes())?;
         Ok(buf.len())
     }
 

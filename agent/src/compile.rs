@@ -74,7 +74,10 @@ pub fn scope(facts: &Value, node: &str, roles: &[String]) -> Value {
 
 /// `roles/stash_server` → `stash_server`.
 fn role_name(roles: &[String]) -> String {
-    roles.first().map(|r| r.rsplit('/').next().unwrap_or(r).to_string()).unwrap_or_default()
+    roles
+        .first()
+        .map(|r| r.rsplit('/').next().unwrap_or(r).to_string())
+        .unwrap_or_default()
 }
 
 /// The node's role, as the hierarchy sees it, from site.yaml alone.
@@ -82,20 +85,33 @@ pub fn classify(manifests_dir: &Path, node: &str) -> Result<Vec<String>, Compile
     Ok(manifest::load(manifests_dir, node)?.roles)
 }
 
-const META: &[&str] = &["require", "before", "notify", "subscribe", "tags", "noop", "for_each"];
+const META: &[&str] = &[
+    "require",
+    "before",
+    "notify",
+    "subscribe",
+    "tags",
+    "noop",
+    "for_each",
+];
 
 /// Compiles the node's catalog.
 pub fn compile(input: Input<'_>) -> Result<Compiled, CompileErrors> {
     let loaded = manifest::load(input.manifests_dir, input.node)?;
     let scope = Arc::new(scope(input.facts, input.node, &loaded.roles));
-    let mut renderer =
-        Renderer::new(input.hiera.clone(), scope.clone(), input.manifests_dir.join("templates"));
+    let mut renderer = Renderer::new(
+        input.hiera.clone(),
+        scope.clone(),
+        input.manifests_dir.join("templates"),
+    );
     let base_ctx = json!({
         "facts": input.facts,
         "node": { "name": input.node, "roles": loaded.roles, "role": role_name(&loaded.roles) },
         "role": role_name(&loaded.roles),
     });
-    let env = TypeEnv { facts: input.facts.clone() };
+    let env = TypeEnv {
+        facts: input.facts.clone(),
+    };
     let mut errors = Vec::new();
     let mut entries = Vec::new();
     let cx = CompileCx {
@@ -115,9 +131,13 @@ pub fn compile(input: Input<'_>) -> Result<Compiled, CompileErrors> {
     if !errors.is_empty() {
         return Err(CompileErrors(errors));
     }
-    let catalog =
-        Catalog::build(entries).map_err(|es| CompileErrors(es.iter().map(|e| e.to_string()).collect()))?;
-    Ok(Compiled { catalog, roles: loaded.roles, files: loaded.files })
+    let catalog = Catalog::build(entries)
+        .map_err(|es| CompileErrors(es.iter().map(|e| e.to_string()).collect()))?;
+    Ok(Compiled {
+        catalog,
+        roles: loaded.roles,
+        files: loaded.files,
+    })
 }
 
 struct CompileCx<'a> {
@@ -152,15 +172,29 @@ impl CompileCx<'_> {
         match v {
             Yaml::Sequence(seq) => seq.iter().map(yaml_to_json).collect(),
             Yaml::String(s) => {
-                let re = regex::Regex::new(r#"^\{\{\s*lookup\s+['"]([^'"]+)['"]\s*\}\}$"#).expect("valid");
-                let key = re.captures(s.trim()).map(|c| c[1].to_string()).ok_or_else(|| {
-                    format!("for_each must be a list or exactly {{{{lookup 'key'}}}}, got '{s}'")
-                })?;
-                let found = self.hiera.lookup(&key, self.scope, None).map_err(|e| e.to_string())?;
+                let re = regex::Regex::new(r#"^\{\{\s*lookup\s+['"]([^'"]+)['"]\s*\}\}$"#)
+                    .expect("valid");
+                let key = re
+                    .captures(s.trim())
+                    .map(|c| c[1].to_string())
+                    .ok_or_else(|| {
+                        format!(
+                            "for_each must be a list or exactly {{{{lookup 'key'}}}}, got '{s}'"
+                        )
+                    })?;
+                let found = self
+                    .hiera
+                    .lookup(&key, self.scope, None)
+                    .map_err(|e| e.to_string())?;
                 match found.value {
                     Value::Array(a) => Ok(a),
-                    Value::Object(o) => Ok(o.into_iter().map(|(k, v)| json!({"key": k, "value": v})).collect()),
-                    other => Err(format!("for_each: hiera key '{key}' is {other}, not a list or hash")),
+                    Value::Object(o) => Ok(o
+                        .into_iter()
+                        .map(|(k, v)| json!({"key": k, "value": v}))
+                        .collect()),
+                    other => Err(format!(
+                        "for_each: hiera key '{key}' is {other}, not a list or hash"
+                    )),
                 }
             }
             other => Err(format!("for_each must be a list, got {other:?}")),
@@ -176,11 +210,17 @@ impl CompileCx<'_> {
                 .hint(format!("known types: {}", registry::names().join(", ")))
         })?;
         let title_yaml = yaml_to_json(&raw.title).map_err(&at)?;
-        let (title, _) = self.render_value(&title_yaml, ctx).map_err(|e| at(format!("title: {e}")))?;
+        let (title, _) = self
+            .render_value(&title_yaml, ctx)
+            .map_err(|e| at(format!("title: {e}")))?;
         let title = match title {
             Value::String(s) if !s.is_empty() => s,
             Value::Number(n) => n.to_string(),
-            _ => return Err(at(format!("{type_name}: the title must be a non-empty string"))),
+            _ => {
+                return Err(at(format!(
+                    "{type_name}: the title must be a non-empty string"
+                )))
+            }
         };
         let id = ResourceId::new(&type_name, &title);
         let mut attrs = Map::new();
@@ -191,22 +231,27 @@ impl CompileCx<'_> {
                 continue;
             }
             let v = yaml_to_json(value).map_err(&at)?;
-            let (v, secret) =
-                self.render_value(&v, ctx).map_err(|e| at(format!("{id}: attribute '{key}': {e}")))?;
+            let (v, secret) = self
+                .render_value(&v, ctx)
+                .map_err(|e| at(format!("{id}: attribute '{key}': {e}")))?;
             if META.contains(&key.as_str()) {
-                self.meta(&mut meta, key, v).map_err(|e| at(format!("{id}: {e}")))?;
+                self.meta(&mut meta, key, v)
+                    .map_err(|e| at(format!("{id}: {e}")))?;
                 continue;
             }
             match key.as_str() {
                 "template" => {
-                    let Value::String(rel) = v else { return Err(at(format!("{id}: template must be a string"))) };
+                    let Value::String(rel) = v else {
+                        return Err(at(format!("{id}: template must be a string")));
+                    };
                     if raw.attrs.iter().any(|(k, _)| k == "content") {
-                        return Err(at(format!("{id}: give either content or template, not both")));
+                        return Err(at(format!(
+                            "{id}: give either content or template, not both"
+                        )));
                     }
-                    let r = self
-                        .renderer
-                        .render_template(&rel, ctx)
-                        .map_err(|e| at(format!("{id}: {e}")).hint("templates live under manifests/templates/"))?;
+                    let r = self.renderer.render_template(&rel, ctx).map_err(|e| {
+                        at(format!("{id}: {e}")).hint("templates live under manifests/templates/")
+                    })?;
                     if r.sensitive || redact::contains_secret(&r.text) {
                         sensitive.insert("content".to_string());
                     }
@@ -214,9 +259,14 @@ impl CompileCx<'_> {
                     continue;
                 }
                 "source" => {
-                    let Value::String(rel) = v else { return Err(at(format!("{id}: source must be a string"))) };
-                    let path = crate::render::confine_template(&self.files_dir, &rel)
-                        .map_err(|e| at(format!("{id}: source: {e}")).hint("sources live under manifests/files/"))?;
+                    let Value::String(rel) = v else {
+                        return Err(at(format!("{id}: source must be a string")));
+                    };
+                    let path =
+                        crate::render::confine_template(&self.files_dir, &rel).map_err(|e| {
+                            at(format!("{id}: source: {e}"))
+                                .hint("sources live under manifests/files/")
+                        })?;
                     attrs.insert("source".into(), Value::String(path.display().to_string()));
                     continue;
                 }
@@ -227,11 +277,23 @@ impl CompileCx<'_> {
             }
             attrs.insert(key.clone(), v);
         }
-        let decl = Decl { id: id.clone(), attrs, sensitive, location: loc.clone() };
+        let decl = Decl {
+            id: id.clone(),
+            attrs,
+            sensitive,
+            location: loc.clone(),
+        };
         let resource = constructor(&decl, self.env).map_err(|e| {
-            at(e.to_string()).hint(format!("see the `{type_name}` row of the resource table in README.md"))
+            at(e.to_string()).hint(format!(
+                "see the `{type_name}` row of the resource table in README.md"
+            ))
         })?;
-        Ok(Entry { id, resource, meta, location: loc.clone() })
+        Ok(Entry {
+            id,
+            resource,
+            meta,
+            location: loc.clone(),
+        })
     }
 
     fn meta(&self, meta: &mut Meta, key: &str, v: Value) -> Result<(), String> {
@@ -240,7 +302,11 @@ impl CompileCx<'_> {
                 Value::String(s) => Ok(vec![s]),
                 Value::Array(a) => a
                     .into_iter()
-                    .map(|x| x.as_str().map(str::to_string).ok_or_else(|| format!("{key}: expected strings")))
+                    .map(|x| {
+                        x.as_str()
+                            .map(str::to_string)
+                            .ok_or_else(|| format!("{key}: expected strings"))
+                    })
                     .collect(),
                 other => Err(format!("{key}: expected a string or a list, got {other}")),
             }
@@ -249,7 +315,8 @@ impl CompileCx<'_> {
             list(v)?
                 .iter()
                 .map(|r| {
-                    ResourceId::parse(r).ok_or_else(|| format!("{key}: '{r}' is not a reference like type[title]"))
+                    ResourceId::parse(r)
+                        .ok_or_else(|| format!("{key}: '{r}' is not a reference like type[title]"))
                 })
                 .collect()
         };

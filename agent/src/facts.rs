@@ -16,7 +16,10 @@ pub struct FactOptions {
 
 impl Default for FactOptions {
     fn default() -> Self {
-        FactOptions { facts_dir: PathBuf::from("/etc/agent/facts.d"), exec_timeout: Duration::from_secs(10) }
+        FactOptions {
+            facts_dir: PathBuf::from("/etc/agent/facts.d"),
+            exec_timeout: Duration::from_secs(10),
+        }
     }
 }
 

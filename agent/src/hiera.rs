@@ -44,11 +44,25 @@ impl Hiera {
         Ok(Hiera {})
     }
 
-    pub fn lookup(&self, key: &str, _scope: &Value, _merge: Option<Merge>) -> Result<Found, HieraError> {
-        Err(HieraError::NotFound { key: key.into(), searched: vec![] })
+    pub fn lookup(
+        &self,
+        key: &str,
+        _scope: &Value,
+        _merge: Option<Merge>,
+    ) -> Result<Found, HieraError> {
+        Err(HieraError::NotFound {
+            key: key.into(),
+            searched: vec![],
+        })
     }
 
-    pub fn explain(&self, key: &str, scope: &Value, merge: Option<Merge>, _show: bool) -> (Result<Found, HieraError>, String) {
+    pub fn explain(
+        &self,
+        key: &str,
+        scope: &Value,
+        merge: Option<Merge>,
+        _show: bool,
+    ) -> (Result<Found, HieraError>, String) {
         (self.lookup(key, scope, merge), String::new())
     }
 }

@@ -3,8 +3,8 @@
 
 pub mod apply;
 pub mod catalog;
-pub mod compile;
 pub mod cli;
+pub mod compile;
 pub mod facts;
 pub mod hiera;
 pub mod manifest;

@@ -34,7 +34,11 @@ pub struct ManifestError {
 
 impl ManifestError {
     pub fn new(location: Location, message: impl Into<String>) -> Self {
-        ManifestError { location, message: message.into(), hint: None }
+        ManifestError {
+            location,
+            message: message.into(),
+            hint: None,
+        }
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
@@ -94,15 +98,19 @@ pub struct NodeManifests {
 
 /// Reads and parses one YAML file, turning a syntax error into file:line.
 fn read_yaml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<(T, String), ManifestError> {
-    let at = |line| Location { file: path.to_path_buf(), line };
+    let at = |line| Location {
+        file: path.to_path_buf(),
+        line,
+    };
     let text = std::fs::read_to_string(path).map_err(|e| {
         ManifestError::new(at(0), format!("cannot read manifest: {e}"))
             .hint("check --manifests and the names in site.yaml / include")
     })?;
     let parsed = serde_yaml::from_str(&text).map_err(|e| {
         let line = e.location().map(|l| l.line()).unwrap_or(0);
-        ManifestError::new(at(line), format!("malformed manifest: {e}"))
-            .hint("manifests are YAML: `include: [...]` and `resources:` with `- TYPE: TITLE` items")
+        ManifestError::new(at(line), format!("malformed manifest: {e}")).hint(
+            "manifests are YAML: `include: [...]` and `resources:` with `- TYPE: TITLE` items",
+        )
     })?;
     Ok((parsed, text))
 }
@@ -112,30 +120,47 @@ pub fn load(manifests_dir: &Path, node: &str) -> Result<NodeManifests, ManifestE
     let site_path = manifests_dir.join("site.yaml");
     let (site, _) = read_yaml::<RawSite>(&site_path)?;
     let roles = classify(&site, node, &site_path)?;
-    let mut out = NodeManifests { roles: roles.clone(), resources: vec![], files: vec![site_path.clone()] };
+    let mut out = NodeManifests {
+        roles: roles.clone(),
+        resources: vec![],
+        files: vec![site_path.clone()],
+    };
     let mut loaded = BTreeMap::new();
     for role in &roles {
         let mut chain = vec![];
-        load_manifest(manifests_dir, role, &site_path, &mut chain, &mut loaded, &mut out)?;
+        load_manifest(
+            manifests_dir,
+            role,
+            &site_path,
+            &mut chain,
+            &mut loaded,
+            &mut out,
+        )?;
     }
     Ok(out)
 }
 
 /// Exact name first, then `/regex/` patterns in written order, then `default`.
 fn classify(site: &RawSite, node: &str, site_path: &Path) -> Result<Vec<String>, ManifestError> {
-    let at = Location { file: site_path.to_path_buf(), line: 0 };
+    let at = Location {
+        file: site_path.to_path_buf(),
+        line: 0,
+    };
     let roles_of = |v: &Yaml| -> Result<Vec<String>, ManifestError> {
         match v {
             Yaml::String(s) => Ok(vec![s.clone()]),
             Yaml::Sequence(seq) => seq
                 .iter()
                 .map(|r| {
-                    r.as_str().map(str::to_string).ok_or_else(|| {
-                        ManifestError::new(at.clone(), "role names must be strings")
-                    })
+                    r.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| ManifestError::new(at.clone(), "role names must be strings"))
                 })
                 .collect(),
-            _ => Err(ManifestError::new(at.clone(), "a node maps to a role name or a list of them")),
+            _ => Err(ManifestError::new(
+                at.clone(),
+                "a node maps to a role name or a list of them",
+            )),
         }
     };
     for (k, v) in &site.nodes {
@@ -155,8 +180,10 @@ fn classify(site: &RawSite, node: &str, site_path: &Path) -> Result<Vec<String>,
         }
     }
     if site.default.is_empty() {
-        return Err(ManifestError::new(at, format!("node '{node}' matches no entry of site.yaml"))
-            .hint("add the node under `nodes:` or give a `default:` list of roles"));
+        return Err(
+            ManifestError::new(at, format!("node '{node}' matches no entry of site.yaml"))
+                .hint("add the node under `nodes:` or give a `default:` list of roles"),
+        );
     }
     Ok(site.default.clone())
 }
@@ -173,7 +200,10 @@ fn load_manifest(
         let mut cycle: Vec<_> = chain[pos..].to_vec();
         cycle.push(name.to_string());
         return Err(ManifestError::new(
-            Location { file: from.to_path_buf(), line: 0 },
+            Location {
+                file: from.to_path_buf(),
+                line: 0,
+            },
             format!("include cycle: {}", cycle.join(" -> ")),
         )
         .hint("a manifest may not include itself, directly or through others"));
@@ -182,7 +212,13 @@ fn load_manifest(
         return Ok(()); // included twice: like Puppet's include, once is enough
     }
     let path = manifest_path(dir, name).map_err(|m| {
-        ManifestError::new(Location { file: from.to_path_buf(), line: 0 }, m)
+        ManifestError::new(
+            Location {
+                file: from.to_path_buf(),
+                line: 0,
+            },
+            m,
+        )
     })?;
     let (raw, text) = read_yaml::<RawManifest>(&path)?;
     chain.push(name.to_string());
@@ -194,7 +230,10 @@ fn load_manifest(
     out.files.push(path.clone());
     let lines = item_lines(&text, "resources");
     for (i, mapping) in raw.resources.into_iter().enumerate() {
-        let location = Location { file: path.clone(), line: lines.get(i).copied().unwrap_or(0) };
+        let location = Location {
+            file: path.clone(),
+            line: lines.get(i).copied().unwrap_or(0),
+        };
         out.resources.push(raw_resource(mapping, location)?);
     }
     Ok(())
@@ -203,8 +242,14 @@ fn load_manifest(
 /// `roles/x` → `<dir>/roles/x.yaml`, refusing names that leave the dir.
 fn manifest_path(dir: &Path, name: &str) -> Result<PathBuf, String> {
     let rel = Path::new(name);
-    if rel.is_absolute() || rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-        return Err(format!("manifest name '{name}' must be relative to the manifests dir"));
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(format!(
+            "manifest name '{name}' must be relative to the manifests dir"
+        ));
     }
     let file = if name.ends_with(".yaml") || name.ends_with(".yml") {
         dir.join(name)
@@ -220,17 +265,27 @@ fn raw_resource(mapping: Mapping, location: Location) -> Result<RawResource, Man
         return Err(ManifestError::new(location, "empty resource").hint("write `- TYPE: TITLE`"));
     };
     let Some(type_name) = type_key.as_str().map(str::to_string) else {
-        return Err(ManifestError::new(location, "resource type must be a string")
-            .hint("write `- TYPE: TITLE` as the first line of the item"));
+        return Err(
+            ManifestError::new(location, "resource type must be a string")
+                .hint("write `- TYPE: TITLE` as the first line of the item"),
+        );
     };
     let mut attrs = Vec::new();
     for (k, v) in entries {
         let Some(k) = k.as_str() else {
-            return Err(ManifestError::new(location, "attribute names must be strings"));
+            return Err(ManifestError::new(
+                location,
+                "attribute names must be strings",
+            ));
         };
         attrs.push((k.to_string(), v));
     }
-    Ok(RawResource { type_name, title, attrs, location })
+    Ok(RawResource {
+        type_name,
+        title,
+        attrs,
+        location,
+    })
 }
 
 /// Line numbers (1-based) of the items of the top-level sequence `key`, in
@@ -291,15 +346,25 @@ mod tests {
                     "site.yaml",
                     "nodes:\n  a: [roles/a]\n  \"/^db\\\\d+$/\": roles/db\ndefault: [roles/base]\n",
                 ),
-                ("roles/a.yaml", "include: [profiles/p]\nresources:\n  - file: /a\n"),
+                (
+                    "roles/a.yaml",
+                    "include: [profiles/p]\nresources:\n  - file: /a\n",
+                ),
                 ("roles/db.yaml", "resources: []\n"),
                 ("roles/base.yaml", "{}\n"),
-                ("profiles/p.yaml", "resources:\n\n  # c\n  - file: /p\n    content: x\n  - exec: y\n"),
+                (
+                    "profiles/p.yaml",
+                    "resources:\n\n  # c\n  - file: /p\n    content: x\n  - exec: y\n",
+                ),
             ],
         );
         let a = load(d.path(), "a").unwrap();
         assert_eq!(a.roles, vec!["roles/a"]);
-        let ids: Vec<_> = a.resources.iter().map(|r| (r.title.as_str().unwrap(), r.location.line)).collect();
+        let ids: Vec<_> = a
+            .resources
+            .iter()
+            .map(|r| (r.title.as_str().unwrap(), r.location.line))
+            .collect();
         assert_eq!(ids, vec![("/p", 4), ("y", 6), ("/a", 3)]);
         assert_eq!(load(d.path(), "db12").unwrap().roles, vec!["roles/db"]);
         assert_eq!(load(d.path(), "other").unwrap().roles, vec!["roles/base"]);
@@ -318,7 +383,10 @@ mod tests {
         );
         let err = load(d.path(), "n").unwrap_err().to_string();
         assert!(err.contains("include cycle: a -> b -> a"), "{err}");
-        site(d.path(), &[("a.yaml", "resources:\n  - file: /x\n   bad: [\n")]);
+        site(
+            d.path(),
+            &[("a.yaml", "resources:\n  - file: /x\n   bad: [\n")],
+        );
         let err = load(d.path(), "n").unwrap_err();
         assert!(err.location.file.ends_with("a.yaml"));
         assert!(err.location.line >= 2, "{err}");

@@ -44,9 +44,9 @@ impl HelperDef for LookupHelper {
                 }
                 Ok(ScopedJson::Derived(found.value))
             }
-            Err(HieraError::NotFound { .. }) if h.hash_get("default").is_some() => {
-                Ok(ScopedJson::Derived(h.hash_get("default").expect("checked").value().clone()))
-            }
+            Err(HieraError::NotFound { .. }) if h.hash_get("default").is_some() => Ok(
+                ScopedJson::Derived(h.hash_get("default").expect("checked").value().clone()),
+            ),
             Err(e) => Err(RenderErrorReason::Other(e.to_string()).into()),
         }
     }
@@ -76,23 +76,35 @@ impl Renderer {
         let sensitive_seen = Arc::new(AtomicBool::new(false));
         hb.register_helper(
             "lookup",
-            Box::new(LookupHelper { hiera, scope, sensitive_seen: sensitive_seen.clone() }),
+            Box::new(LookupHelper {
+                hiera,
+                scope,
+                sensitive_seen: sensitive_seen.clone(),
+            }),
         );
-        Renderer { hb, strings: HashMap::new(), templates_dir, sensitive_seen }
+        Renderer {
+            hb,
+            strings: HashMap::new(),
+            templates_dir,
+            sensitive_seen,
+        }
     }
 
     /// Renders a manifest string with `ctx` (facts, node, item...).
     pub fn render_str(&mut self, text: &str, ctx: &Value) -> Result<Rendered, String> {
         if !text.contains("{{") {
-            return Ok(Rendered { text: text.to_string(), sensitive: false });
+            return Ok(Rendered {
+                text: text.to_string(),
+                sensitive: false,
+            });
         }
         let name = match self.strings.get(text) {
             Some(n) => n.clone(),
             None => {
                 let name = format!("string #{}", self.strings.len() + 1);
-                self.hb
-                    .register_template_string(&name, text)
-                    .map_err(|e| format!("template syntax error: {}", describe_template_error(&e)))?;
+                self.hb.register_template_string(&name, text).map_err(|e| {
+                    format!("template syntax error: {}", describe_template_error(&e))
+                })?;
                 self.strings.insert(text.to_string(), name.clone());
                 name
             }
@@ -108,16 +120,27 @@ impl Renderer {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| format!("cannot read template {}: {e}", path.display()))?;
             self.hb.register_template_string(&key, text).map_err(|e| {
-                format!("template syntax error in {}: {}", path.display(), describe_template_error(&e))
+                format!(
+                    "template syntax error in {}: {}",
+                    path.display(),
+                    describe_template_error(&e)
+                )
             })?;
         }
-        self.render_named(&key, ctx).map_err(|e| format!("{e} (in {})", self.templates_dir.join(rel).display()))
+        self.render_named(&key, ctx)
+            .map_err(|e| format!("{e} (in {})", self.templates_dir.join(rel).display()))
     }
 
     fn render_named(&self, name: &str, ctx: &Value) -> Result<Rendered, String> {
         self.sensitive_seen.store(false, Ordering::Relaxed);
-        let text = self.hb.render(name, ctx).map_err(|e| describe_render_error(&e))?;
-        Ok(Rendered { text, sensitive: self.sensitive_seen.load(Ordering::Relaxed) })
+        let text = self
+            .hb
+            .render(name, ctx)
+            .map_err(|e| describe_render_error(&e))?;
+        Ok(Rendered {
+            text,
+            sensitive: self.sensitive_seen.load(Ordering::Relaxed),
+        })
     }
 }
 
@@ -125,14 +148,26 @@ impl Renderer {
 /// path, no symlink out).
 pub fn confine_template(dir: &Path, rel: &str) -> Result<PathBuf, String> {
     let p = Path::new(rel);
-    if p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-        return Err(format!("template path '{rel}' must be relative to {} without '..'", dir.display()));
+    if p.is_absolute()
+        || p.components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(format!(
+            "template path '{rel}' must be relative to {} without '..'",
+            dir.display()
+        ));
     }
     let full = dir.join(p);
-    let canon_dir = std::fs::canonicalize(dir).map_err(|e| format!("templates dir {}: {e}", dir.display()))?;
-    let canon = std::fs::canonicalize(&full).map_err(|e| format!("template {}: {e}", full.display()))?;
+    let canon_dir =
+        std::fs::canonicalize(dir).map_err(|e| format!("templates dir {}: {e}", dir.display()))?;
+    let canon =
+        std::fs::canonicalize(&full).map_err(|e| format!("template {}: {e}", full.display()))?;
     if !canon.starts_with(&canon_dir) {
-        return Err(format!("template {} resolves outside {}", full.display(), dir.display()));
+        return Err(format!(
+            "template {} resolves outside {}",
+            full.display(),
+            dir.display()
+        ));
     }
     Ok(canon)
 }

@@ -100,7 +100,11 @@ impl Observer for Printer {
             _ => "Notice",
         };
         for c in &o.changes {
-            let c = if o.status == Status::Noop { c.replace(" changed ", " would change ") } else { c.clone() };
+            let c = if o.status == Status::Noop {
+                c.replace(" changed ", " would change ")
+            } else {
+                c.clone()
+            };
             out(&format!("{prefix}: {}: {c}", o.id));
         }
         if self.show_diffs {
@@ -110,7 +114,11 @@ impl Observer for Printer {
         }
         if let Some(m) = &o.message {
             let line = format!("{prefix}: {}: {m}", o.id);
-            if o.status == Status::Failed { err(&line) } else { out(&line) }
+            if o.status == Status::Failed {
+                err(&line)
+            } else {
+                out(&line)
+            }
         }
     }
 }
@@ -118,7 +126,11 @@ impl Observer for Printer {
 /// `Notice: Applied catalog for N: 3 changed, 0 failed, 1 skipped, 12 total in 0.02 s`
 pub fn print_summary(node: &str, s: &Summary, noop: bool) {
     let verb = if noop { "Noop run" } else { "Applied catalog" };
-    let pending = if noop { format!(", {} out of sync", s.out_of_sync) } else { String::new() };
+    let pending = if noop {
+        format!(", {} out of sync", s.out_of_sync)
+    } else {
+        String::new()
+    };
     out(&format!(
         "Notice: {verb} for {node}: {} changed, {} failed, {} skipped{pending}, {} total in {:.3} s",
         s.changed, s.failed, s.skipped, s.total, s.seconds
@@ -156,7 +168,11 @@ mod tests {
 
     #[test]
     fn exit_codes_match_puppet() {
-        let s = |changed, failed| Summary { changed, failed, ..Default::default() };
+        let s = |changed, failed| Summary {
+            changed,
+            failed,
+            ..Default::default()
+        };
         assert_eq!(s(0, 0).exit_code(true), 0);
         assert_eq!(s(1, 0).exit_code(true), 2);
         assert_eq!(s(0, 1).exit_code(true), 4);

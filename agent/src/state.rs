@@ -112,7 +112,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = StateDir::new(dir.path().join("state"));
         let _held = state.lock(Duration::ZERO).unwrap();
-        let err = state.lock(Duration::from_millis(120)).err().unwrap().to_string();
+        let err = state
+            .lock(Duration::from_millis(120))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains(&std::process::id().to_string()), "{err}");
         assert!(err.contains("another agent run"), "{err}");
         drop(_held);

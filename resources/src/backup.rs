@@ -35,7 +35,9 @@ pub struct BackupStore {
 
 impl BackupStore {
     pub fn new(state_dir: &Path) -> Self {
-        BackupStore { dir: state_dir.join("backup") }
+        BackupStore {
+            dir: state_dir.join("backup"),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -59,7 +61,10 @@ impl BackupStore {
         let entry = BackupEntry {
             path: path.to_path_buf(),
             sha256: sha.clone(),
-            time: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            time: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
             size: content.len() as u64,
         };
         let index = self.dir.join("index.jsonl");

@@ -23,7 +23,10 @@ pub struct ResourceId {
 
 impl ResourceId {
     pub fn new(type_name: impl Into<String>, title: impl Into<String>) -> Self {
-        ResourceId { type_name: type_name.into(), title: title.into() }
+        ResourceId {
+            type_name: type_name.into(),
+            title: title.into(),
+        }
     }
 
     /// Parses a reference written `type[title]`.
@@ -35,7 +38,11 @@ impl ResourceId {
         }
         let type_name = reference[..open].trim().to_ascii_lowercase();
         let title = &reference[open + 1..reference.len() - 1];
-        if title.is_empty() || !type_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        if title.is_empty()
+            || !type_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
             return None;
         }
         Some(ResourceId::new(type_name, title))
@@ -120,7 +127,11 @@ pub struct Context {
 
 impl Context {
     pub fn new(root: impl Into<PathBuf>, backup: BackupStore) -> Self {
-        Context { root: root.into(), backup, runner: Runner::default() }
+        Context {
+            root: root.into(),
+            backup,
+            runner: Runner::default(),
+        }
     }
 
     /// The on-disk path of a node path (`/etc/hosts` → `<root>/etc/hosts`),
@@ -147,7 +158,13 @@ pub struct Change {
 
 impl Change {
     pub fn new(property: impl Into<String>, from: Option<String>, to: Option<String>) -> Self {
-        Change { property: property.into(), from, to, diff: None, sensitive: false }
+        Change {
+            property: property.into(),
+            from,
+            to,
+            diff: None,
+            sensitive: false,
+        }
     }
 
     pub fn with_diff(mut self, diff: String) -> Self {
@@ -167,7 +184,12 @@ impl Change {
             Some(v) => format!("'{}'", redact::redact(v)),
             None => "absent".to_string(),
         };
-        format!("{} changed {} to {}", self.property, show(&self.from), show(&self.to))
+        format!(
+            "{} changed {} to {}",
+            self.property,
+            show(&self.from),
+            show(&self.to)
+        )
     }
 
     /// The diff, if any, safe to print.
@@ -185,9 +207,16 @@ impl Change {
 #[derive(Debug, thiserror::Error)]
 pub enum ResourceError {
     #[error("{cmd} exited with {status}: {stderr}")]
-    CommandFailed { cmd: String, status: String, stderr: String },
+    CommandFailed {
+        cmd: String,
+        status: String,
+        stderr: String,
+    },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Invalid(String),
     #[error("path {path} resolves outside the root {root}")]
@@ -198,7 +227,10 @@ pub enum ResourceError {
 
 impl ResourceError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        ResourceError::Io { path: path.into(), source }
+        ResourceError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }
 

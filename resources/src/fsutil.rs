@@ -20,7 +20,10 @@ pub const TEMP_MARK: &str = ".agent-tmp";
 /// refusing `..` components and symlinks (in existing parents) that would
 /// leave the root.
 pub fn confine(root: &Path, node_path: &Path) -> Result<PathBuf, ResourceError> {
-    let outside = || ResourceError::OutsideRoot { path: node_path.to_path_buf(), root: root.to_path_buf() };
+    let outside = || ResourceError::OutsideRoot {
+        path: node_path.to_path_buf(),
+        root: root.to_path_buf(),
+    };
     if !node_path.is_absolute() {
         return Err(ResourceError::Invalid(format!(
             "{}: paths must be absolute",
@@ -49,9 +52,8 @@ pub fn confine(root: &Path, node_path: &Path) -> Result<PathBuf, ResourceError> 
                 if target.is_absolute() {
                     return Err(outside());
                 }
-                let resolved = fs::canonicalize(&probe).unwrap_or_else(|_| {
-                    probe.parent().unwrap_or(root).join(&target)
-                });
+                let resolved = fs::canonicalize(&probe)
+                    .unwrap_or_else(|_| probe.parent().unwrap_or(root).join(&target));
                 if !normalize(&resolved).starts_with(&canon_root) {
                     return Err(outside());
                 }
@@ -122,7 +124,9 @@ pub fn write_atomic(path: &Path, content: &[u8], mode: Option<u32>) -> Result<()
     let dir = path.parent().unwrap_or(Path::new("/"));
     let mode = match mode {
         Some(m) => m,
-        None => fs::metadata(path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o644),
+        None => fs::metadata(path)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or(0o644),
     };
     let tmp = temp_path(path);
     let result = (|| {
@@ -162,7 +166,9 @@ pub fn replace_file(
 
 /// Removes temp files left in `dir` by killed runs.
 pub fn clean_stale_temps(dir: &Path) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
@@ -177,7 +183,9 @@ pub fn parse_mode(text: &str) -> Result<u32, ResourceError> {
     u32::from_str_radix(text.trim_start_matches("0o"), 8)
         .ok()
         .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| ResourceError::Invalid(format!("invalid mode '{text}': expected octal like 0644")))
+        .ok_or_else(|| {
+            ResourceError::Invalid(format!("invalid mode '{text}': expected octal like 0644"))
+        })
 }
 
 #[cfg(test)]
@@ -188,7 +196,10 @@ mod tests {
     fn confine_refuses_escapes() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        assert_eq!(confine(root, Path::new("/etc/hosts")).unwrap(), root.join("etc/hosts"));
+        assert_eq!(
+            confine(root, Path::new("/etc/hosts")).unwrap(),
+            root.join("etc/hosts")
+        );
         assert!(matches!(
             confine(root, Path::new("/etc/../../x")),
             Err(ResourceError::OutsideRoot { .. })
@@ -210,8 +221,15 @@ mod tests {
         write_atomic(&p, b"one\n", Some(0o600)).unwrap();
         write_atomic(&p, b"two\n", None).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two\n");
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
     }
 
     #[test]

@@ -16,7 +16,10 @@ pub const TYPES: &[(&str, Constructor)] = &[
 
 /// The constructor of `type_name`, if there is such a type.
 pub fn lookup(type_name: &str) -> Option<Constructor> {
-    TYPES.iter().find(|(name, _)| *name == type_name).map(|(_, c)| *c)
+    TYPES
+        .iter()
+        .find(|(name, _)| *name == type_name)
+        .map(|(_, c)| *c)
 }
 
 /// Names of all types, for hints in errors.

@@ -1,0 +1,156 @@
+//! Engine benchmark (whole process, as a user runs it): apply 1000 file
+//! resources into an empty sandbox, apply again as a no-op, and `agent
+//! facts`. Prints median / min / max over the runs and the peak RSS, beside
+//! the targets. Run with `cargo bench --bench engine` (RUNS=N to change).
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const FILES: usize = 1000;
+
+fn main() {
+    let runs: usize = std::env::var("RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    write_site(&site);
+    let root = dir.path().join("root");
+    let state = dir.path().join("state");
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        for (flag, p) in [
+            ("--root", &root),
+            ("--state-dir", &state),
+            ("--manifests", &site.join("manifests")),
+            ("--hiera-config", &site.join("hiera/hiera.yaml")),
+        ] {
+            a.push(flag.into());
+            a.push(p.display().to_string());
+        }
+        a.push("--node".into());
+        a.push("bench-node".into());
+        a
+    };
+
+    let first = measure(
+        runs,
+        || {
+            let _ = std::fs::remove_dir_all(&root);
+            let _ = std::fs::remove_dir_all(&state);
+        },
+        &args(&["apply", "--detailed-exitcodes"]),
+        2,
+    );
+    let noop_run = measure(runs, || {}, &args(&["apply", "--detailed-exitcodes"]), 0);
+    let dry = measure(
+        runs,
+        || {},
+        &args(&["apply", "--noop", "--detailed-exitcodes"]),
+        0,
+    );
+    let facts = measure(runs, || {}, &["facts".to_string()], 0);
+
+    println!("engine benchmark: {FILES} file resources, {runs} runs each, whole process");
+    println!(
+        "{:<28} {:>9} {:>9} {:>9} {:>10}   target",
+        "scenario", "median", "min", "max", "peak RSS"
+    );
+    row("first run (empty root)", &first, "-");
+    row("no-op run", &noop_run, "<= 100 ms, RSS <= 15 MB");
+    row("--noop on converged", &dry, "-");
+    row("agent facts", &facts, "<= 20 ms");
+}
+
+struct Figures {
+    times: Vec<Duration>,
+    peak_rss_kib: i64,
+}
+
+fn measure(runs: usize, mut before: impl FnMut(), args: &[String], expect: i32) -> Figures {
+    let mut times = Vec::with_capacity(runs);
+    let mut peak = 0;
+    for _ in 0..runs {
+        before();
+        let (t, rss, code) = run(args);
+        assert_eq!(code, expect, "agent {args:?} exited {code}");
+        times.push(t);
+        peak = peak.max(rss);
+    }
+    times.sort();
+    Figures {
+        times,
+        peak_rss_kib: peak,
+    }
+}
+
+/// Runs the agent once: wall time, peak RSS (KiB, from wait4's rusage), exit code.
+fn run(args: &[String]) -> (Duration, i64, i32) {
+    let started = Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_agent"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("agent starts");
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child; status and usage are valid out-pointers.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert!(pid > 0, "wait4 failed");
+    let elapsed = started.elapsed();
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    (elapsed, usage.ru_maxrss, code)
+}
+
+fn row(name: &str, f: &Figures, target: &str) {
+    let ms = |d: &Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
+    let median = &f.times[f.times.len() / 2];
+    println!(
+        "{:<28} {:>9} {:>9} {:>9} {:>7.1} MB   {}",
+        name,
+        ms(median),
+        ms(&f.times[0]),
+        ms(f.times.last().unwrap()),
+        f.peak_rss_kib as f64 / 1024.0,
+        target
+    );
+}
+
+fn write_site(site: &Path) {
+    let mut m = String::from("resources:\n  - file: /files\n    ensure: directory\n");
+    for d in 0..10 {
+        let _ = write!(m, "  - file: /files/d{d}\n    ensure: directory\n");
+    }
+    for i in 0..FILES {
+        let d = i / 100;
+        let _ = write!(
+            m,
+            "  - file: /files/d{d}/file-{i}.conf\n    content: \"# managed\\nid={i}\\nhost={{{{facts.networking.hostname}}}}\\n\"\n    mode: \"0644\"\n"
+        );
+    }
+    let files = [
+        (
+            "manifests/site.yaml",
+            "default: [roles/bench]\n".to_string(),
+        ),
+        ("manifests/roles/bench.yaml", m),
+        (
+            "hiera/hiera.yaml",
+            "version: 5\nhierarchy:\n  - name: common\n    path: common.yaml\n".into(),
+        ),
+        ("hiera/data/common.yaml", "x: 1\n".into()),
+    ];
+    for (rel, text) in files {
+        let p = site.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+}

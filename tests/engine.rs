@@ -1,0 +1,334 @@
+//! End-to-end tests of the engine through the real binary: facts, lookups,
+//! apply / idempotence / noop / drift on the bundled site, failure
+//! propagation, secrets, locking.
+
+mod common;
+
+use std::fs;
+
+use common::{Sandbox, HIERA_YAML};
+
+#[test]
+fn facts_core_json_overrides_and_external() {
+    let sb = Sandbox::new();
+    sb.agent(&["facts", "os.family"])
+        .code(0)
+        .stdout_has("Debian");
+    let all = sb.agent(&["facts", "--json"]);
+    all.code(0);
+    let v: serde_json::Value = serde_json::from_str(&all.stdout).expect("valid JSON");
+    assert!(v["processors"]["count"].as_u64().unwrap() >= 1);
+    assert!(v["memory"]["system"]["total_bytes"].as_u64().unwrap() > 0);
+    assert!(v["networking"]["hostname"].is_string());
+    let missing = sb.agent(&["facts", "no.such.fact"]);
+    missing.code(1).stderr_has("no such fact: no.such.fact");
+
+    fs::write(
+        sb.path().join("facts.d/site.yaml"),
+        "datacenter: dc1\nrack:\n  row: 7\n",
+    )
+    .unwrap();
+    fs::write(sb.path().join("facts.d/env.txt"), "tier=gold\n").unwrap();
+    let sb = sb
+        .env("FACTER_os_family", "RedHat")
+        .env("FACTER_mycustom", "yes");
+    sb.agent(&["facts", "os.family"])
+        .code(0)
+        .stdout_has("RedHat");
+    sb.agent(&["facts", "mycustom"]).code(0).stdout_has("yes");
+    sb.agent(&["facts", "rack.row"]).code(0).stdout_has("7");
+    sb.agent(&["facts", "tier"]).code(0).stdout_has("gold");
+    sb.agent(&["facts", "datacenter"]).code(0).stdout_has("dc1");
+}
+
+#[test]
+fn lookup_bundled_seed_data() {
+    let sb = Sandbox::bundled();
+    let run = sb.agent(&["lookup", "pgsql_server::db_name", "--node", "stash-server"]);
+    run.code(0);
+    assert_eq!(run.stdout.trim(), "stashdb");
+    let explain = sb.agent(&[
+        "lookup",
+        "pgsql_server::db_name",
+        "--node",
+        "stash-server",
+        "--explain",
+    ]);
+    explain
+        .code(0)
+        .stdout_has("nodes/stash-server.yaml")
+        .stdout_has("roles/stash_server.yaml");
+    explain
+        .stdout_has("os/Debian.yaml")
+        .stdout_has("common.yaml");
+    let pw = sb.agent(&[
+        "lookup",
+        "pgsql_server::postgres_password",
+        "--node",
+        "stash-server",
+    ]);
+    pw.code(0);
+    assert!(!pw.all().contains("supersecret"), "{}", pw.all());
+    let shown = sb.agent(&[
+        "lookup",
+        "pgsql_server::postgres_password",
+        "--node",
+        "stash-server",
+        "--show-sensitive",
+    ]);
+    shown.code(0).stdout_has("supersecret");
+    let missing = sb.agent(&["lookup", "no::such", "--node", "stash-server"]);
+    missing
+        .code(1)
+        .stderr_has("no::such")
+        .stderr_has("common.yaml");
+}
+
+#[test]
+fn bundled_site_applies_then_is_idempotent_and_noop_shows_drift() {
+    let sb = Sandbox::bundled();
+    let first = sb.agent(&["apply", "--node", "stash-server", "--detailed-exitcodes"]);
+    first.code(2);
+    let hosts = sb.read_root("etc/hosts");
+    assert!(
+        hosts.contains("172.16.254.11\tstash-server\tstash"),
+        "{hosts}"
+    );
+    let props = sb.read_root("var/atlassian/application-data/stash/shared/stash-config.properties");
+    assert!(
+        props.contains("jdbc.url=jdbc:postgresql://stash-server:5432/stashdb"),
+        "{props}"
+    );
+    assert!(
+        props.contains("jdbc.password=password"),
+        "the file itself holds the secret"
+    );
+    let motd = sb.read_root("etc/motd");
+    assert!(
+        motd.contains("stash-server: Stash and the primary PostgreSQL"),
+        "{motd}"
+    );
+    let crontab = sb.read_root("var/spool/cron/crontabs/root");
+    assert!(crontab.contains("@weekly pg_basebackup"), "{crontab}");
+
+    let second = sb.agent(&["apply", "--node", "stash-server", "--detailed-exitcodes"]);
+    second.code(0).stdout_has("0 changed, 0 failed");
+
+    // Drift by hand, then a noop run: exit 2, a diff, nothing written.
+    let hosts_path = sb.root().join("etc/hosts");
+    fs::write(
+        &hosts_path,
+        "127.0.0.1 localhost\n172.16.254.11\tstash-server\twrong\n",
+    )
+    .unwrap();
+    let before = sb.snapshot();
+    let noop = sb.agent(&[
+        "apply",
+        "--node",
+        "stash-server",
+        "--noop",
+        "--detailed-exitcodes",
+    ]);
+    noop.code(2)
+        .stdout_has("-172.16.254.11\tstash-server\twrong")
+        .stdout_has("+172.16.254.11\tstash-server\tstash");
+    assert_eq!(before, sb.snapshot(), "noop changed the sandbox");
+    let fix = sb.agent(&["apply", "--node", "stash-server", "--detailed-exitcodes"]);
+    fix.code(2);
+    let hosts = fs::read_to_string(&hosts_path).unwrap();
+    assert!(
+        hosts.starts_with("127.0.0.1 localhost\n"),
+        "unmanaged line kept: {hosts}"
+    );
+    sb.agent(&["apply", "--node", "stash-server", "--detailed-exitcodes"])
+        .code(0);
+
+    let report: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(sb.state().join("last_run_report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["summary"]["changed"], 0);
+    assert!(report["resources"].as_array().unwrap().len() > 5);
+}
+
+fn fixture(manifest: &str) -> Sandbox {
+    let sb = Sandbox::new();
+    sb.site_file("hiera/hiera.yaml", HIERA_YAML)
+        .site_file(
+            "hiera/data/common.yaml",
+            "lookup_options:\n  app::password:\n    convert_to: Sensitive\napp::password: 'S3cr3t-Hunter2-xyz'\n",
+        )
+        .site_file("manifests/site.yaml", "default: [roles/r]\n")
+        .site_file("manifests/roles/r.yaml", manifest);
+    sb
+}
+
+#[test]
+fn failing_exec_skips_exactly_its_dependents() {
+    let sb = fixture(
+        r#"resources:
+  - file: /etc
+    ensure: directory
+  - exec: broken
+    command: "echo it broke >&2; exit 3"
+  - file: /etc/needs-broken
+    content: "x\n"
+    require: exec[broken]
+  - file: /etc/needs-needs-broken
+    content: "y\n"
+    require: file[/etc/needs-broken]
+  - file: /etc/independent
+    content: "z\n"
+"#,
+    );
+    let run = sb.agent(&["apply", "--detailed-exitcodes"]);
+    run.code(6).stderr_has("it broke");
+    assert!(sb.root().join("etc/independent").exists());
+    assert!(!sb.root().join("etc/needs-broken").exists());
+    assert!(!sb.root().join("etc/needs-needs-broken").exists());
+    let report: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(sb.state().join("last_run_report.json")).unwrap())
+            .unwrap();
+    let status = |id: &str| {
+        report["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap()["status"]
+            .clone()
+    };
+    assert_eq!(status("exec[broken]"), "failed");
+    assert_eq!(status("file[/etc/needs-broken]"), "skipped");
+    assert_eq!(status("file[/etc/needs-needs-broken]"), "skipped");
+    assert_eq!(status("file[/etc/independent]"), "changed");
+    assert_eq!(report["summary"]["failed"], 1);
+    assert_eq!(report["summary"]["skipped"], 2);
+    // Without --detailed-exitcodes a failure is exit 1.
+    sb.agent(&["apply"]).code(1);
+}
+
+#[test]
+fn notify_refreshes_once_and_noop_refreshes_nothing() {
+    let sb = fixture(
+        r#"resources:
+  - file: /etc
+    ensure: directory
+  - file: /etc/app.conf
+    content: "v={{lookup 'app::version' default='1'}}\n"
+    notify: exec[restart-app]
+  - exec: restart-app
+    command: "echo restarted >> $AGENT_ROOT/etc/restarts"
+    refreshonly: true
+"#,
+    );
+    sb.agent(&["apply", "--detailed-exitcodes"]).code(2);
+    assert_eq!(sb.read_root("etc/restarts"), "restarted\n");
+    sb.agent(&["apply", "--detailed-exitcodes"]).code(0);
+    assert_eq!(
+        sb.read_root("etc/restarts"),
+        "restarted\n",
+        "no change, no refresh"
+    );
+    fs::write(sb.root().join("etc/app.conf"), "v=0\n").unwrap();
+    sb.agent(&["apply", "--noop", "--detailed-exitcodes"])
+        .code(2)
+        .stdout_has("would refresh");
+    assert_eq!(
+        sb.read_root("etc/restarts"),
+        "restarted\n",
+        "noop ran nothing"
+    );
+    sb.agent(&["apply", "--detailed-exitcodes"]).code(2);
+    assert_eq!(sb.read_root("etc/restarts"), "restarted\nrestarted\n");
+}
+
+#[test]
+fn sensitive_values_never_reach_output_report_or_diff() {
+    let secret = "S3cr3t-Hunter2-xyz";
+    let sb = fixture(
+        r#"resources:
+  - file: /etc
+    ensure: directory
+  - file: /etc/app.properties
+    content: "user=app\npassword={{lookup 'app::password'}}\n"
+  - properties: /etc/stash-config.properties
+    values:
+      jdbc.url: "jdbc:postgresql://db:5432/stash?ssl=true&x=1"
+      jdbc.password: "{{lookup 'app::password'}}"
+  - exec: uses-secret
+    command: "echo {{lookup 'app::password'}} >&2; exit 1"
+"#,
+    );
+    sb.root_file("etc/app.properties", "user=app\npassword=old-value\n");
+    let run = sb.agent(&["-vvv", "apply", "--detailed-exitcodes"]);
+    assert_eq!(run.code, 6, "{}", run.all());
+    let report = fs::read_to_string(sb.state().join("last_run_report.json")).unwrap();
+    for (name, text) in [
+        ("stdout", &run.stdout),
+        ("stderr", &run.stderr),
+        ("report", &report),
+    ] {
+        assert!(!text.contains(secret), "{name} leaks the secret:\n{text}");
+    }
+    assert!(
+        run.stderr.contains("TRACE") || run.stderr.contains("DEBUG"),
+        "trace logging was on"
+    );
+    assert!(report.contains("[redacted]"), "{report}");
+    // The files themselves carry it, private to their owner.
+    assert!(sb.read_root("etc/app.properties").contains(secret));
+    let props = sb.read_root("etc/stash-config.properties");
+    assert!(props.contains("&x=1"), "no HTML escaping: {props}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(sb.root().join("etc/stash-config.properties"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // Drift + noop diff stays redacted too.
+    fs::write(
+        sb.root().join("etc/app.properties"),
+        "user=app\npassword=drifted\n",
+    )
+    .unwrap();
+    let noop = sb.agent(&["apply", "--noop"]);
+    assert!(!noop.all().contains(secret), "{}", noop.all());
+    assert!(
+        !noop.all().contains("drifted"),
+        "the old content of a secret file is not shown either"
+    );
+}
+
+#[test]
+fn second_run_waits_for_the_lock_then_gives_up_clearly() {
+    let sb = fixture("resources:\n  - exec: slow\n    command: \"sleep 2\"\n");
+    let mut slow = std::process::Command::new(env!("CARGO_BIN_EXE_agent"))
+        .args(["apply", "--root"])
+        .arg(sb.root())
+        .arg("--state-dir")
+        .arg(sb.state())
+        .arg("--manifests")
+        .arg(sb.site().join("manifests"))
+        .arg("--hiera-config")
+        .arg(sb.site().join("hiera/hiera.yaml"))
+        .spawn()
+        .unwrap();
+    // Wait until the first run holds the lock (its pid is written in it).
+    let lock = sb.state().join("agent.lock");
+    for _ in 0..200 {
+        if fs::read_to_string(&lock)
+            .map(|s| s.trim() == slow.id().to_string())
+            .unwrap_or(false)
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let second = sb.agent(&["apply", "--lock-wait", "0.2"]);
+    second
+        .code(1)
+        .stderr_has("another agent run")
+        .stderr_has(&slow.id().to_string());
+    assert!(slow.wait().unwrap().success());
+    sb.agent(&["apply"]).code(0);
+}
