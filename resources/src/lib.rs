@@ -12,6 +12,7 @@
 pub mod backup;
 pub mod core;
 pub mod fsutil;
+pub mod pg;
 pub mod redact;
 pub mod registry;
 pub mod runner;

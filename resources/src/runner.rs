@@ -186,18 +186,16 @@ fn set_user(command: &mut Command, user: &str) -> Result<(), ResourceError> {
     if nix::unistd::geteuid() == pw.uid {
         return Ok(());
     }
-    command.uid(pw.uid.as_raw()).gid(pw.gid.as_raw());
-    command
-        .env("HOME", &pw.dir)
-        .env("USER", user)
-        .env("LOGNAME", user);
-    let gid = pw.gid;
+    command.env("HOME", &pw.dir).env("USER", user).env("LOGNAME", user);
+    let (uid, gid) = (pw.uid, pw.gid);
     let name = std::ffi::CString::new(user).map_err(|e| ResourceError::Invalid(e.to_string()))?;
-    // SAFETY: initgroups is async-signal-safe enough for pre_exec in practice
-    // (it is what runuser does); it only touches this child's credentials.
+    // SAFETY: runs in the forked child before exec; it only changes this
+    // child's credentials (groups first, then gid, then uid, as runuser does).
     unsafe {
         command.pre_exec(move || {
             nix::unistd::initgroups(&name, gid).map_err(std::io::Error::from)?;
+            nix::unistd::setgid(gid).map_err(std::io::Error::from)?;
+            nix::unistd::setuid(uid).map_err(std::io::Error::from)?;
             Ok(())
         });
     }

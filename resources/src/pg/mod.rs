@@ -1,0 +1,164 @@
+//! What the PostgreSQL types share: how to reach a cluster (the `postgres`
+//! crate over TCP or a Unix socket), how to run its binaries as the
+//! `postgres` OS user, and how to read its version.
+//!
+//! Connections authenticate as the cluster's superuser (default `postgres`)
+//! with its password (Hiera's `pgsql_server::postgres_password`, Sensitive):
+//! the agent runs as root, and peer authentication would see root, not
+//! postgres. `pg_cluster` sets that password at initdb time and `pg_hba`
+//! keeps a rule that lets the superuser in over loopback.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::core::ResourceError;
+use crate::redact;
+use crate::runner::Cmd;
+
+#[doc(hidden)]
+pub mod testing;
+
+/// Where the PostgreSQL binaries live when nothing says otherwise.
+pub const DEFAULT_BINDIR: &str = "/usr/lib/postgresql/15/bin";
+
+/// How to reach one cluster.
+#[derive(Debug, Clone)]
+pub struct Conn {
+    /// An address/host name, or a socket directory (starts with '/').
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Option<String>,
+    pub dbname: String,
+    pub connect_timeout: Duration,
+}
+
+impl Conn {
+    pub fn new(host: &str, port: u16, user: &str, password: Option<&str>) -> Self {
+        if let Some(p) = password {
+            redact::register(p);
+        }
+        Conn {
+            host: host.to_string(),
+            port,
+            user: user.to_string(),
+            password: password.map(str::to_string),
+            dbname: "postgres".into(),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+
+    pub fn db(mut self, dbname: &str) -> Self {
+        self.dbname = dbname.to_string();
+        self
+    }
+
+    /// A libpq-style description, without the password.
+    pub fn describe(&self) -> String {
+        format!("host={} port={} user={} dbname={}", self.host, self.port, self.user, self.dbname)
+    }
+
+    /// Opens a connection.
+    pub fn connect(&self) -> Result<postgres::Client, ResourceError> {
+        let mut cfg = postgres::Config::new();
+        cfg.host(&self.host)
+            .port(self.port)
+            .user(&self.user)
+            .dbname(&self.dbname)
+            .connect_timeout(self.connect_timeout)
+            .application_name("agent");
+        if let Some(p) = &self.password {
+            cfg.password(p);
+        }
+        cfg.connect(postgres::NoTls).map_err(|e| {
+            ResourceError::Failed(format!("connecting to {}: {}", self.describe(), redact::redact(&e.to_string())))
+        })
+    }
+}
+
+/// A query error with the statement's context, redacted.
+pub fn sql_error(what: &str, e: postgres::Error) -> ResourceError {
+    let detail = match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => e.to_string(),
+    };
+    ResourceError::Failed(format!("{what}: {}", redact::redact(&detail)))
+}
+
+/// The OS user that runs initdb / pg_ctl / pg_basebackup: `postgres` when we
+/// are root (PostgreSQL refuses to run as root), else ourselves.
+pub fn os_user() -> Option<String> {
+    if nix::unistd::geteuid().is_root() {
+        Some("postgres".to_string())
+    } else {
+        None
+    }
+}
+
+/// A command for a PostgreSQL binary, run as [`os_user`].
+pub fn bin_cmd(bindir: &Path, name: &str, args: &[&str]) -> Cmd {
+    let mut argv = vec![bindir.join(name).display().to_string()];
+    argv.extend(args.iter().map(|s| s.to_string()));
+    let mut cmd = Cmd::new(&argv);
+    cmd.user = os_user();
+    cmd.env.push(("LC_ALL".into(), "C".into()));
+    cmd
+}
+
+/// Gives a directory to the PostgreSQL OS user (when root), so initdb and
+/// the server can write there.
+pub fn chown_to_os_user(path: &Path) -> Result<(), ResourceError> {
+    let Some(user) = os_user() else { return Ok(()) };
+    let pw = nix::unistd::User::from_name(&user)
+        .map_err(|e| ResourceError::Failed(format!("looking up {user}: {e}")))?
+        .ok_or_else(|| ResourceError::Invalid(format!("no OS user {user}")))?;
+    nix::unistd::chown(path, Some(pw.uid), Some(pw.gid))
+        .map_err(|e| ResourceError::io(path, std::io::Error::from(e)))
+}
+
+/// Major version of a data dir (its `PG_VERSION` file), if initialised.
+pub fn data_dir_version(datadir: &Path) -> Option<u32> {
+    std::fs::read_to_string(datadir.join("PG_VERSION")).ok()?.trim().parse().ok()
+}
+
+/// Major version of the binaries in `bindir` (`pg_ctl --version`).
+pub fn bin_version(runner: &crate::runner::Runner, bindir: &Path) -> Result<u32, ResourceError> {
+    let out = runner.run(&Cmd::new(&[bindir.join("pg_ctl").display().to_string(), "--version".into()]))?;
+    parse_version(&out.stdout)
+        .ok_or_else(|| ResourceError::Failed(format!("cannot read a version from '{}'", out.stdout.trim())))
+}
+
+/// `pg_ctl (PostgreSQL) 15.18 (Debian ...)` → 15; `9.6.24` → 9.
+pub fn parse_version(text: &str) -> Option<u32> {
+    let token = text.split_whitespace().find(|t| t.chars().next().is_some_and(|c| c.is_ascii_digit()))?;
+    token.split('.').next()?.parse().ok()
+}
+
+/// The data dir path given a root (all PostgreSQL paths are node paths).
+pub fn node_path(cx: &crate::core::Context, p: &str) -> Result<PathBuf, ResourceError> {
+    cx.path(p)
+}
+
+/// Quotes an SQL identifier.
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// Quotes an SQL string literal.
+pub fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_and_quoting() {
+        assert_eq!(parse_version("pg_ctl (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"), Some(15));
+        assert_eq!(parse_version("pg_ctl (PostgreSQL) 9.6.24"), Some(9));
+        assert_eq!(parse_version("nothing"), None);
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+    }
+}
