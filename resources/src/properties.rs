@@ -837,4 +837,34 @@ mod tests {
         )
         .is_err());
     }
+
+    #[test]
+    fn replacing_keeps_the_owner() {
+        if !nix::unistd::geteuid().is_root() {
+            return; // only root can give a file away
+        }
+        let (_dir, cx) = sandbox();
+        let path = cx.root.join("stash/shared/owned.properties");
+        std::fs::write(&path, "a=1\n").unwrap();
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+        let r = build(
+            &decl(
+                "/stash/shared/owned.properties",
+                json!({"values": {"a": "2"}}),
+                &[],
+            ),
+            &TypeEnv::default(),
+        )
+        .unwrap();
+        r.apply(&cx, &[]).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(
+            (
+                meta.uid(),
+                meta.gid(),
+                std::fs::read_to_string(&path).unwrap().as_str()
+            ),
+            (65534, 65534, "a=2\n")
+        );
+    }
 }
