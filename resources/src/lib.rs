@@ -21,6 +21,15 @@ pub mod cron;
 pub mod exec;
 pub mod file;
 pub mod host;
+pub mod package;
+pub mod pg_backup;
+pub mod pg_cluster;
+pub mod pg_conf;
+pub mod pg_database;
+pub mod pg_hba;
+pub mod pg_role;
+pub mod pg_standby;
 pub mod properties;
+pub mod service;
 
 pub use crate::core::{Change, Context, Decl, Location, Resource, ResourceError, ResourceId};

@@ -11,7 +11,16 @@ pub const TYPES: &[(&str, Constructor)] = &[
     ("exec", crate::exec::build),
     ("file", crate::file::build),
     ("host", crate::host::build),
+    ("package", crate::package::build),
+    ("pg_backup", crate::pg_backup::build),
+    ("pg_cluster", crate::pg_cluster::build),
+    ("pg_conf", crate::pg_conf::build),
+    ("pg_database", crate::pg_database::build),
+    ("pg_hba", crate::pg_hba::build),
+    ("pg_role", crate::pg_role::build),
+    ("pg_standby", crate::pg_standby::build),
     ("properties", crate::properties::build),
+    ("service", crate::service::build),
 ];
 
 /// The constructor of `type_name`, if there is such a type.
