@@ -169,15 +169,27 @@ fn set_user(command: &mut Command, user: &str) -> Result<(), ResourceError> {
     if nix::unistd::geteuid() == pw.uid {
         return Ok(());
     }
-    command.uid(pw.uid.as_raw()).gid(pw.gid.as_raw());
     command.env("HOME", &pw.dir).env("USER", user).env("LOGNAME", user);
-    let gid = pw.gid;
     let name = std::ffi::CString::new(user).map_err(|e| ResourceError::Invalid(e.to_string()))?;
-    // SAFETY: initgroups is async-signal-safe enough for pre_exec in practice
-    // (it is what runuser does); it only touches this child's credentials.
+    // Resolved here, in the parent: after fork only raw syscalls are safe.
+    let groups: Vec<libc::gid_t> = nix::unistd::getgrouplist(&name, pw.gid)
+        .map_err(|e| ResourceError::Failed(format!("groups of user {user}: {e}")))?
+        .into_iter()
+        .map(|g| g.as_raw())
+        .collect();
+    let (uid, gid) = (pw.uid.as_raw(), pw.gid.as_raw());
+    // std applies Command::uid/gid *before* pre_exec hooks, after which
+    // setgroups is refused (EPERM); so the hook drops privileges itself, in
+    // order: groups, gid, uid.
+    // SAFETY: only async-signal-safe syscalls on memory owned by the closure.
     unsafe {
         command.pre_exec(move || {
-            nix::unistd::initgroups(&name, gid).map_err(std::io::Error::from)?;
+            if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                || libc::setgid(gid) != 0
+                || libc::setuid(uid) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
             Ok(())
         });
     }
