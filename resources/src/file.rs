@@ -432,11 +432,12 @@ impl Resource for File {
                     ));
                 }
             }
-            if want == Kind::Link {
+            // `present` keeps a link whatever it points at (no target given).
+            if let (Kind::Link, Some(target)) = (want, &self.target) {
                 let have = fs::read_link(&path).map_err(|e| ResourceError::io(&path, e))?;
-                if Some(have.as_os_str()) != self.target.as_deref().map(std::ffi::OsStr::new) {
+                if have != Path::new(target) {
                     let have = have.to_string_lossy().into_owned();
-                    changes.push(Change::new("target", Some(have), self.target.clone()));
+                    changes.push(Change::new("target", Some(have), Some(target.clone())));
                 }
             }
             changes.extend(self.attr_changes(current, meta)?);
@@ -461,9 +462,10 @@ impl Resource for File {
                 Some(len) if len != m.len() => true,
                 Some(_) => self.content_delta(&path, m)?.is_some(),
             },
-            (Some(_), Kind::Link) if current == Kind::Link => {
-                fs::read_link(&path).ok().as_deref() != self.target.as_deref().map(Path::new)
-            }
+            (Some(_), Kind::Link) if current == Kind::Link => match &self.target {
+                Some(t) => fs::read_link(&path).ok().as_deref() != Some(Path::new(t)),
+                None => false,
+            },
             _ => false,
         };
         if current != want || content_differs {
@@ -856,6 +858,14 @@ mod tests {
             .is_empty());
         let with_content = file("/etc/d", json!({"ensure": "present", "content": "x"}));
         assert!(with_content.check(&t.cx).is_err());
+        std::os::unix::fs::symlink("/anywhere", t.root.join("etc/l")).unwrap();
+        let keep_link = file("/etc/l", json!({"ensure": "present"}));
+        assert!(keep_link.check(&t.cx).unwrap().is_empty());
+        keep_link.apply(&t.cx, &[]).unwrap();
+        assert_eq!(
+            fs::read_link(t.root.join("etc/l")).unwrap(),
+            Path::new("/anywhere")
+        );
         let changes = converge(&file("/etc/new", json!({"ensure": "present"})), &t.cx);
         assert_eq!(changes[0].line(), "ensure changed absent to 'file'");
         assert_eq!(fs::read(t.root.join("etc/new")).unwrap(), b"");
