@@ -26,10 +26,7 @@ pub struct Cmd {
 
 impl Cmd {
     pub fn new<S: AsRef<str>>(argv: &[S]) -> Self {
-        Cmd {
-            argv: argv.iter().map(|s| s.as_ref().to_string()).collect(),
-            ..Default::default()
-        }
+        Cmd { argv: argv.iter().map(|s| s.as_ref().to_string()).collect(), ..Default::default() }
     }
 
     /// A shell command line, run with `/bin/sh -c`.
@@ -70,10 +67,7 @@ impl Runner {
 
     /// Runs a command and returns its output whatever its exit status.
     pub fn output(&self, cmd: &Cmd) -> Result<Output, ResourceError> {
-        self.ran
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(cmd.display());
+        self.ran.lock().unwrap_or_else(|e| e.into_inner()).push(cmd.display());
         tracing::debug!(cmd = %cmd.display(), "running");
         let (program, args) = cmd
             .argv
@@ -91,11 +85,7 @@ impl Runner {
             set_user(&mut command, user)?;
         }
         command
-            .stdin(if cmd.stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
+            .stdin(if cmd.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = command.spawn().map_err(|e| ResourceError::CommandFailed {
@@ -128,10 +118,7 @@ impl Runner {
         });
         let started = Instant::now();
         let status = loop {
-            match child
-                .try_wait()
-                .map_err(|e| ResourceError::io(program, e))?
-            {
+            match child.try_wait().map_err(|e| ResourceError::io(program, e))? {
                 Some(status) => break status,
                 None => {
                     if let Some(limit) = cmd.timeout {
@@ -155,11 +142,7 @@ impl Runner {
             use std::os::unix::process::ExitStatusExt;
             128 + status.signal().unwrap_or(0)
         });
-        Ok(Output {
-            status: code,
-            stdout,
-            stderr,
-        })
+        Ok(Output { status: code, stdout, stderr })
     }
 
     /// Runs a command; a non-zero exit is a [`ResourceError::CommandFailed`].
@@ -187,15 +170,26 @@ fn set_user(command: &mut Command, user: &str) -> Result<(), ResourceError> {
         return Ok(());
     }
     command.env("HOME", &pw.dir).env("USER", user).env("LOGNAME", user);
-    let (uid, gid) = (pw.uid, pw.gid);
     let name = std::ffi::CString::new(user).map_err(|e| ResourceError::Invalid(e.to_string()))?;
-    // SAFETY: runs in the forked child before exec; it only changes this
-    // child's credentials (groups first, then gid, then uid, as runuser does).
+    // Resolved here, in the parent: after fork only raw syscalls are safe.
+    let groups: Vec<libc::gid_t> = nix::unistd::getgrouplist(&name, pw.gid)
+        .map_err(|e| ResourceError::Failed(format!("groups of user {user}: {e}")))?
+        .into_iter()
+        .map(|g| g.as_raw())
+        .collect();
+    let (uid, gid) = (pw.uid.as_raw(), pw.gid.as_raw());
+    // std applies Command::uid/gid *before* pre_exec hooks, after which
+    // setgroups is refused (EPERM); so the hook drops privileges itself, in
+    // order: groups, gid, uid.
+    // SAFETY: only async-signal-safe syscalls on memory owned by the closure.
     unsafe {
         command.pre_exec(move || {
-            nix::unistd::initgroups(&name, gid).map_err(std::io::Error::from)?;
-            nix::unistd::setgid(gid).map_err(std::io::Error::from)?;
-            nix::unistd::setuid(uid).map_err(std::io::Error::from)?;
+            if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                || libc::setgid(gid) != 0
+                || libc::setuid(uid) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
             Ok(())
         });
     }
