@@ -5,6 +5,7 @@ pub mod apply;
 pub mod catalog;
 pub mod cli;
 pub mod compile;
+pub mod dbmaster;
 pub mod facts;
 pub mod hiera;
 pub mod manifest;

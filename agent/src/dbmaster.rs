@@ -1,0 +1,283 @@
+//! The `db_master` fact: which PostgreSQL node is the primary right now.
+//!
+//! Every node listed in Hiera's `db_cluster::nodes` (`host:port` strings or
+//! `{host, port}` maps) is probed in parallel with `SELECT
+//! pg_is_in_recovery()`, each probe bounded as a whole (connect, auth and
+//! query) by a short timeout, so a node that accepts TCP and never answers
+//! costs one timeout, not a hang. Outcomes:
+//! - exactly one primary → `db_master: "host:port"` (and it is persisted in the
+//!   state dir as the last known value);
+//! - none reachable, or no primary → the last known value and
+//!   `db_master_stale: true`;
+//! - two or more primaries (split brain) → no `db_master`,
+//!   `db_split_brain: true`, and an error naming them: the application must
+//!   never be pointed at either.
+//!
+//! `db_cluster` holds the details: `{primary, standbys, unreachable, nodes}`.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::state::StateDir;
+
+/// One node to probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+}
+
+impl Target {
+    pub fn label(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// `host:port` (port default 5432) or `{host, port}`.
+    pub fn parse(v: &Value) -> Result<Target, String> {
+        match v {
+            Value::String(s) => {
+                let (host, port) = match s.rsplit_once(':') {
+                    Some((h, p)) if !h.contains(':') || h.starts_with('[') => {
+                        (h.trim_matches(|c| c == '[' || c == ']'), p.parse().map_err(|_| format!("bad port in '{s}'"))?)
+                    }
+                    _ => (s.as_str(), 5432),
+                };
+                Ok(Target { host: host.to_string(), port })
+            }
+            Value::Object(o) => {
+                let host = o.get("host").and_then(Value::as_str).ok_or("a node needs a host")?;
+                let port = match o.get("port") {
+                    None => 5432,
+                    Some(Value::Number(n)) => n.as_u64().and_then(|n| u16::try_from(n).ok()).ok_or("bad port")?,
+                    Some(Value::String(s)) => s.parse().map_err(|_| format!("bad port '{s}'"))?,
+                    Some(other) => return Err(format!("bad port {other}")),
+                };
+                Ok(Target { host: host.to_string(), port })
+            }
+            other => Err(format!("a node is 'host:port' or {{host, port}}, got {other}")),
+        }
+    }
+}
+
+/// What one probe found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    Primary,
+    Standby,
+    Unreachable(String),
+}
+
+/// Probe settings.
+#[derive(Debug, Clone)]
+pub struct ProbeConfig {
+    pub user: String,
+    pub password: Option<String>,
+    pub dbname: String,
+    pub timeout: Duration,
+}
+
+/// Probes every target at once; each result is bounded by `cfg.timeout`.
+pub fn probe_all(targets: &[Target], cfg: &ProbeConfig) -> Vec<Probe> {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return targets.iter().map(|_| Probe::Unreachable(format!("no runtime: {e}"))).collect(),
+    };
+    // All probes run concurrently on one thread: a LocalSet lets each probe
+    // spawn its connection task next to it.
+    let local = tokio::task::LocalSet::new();
+    let handles: Vec<_> = targets
+        .iter()
+        .cloned()
+        .map(|t| {
+            let cfg = cfg.clone();
+            local.spawn_local(async move { probe_one(&t, &cfg).await })
+        })
+        .collect();
+    rt.block_on(local.run_until(async {
+        let mut out = Vec::with_capacity(handles.len());
+        for h in handles {
+            out.push(h.await.unwrap_or_else(|e| Probe::Unreachable(e.to_string())));
+        }
+        out
+    }))
+}
+
+async fn probe_one(t: &Target, cfg: &ProbeConfig) -> Probe {
+    let mut pg = tokio_postgres::Config::new();
+    pg.host(&t.host)
+        .port(t.port)
+        .user(&cfg.user)
+        .dbname(&cfg.dbname)
+        .application_name("agent-db_master-probe")
+        .connect_timeout(cfg.timeout);
+    if let Some(p) = &cfg.password {
+        pg.password(p);
+    }
+    let work = async {
+        let (client, conn) = pg.connect(tokio_postgres::NoTls).await.map_err(|e| e.to_string())?;
+        let conn_task = tokio::task::spawn_local(async move {
+            let _ = conn.await;
+        });
+        let row = client.query_one("SELECT pg_is_in_recovery()", &[]).await.map_err(|e| e.to_string())?;
+        drop(client);
+        let _ = conn_task.await;
+        Ok::<bool, String>(row.get(0))
+    };
+    match tokio::time::timeout(cfg.timeout, work).await {
+        Ok(Ok(false)) => Probe::Primary,
+        Ok(Ok(true)) => Probe::Standby,
+        Ok(Err(e)) => Probe::Unreachable(resources::redact::redact(&e).into_owned()),
+        Err(_) => Probe::Unreachable(format!("no answer within {:?}", cfg.timeout)),
+    }
+}
+
+/// Last known primary, persisted between runs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LastKnown {
+    pub db_master: String,
+    /// Seconds since the epoch when it was last seen as the only primary.
+    pub seen_at: u64,
+}
+
+const STATE_FILE: &str = "db_master.json";
+
+/// The facts derived from the probes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub facts: serde_json::Map<String, Value>,
+    /// Split brain: the error to report.
+    pub error: Option<String>,
+    /// The value to persist as last known, if any.
+    pub persist: Option<String>,
+}
+
+/// Pure decision from probe results and the last known value.
+pub fn decide(targets: &[Target], probes: &[Probe], last: Option<&LastKnown>) -> Outcome {
+    let mut primaries = vec![];
+    let mut standbys = vec![];
+    let mut unreachable = serde_json::Map::new();
+    for (t, p) in targets.iter().zip(probes) {
+        match p {
+            Probe::Primary => primaries.push(t.label()),
+            Probe::Standby => standbys.push(t.label()),
+            Probe::Unreachable(why) => {
+                unreachable.insert(t.label(), json!(why));
+            }
+        }
+    }
+    let mut facts = serde_json::Map::new();
+    let mut error = None;
+    let mut persist = None;
+    match primaries.len() {
+        1 => {
+            facts.insert("db_master".into(), json!(primaries[0]));
+            facts.insert("db_master_stale".into(), json!(false));
+            facts.insert("db_split_brain".into(), json!(false));
+            persist = Some(primaries[0].clone());
+        }
+        0 => {
+            if let Some(l) = last {
+                facts.insert("db_master".into(), json!(l.db_master));
+            }
+            facts.insert("db_master_stale".into(), json!(true));
+            facts.insert("db_split_brain".into(), json!(false));
+        }
+        _ => {
+            facts.insert("db_master_stale".into(), json!(false));
+            facts.insert("db_split_brain".into(), json!(true));
+            error = Some(format!(
+                "split brain: {} all answer as primary; db_master is left unset so nothing is pointed at either",
+                primaries.join(" and ")
+            ));
+        }
+    }
+    facts.insert(
+        "db_cluster".into(),
+        json!({
+            "primaries": primaries,
+            "standbys": standbys,
+            "unreachable": unreachable,
+            "nodes": targets.iter().map(Target::label).collect::<Vec<_>>(),
+        }),
+    );
+    Outcome { facts, error, persist }
+}
+
+/// Reads the last known primary from the state dir.
+pub fn last_known(state: &StateDir) -> Option<LastKnown> {
+    serde_json::from_slice(&state.read(STATE_FILE)?).ok()
+}
+
+/// Persists a newly seen primary (only when it changed).
+pub fn remember(state: &StateDir, value: &str) -> anyhow::Result<()> {
+    if last_known(state).is_some_and(|l| l.db_master == value) {
+        return Ok(());
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let text = serde_json::to_vec_pretty(&LastKnown { db_master: value.to_string(), seen_at: now })?;
+    state.write(STATE_FILE, &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> Target {
+        Target::parse(&json!(s)).unwrap()
+    }
+
+    #[test]
+    fn parses_targets() {
+        assert_eq!(t("db1:5433"), Target { host: "db1".into(), port: 5433 });
+        assert_eq!(t("db1"), Target { host: "db1".into(), port: 5432 });
+        assert_eq!(Target::parse(&json!({"host": "h", "port": "6000"})).unwrap().port, 6000);
+        assert!(Target::parse(&json!("h:notaport")).is_err());
+    }
+
+    #[test]
+    fn decides_primary_stale_and_split_brain() {
+        let ts = [t("a:1"), t("b:2")];
+        let one = decide(&ts, &[Probe::Primary, Probe::Standby], None);
+        assert_eq!(one.facts["db_master"], "a:1");
+        assert_eq!(one.persist.as_deref(), Some("a:1"));
+        let last = LastKnown { db_master: "a:1".into(), seen_at: 1 };
+        let none = decide(&ts, &[Probe::Unreachable("x".into()), Probe::Standby], Some(&last));
+        assert_eq!(none.facts["db_master"], "a:1");
+        assert_eq!(none.facts["db_master_stale"], true);
+        assert!(none.persist.is_none());
+        let split = decide(&ts, &[Probe::Primary, Probe::Primary], Some(&last));
+        assert!(!split.facts.contains_key("db_master"));
+        assert_eq!(split.facts["db_split_brain"], true);
+        let err = split.error.unwrap();
+        assert!(err.contains("a:1") && err.contains("b:2"), "{err}");
+    }
+
+    #[test]
+    fn probes_a_real_primary_a_closed_port_and_a_silent_listener() {
+        let dir = tempfile::tempdir().unwrap();
+        let pg = resources::pg::testing::TestCluster::primary(dir.path(), "127.0.0.1");
+        let closed = resources::pg::testing::free_port("127.0.0.1");
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let silent_port = silent.local_addr().unwrap().port();
+        let targets = [
+            Target { host: "127.0.0.1".into(), port: pg.port },
+            Target { host: "127.0.0.1".into(), port: closed },
+            Target { host: "127.0.0.1".into(), port: silent_port },
+        ];
+        let cfg = ProbeConfig {
+            user: "postgres".into(),
+            password: Some(resources::pg::testing::PASSWORD.into()),
+            dbname: "postgres".into(),
+            timeout: Duration::from_millis(500),
+        };
+        let started = std::time::Instant::now();
+        let probes = probe_all(&targets, &cfg);
+        assert_eq!(probes[0], Probe::Primary);
+        assert!(matches!(probes[1], Probe::Unreachable(_)));
+        assert!(matches!(&probes[2], Probe::Unreachable(why) if why.contains("no answer")), "{:?}", probes[2]);
+        // Parallel: one timeout in all, not one per node (generous bound, not a benchmark).
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    }
+}
