@@ -303,16 +303,10 @@ fn validate_level(
             format!("only one of data_hash, lookup_key, data_dig or hiera3_backend can be defined in hierarchy '{name}'"),
         ));
     }
-    let backend =
-        match fns.into_iter().next().or_else(|| default_fn.clone()) {
-            Some(b) => b,
-            None => return Err((
-                name_line,
-                format!(
-                    "hierarchy '{name}' has no data provider function (add `data_hash: yaml_data`)"
-                ),
-            )),
-        };
+    let Some(backend) = fns.into_iter().next().or_else(|| default_fn.clone()) else {
+        let msg = format!("hierarchy '{name}' has no data provider function");
+        return Err((name_line, format!("{msg} (add `data_hash: yaml_data`)")));
+    };
     let format = match &backend {
         Backend::Data(f) if f == "yaml_data" => Format::Yaml,
         Backend::Data(f) if f == "json_data" => Format::Json,

@@ -37,9 +37,18 @@ impl Explain {
 
     /// `label` followed by a value, redacted when the current key is Sensitive.
     pub(crate) fn value(&mut self, label: &str, v: &Value) {
+        self.labelled(label, v, self.redacting());
+    }
+
+    /// `label` followed by a value that is never secret (merge options).
+    pub(crate) fn plain_value(&mut self, label: &str, v: &Value) {
+        self.labelled(label, v, false);
+    }
+
+    fn labelled(&mut self, label: &str, v: &Value, redact: bool) {
         self.indent();
         self.out.push_str(label);
-        if self.redacting() {
+        if redact {
             self.out.push_str(SENSITIVE_TEXT);
         } else {
             let indent = "  ".repeat(self.depth);

@@ -210,10 +210,8 @@ impl<'h> Cx<'h> {
         if merging {
             self.note(|| format!("Merge strategy {}", spec.strategy));
             self.push();
-            if let Some(o) = spec.options_value() {
-                let mut text = String::from("Options: ");
-                super::explain::dump_value(&mut text, "", &o);
-                self.note(|| text);
+            if let (Some(ex), Some(o)) = (&mut self.ex, spec.options_value()) {
+                ex.plain_value("Options: ", &o);
             }
         }
         let mut found: Vec<Value> = Vec::new();

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-pub use merge::{DeepOptions, Merge, MergeSpec};
+pub use merge::Merge;
 
 /// A value found by a lookup.
 #[derive(Debug, Clone, PartialEq)]

@@ -479,3 +479,28 @@ fn load_errors_name_the_config() {
     let any: anyhow::Error = e.into();
     assert!(format!("{any:#}").contains("/nonexistent/hiera.yaml"));
 }
+
+#[test]
+fn deep_options_from_lookup_options() {
+    let t = Tree::stash()
+        .write(
+            "data/os/Debian.yaml",
+            "lookup_options:\n  users:\n    merge: {strategy: deep, merge_hash_arrays: true}\nusers: [{name: pg, uid: 5432}]\n",
+        )
+        .write("data/nodes/stash-server.yaml", "users: [{shell: /bin/bash}, {name: app}]\n");
+    let h = t.hiera();
+    let s = stash_scope();
+    assert_eq!(
+        value(&h, "users", &s, None),
+        json!([{"name": "pg", "uid": 5432, "shell": "/bin/bash"}, {"name": "app"}])
+    );
+    // lookup_options from common.yaml still apply alongside the OS level's.
+    assert!(
+        h.lookup("pgsql_server::password", &s, None)
+            .unwrap()
+            .sensitive
+    );
+    let (_, text) = h.explain("users", &s, None, false);
+    let want = "    Merge strategy deep\n      Options: {\n        \"merge_hash_arrays\" => true\n      }\n";
+    assert!(text.contains(want), "{text}");
+}
