@@ -23,10 +23,21 @@ fn read(path: &str) -> Option<String> {
 pub(super) fn collect() -> Map<String, Value> {
     let mut facts = Map::new();
 
-    let os_release = parse_os_release(&read("/etc/os-release").or_else(|| read("/usr/lib/os-release")).unwrap_or_default());
-    let os = os_info(&os_release, read("/etc/debian_version").as_deref(), read("/etc/redhat-release").as_deref());
+    let os_release = parse_os_release(
+        &read("/etc/os-release")
+            .or_else(|| read("/usr/lib/os-release"))
+            .unwrap_or_default(),
+    );
+    let os = os_info(
+        &os_release,
+        read("/etc/debian_version").as_deref(),
+        read("/etc/redhat-release").as_deref(),
+    );
     let uts = nix::sys::utsname::uname().ok();
-    let machine = uts.as_ref().map(|u| u.machine().to_string_lossy().into_owned()).unwrap_or_default();
+    let machine = uts
+        .as_ref()
+        .map(|u| u.machine().to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut os_fact = json!({
         "name": os.name,
         "family": os.family,
@@ -59,12 +70,20 @@ pub(super) fn collect() -> Map<String, Value> {
         let release = uts.release().to_string_lossy().into_owned();
         facts.insert("kernel".into(), json!(uts.sysname().to_string_lossy()));
         facts.insert("kernelversion".into(), json!(kernel_version(&release)));
-        facts.insert("kernelmajversion".into(), json!(kernel_major_version(&release)));
+        facts.insert(
+            "kernelmajversion".into(),
+            json!(kernel_major_version(&release)),
+        );
         facts.insert("kernelrelease".into(), json!(release));
     }
 
     let networking = networking::facts();
-    for (legacy, name) in [("hostname", "hostname"), ("domain", "domain"), ("fqdn", "fqdn"), ("ipaddress", "ip")] {
+    for (legacy, name) in [
+        ("hostname", "hostname"),
+        ("domain", "domain"),
+        ("fqdn", "fqdn"),
+        ("ipaddress", "ip"),
+    ] {
         if let Some(value) = networking.get(name) {
             facts.insert(legacy.into(), value.clone());
         }
@@ -119,7 +138,11 @@ fn unquote(value: &str) -> String {
     let mut out = String::new();
     let mut chars = value[1..value.len() - 1].chars();
     while let Some(c) = chars.next() {
-        out.push(if c == '\\' { chars.next().unwrap_or('\\') } else { c });
+        out.push(if c == '\\' {
+            chars.next().unwrap_or('\\')
+        } else {
+            c
+        });
     }
     out
 }
@@ -145,14 +168,27 @@ pub(crate) struct Release {
 /// Derives the OS facts from os-release, refined as Facter does by
 /// `/etc/debian_version` (Debian's point release, "12.7") and
 /// `/etc/redhat-release` (CentOS 7's "7.9.2009").
-pub(crate) fn os_info(os_release: &BTreeMap<String, String>, debian_version: Option<&str>, redhat_release: Option<&str>) -> OsInfo {
-    let id = os_release.get("ID").map(|s| s.to_lowercase()).unwrap_or_default();
+pub(crate) fn os_info(
+    os_release: &BTreeMap<String, String>,
+    debian_version: Option<&str>,
+    redhat_release: Option<&str>,
+) -> OsInfo {
+    let id = os_release
+        .get("ID")
+        .map(|s| s.to_lowercase())
+        .unwrap_or_default();
     let name = if id.is_empty() {
-        os_release.get("NAME").cloned().unwrap_or_else(|| "Linux".into())
+        os_release
+            .get("NAME")
+            .cloned()
+            .unwrap_or_else(|| "Linux".into())
     } else {
         os_name(&id)
     };
-    let like = os_release.get("ID_LIKE").map(|s| s.to_lowercase()).unwrap_or_default();
+    let like = os_release
+        .get("ID_LIKE")
+        .map(|s| s.to_lowercase())
+        .unwrap_or_default();
     let family = std::iter::once(id.as_str())
         .chain(like.split_whitespace())
         .find_map(family_of)
@@ -177,7 +213,11 @@ pub(crate) fn os_info(os_release: &BTreeMap<String, String>, debian_version: Opt
     let release = full.filter(|f| !f.is_empty()).map(|full| {
         if id == "ubuntu" {
             // Facter treats "22.04" as Ubuntu's major release as a whole.
-            return Release { major: full.clone(), minor: None, full };
+            return Release {
+                major: full.clone(),
+                minor: None,
+                full,
+            };
         }
         let mut parts = full.split('.');
         let major = parts.next().unwrap_or_default().to_string();
@@ -195,7 +235,13 @@ pub(crate) fn os_info(os_release: &BTreeMap<String, String>, debian_version: Opt
             (!inner.is_empty()).then(|| inner.to_string())
         });
     let description = os_release.get("PRETTY_NAME").cloned();
-    OsInfo { name, family, release, codename, description }
+    OsInfo {
+        name,
+        family,
+        release,
+        codename,
+        description,
+    }
 }
 
 /// Facter's `os.name` for an os-release ID.
@@ -220,7 +266,10 @@ fn os_name(id: &str) -> String {
         "gentoo" => "Gentoo",
         other => {
             let mut chars = other.chars();
-            return chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default();
+            return chars
+                .next()
+                .map(|c| c.to_uppercase().chain(chars).collect())
+                .unwrap_or_default();
         }
     };
     known.to_string()
@@ -254,7 +303,11 @@ pub(crate) fn kernel_version(release: &str) -> String {
 
 /// `kernelmajversion`: the first two components ("6.1").
 pub(crate) fn kernel_major_version(release: &str) -> String {
-    kernel_version(release).split('.').take(2).collect::<Vec<_>>().join(".")
+    kernel_version(release)
+        .split('.')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// `processors`: logical CPUs online, and the model names from cpuinfo.
@@ -263,9 +316,17 @@ fn processors(cpuinfo: &str) -> Value {
     let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
     let models: Vec<&str> = cpuinfo
         .lines()
-        .filter_map(|l| l.split_once(':').filter(|(k, _)| k.trim() == "model name").map(|(_, v)| v.trim()))
+        .filter_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.trim() == "model name")
+                .map(|(_, v)| v.trim())
+        })
         .collect();
-    let count = if online > 0 { online as usize } else { models.len() };
+    let count = if online > 0 {
+        online as usize
+    } else {
+        models.len()
+    };
     json!({"count": count, "models": models})
 }
 
@@ -291,7 +352,10 @@ pub(crate) fn memory(meminfo: &BTreeMap<String, u64>) -> Option<Value> {
     let total = *meminfo.get("MemTotal")?;
     // Kernels before 3.14 lack MemAvailable; this is what it estimates.
     let available = meminfo.get("MemAvailable").copied().unwrap_or_else(|| {
-        ["MemFree", "Buffers", "Cached"].iter().filter_map(|k| meminfo.get(*k)).sum()
+        ["MemFree", "Buffers", "Cached"]
+            .iter()
+            .filter_map(|k| meminfo.get(*k))
+            .sum()
     });
     let mut out = json!({"system": usage(total, available)});
     if let (Some(&total), Some(&free)) = (meminfo.get("SwapTotal"), meminfo.get("SwapFree")) {
@@ -304,7 +368,11 @@ pub(crate) fn memory(meminfo: &BTreeMap<String, u64>) -> Option<Value> {
 
 fn usage(total: u64, available: u64) -> Value {
     let used = total.saturating_sub(available);
-    let capacity = if total == 0 { 0.0 } else { used as f64 * 100.0 / total as f64 };
+    let capacity = if total == 0 {
+        0.0
+    } else {
+        used as f64 * 100.0 / total as f64
+    };
     json!({
         "total_bytes": total,
         "total": bytes_to_human(total),
@@ -367,13 +435,17 @@ fn timezone() -> Option<String> {
         if libc::localtime_r(&now, &mut tm).is_null() || tm.tm_zone.is_null() {
             return None;
         }
-        Some(std::ffi::CStr::from_ptr(tm.tm_zone).to_string_lossy().into_owned())
+        Some(
+            std::ffi::CStr::from_ptr(tm.tm_zone)
+                .to_string_lossy()
+                .into_owned(),
+        )
     }
 }
 
 /// `identity`: who the agent runs as (effective ids, as Facter).
 fn identity() -> Value {
-    use nix::unistd::{geteuid, getegid, Group, User};
+    use nix::unistd::{getegid, geteuid, Group, User};
     let (uid, gid) = (geteuid(), getegid());
     let mut out = json!({"uid": uid.as_raw(), "gid": gid.as_raw(), "privileged": uid.is_root()});
     if let Ok(Some(user)) = User::from_uid(uid) {
@@ -425,7 +497,11 @@ PRETTY_NAME="CentOS Linux 7 (Core)"
     }
 
     fn rel(full: &str, major: &str, minor: Option<&str>) -> Option<Release> {
-        Some(Release { full: full.into(), major: major.into(), minor: minor.map(Into::into) })
+        Some(Release {
+            full: full.into(),
+            major: major.into(),
+            minor: minor.map(Into::into),
+        })
     }
 
     #[test]
@@ -444,8 +520,14 @@ PRETTY_NAME="CentOS Linux 7 (Core)"
         assert_eq!((os.name.as_str(), os.family.as_str()), ("Debian", "Debian"));
         assert_eq!(os.release, rel("12.7", "12", Some("7")));
         assert_eq!(os.codename.as_deref(), Some("bookworm"));
-        assert_eq!(os.description.as_deref(), Some("Debian GNU/Linux 12 (bookworm)"));
-        assert_eq!(info(DEBIAN, Some("trixie/sid"), None).release, rel("12", "12", None));
+        assert_eq!(
+            os.description.as_deref(),
+            Some("Debian GNU/Linux 12 (bookworm)")
+        );
+        assert_eq!(
+            info(DEBIAN, Some("trixie/sid"), None).release,
+            rel("12", "12", None)
+        );
         assert_eq!(info(DEBIAN, None, None).release, rel("12", "12", None));
     }
 
@@ -465,7 +547,11 @@ PRETTY_NAME="CentOS Linux 7 (Core)"
         assert_eq!(os.release, rel("9.4", "9", Some("4")));
         assert_eq!(os.codename.as_deref(), Some("Blue Onyx"));
 
-        let os = info(CENTOS7, None, Some("CentOS Linux release 7.9.2009 (Core)\n"));
+        let os = info(
+            CENTOS7,
+            None,
+            Some("CentOS Linux release 7.9.2009 (Core)\n"),
+        );
         assert_eq!((os.name.as_str(), os.family.as_str()), ("CentOS", "RedHat"));
         assert_eq!(os.release, rel("7.9.2009", "7", Some("9")));
         assert_eq!(os.codename.as_deref(), Some("Core"));
@@ -474,14 +560,28 @@ PRETTY_NAME="CentOS Linux 7 (Core)"
 
     #[test]
     fn other_families() {
-        let os = info("ID=opensuse-leap\nID_LIKE=\"suse opensuse\"\nVERSION_ID=\"15.5\"\n", None, None);
+        let os = info(
+            "ID=opensuse-leap\nID_LIKE=\"suse opensuse\"\nVERSION_ID=\"15.5\"\n",
+            None,
+            None,
+        );
         assert_eq!((os.name.as_str(), os.family.as_str()), ("OpenSuSE", "Suse"));
         let os = info("ID=arch\nNAME=\"Arch Linux\"\n", None, None);
-        assert_eq!((os.name.as_str(), os.family.as_str(), os.release), ("Archlinux", "Archlinux", None));
+        assert_eq!(
+            (os.name.as_str(), os.family.as_str(), os.release),
+            ("Archlinux", "Archlinux", None)
+        );
         let os = info("ID=linuxmint\nID_LIKE=\"ubuntu debian\"\n", None, None);
-        assert_eq!((os.name.as_str(), os.family.as_str()), ("LinuxMint", "Debian"));
+        assert_eq!(
+            (os.name.as_str(), os.family.as_str()),
+            ("LinuxMint", "Debian")
+        );
         let os = info("ID=void\n", None, None);
-        assert_eq!((os.name.as_str(), os.family.as_str()), ("Void", "Void"), "unknown: family is the name");
+        assert_eq!(
+            (os.name.as_str(), os.family.as_str()),
+            ("Void", "Void"),
+            "unknown: family is the name"
+        );
         assert_eq!(info("", None, None).name, "Linux");
     }
 
@@ -489,7 +589,11 @@ PRETTY_NAME="CentOS Linux 7 (Core)"
     fn live_os_is_parsed_like_the_fixture() {
         let text = fs::read_to_string("/etc/os-release").unwrap();
         let live = collect();
-        let expected = info(&text, read("/etc/debian_version").as_deref(), read("/etc/redhat-release").as_deref());
+        let expected = info(
+            &text,
+            read("/etc/debian_version").as_deref(),
+            read("/etc/redhat-release").as_deref(),
+        );
         assert_eq!(live["os"]["name"], json!(expected.name));
         assert_eq!(live["os"]["family"], json!(expected.family));
         assert_eq!(live["osfamily"], json!(expected.family));
@@ -497,7 +601,10 @@ PRETTY_NAME="CentOS Linux 7 (Core)"
             // This project's build machine is Debian 12.
             assert_eq!(live["os"]["name"], json!("Debian"));
             assert_eq!(live["os"]["family"], json!("Debian"));
-            assert_eq!(live["os"]["release"]["major"], json!(parse_os_release(&text)["VERSION_ID"]));
+            assert_eq!(
+                live["os"]["release"]["major"],
+                json!(parse_os_release(&text)["VERSION_ID"])
+            );
         }
     }
 
@@ -507,14 +614,20 @@ PRETTY_NAME="CentOS Linux 7 (Core)"
         let uts = nix::sys::utsname::uname().unwrap();
         assert_eq!(f["kernel"], json!("Linux"));
         assert_eq!(f["kernelrelease"], json!(uts.release().to_string_lossy()));
-        assert!(f["kernelrelease"].as_str().unwrap().starts_with(f["kernelversion"].as_str().unwrap()));
+        assert!(f["kernelrelease"]
+            .as_str()
+            .unwrap()
+            .starts_with(f["kernelversion"].as_str().unwrap()));
         assert!(f["processors"]["count"].as_u64().unwrap() >= 1);
         let sys = &f["memory"]["system"];
         assert!(sys["available_bytes"].as_u64().unwrap() <= sys["total_bytes"].as_u64().unwrap());
         assert!(f["system_uptime"]["seconds"].as_u64().unwrap() > 0);
         assert!(!f["timezone"].as_str().unwrap().is_empty());
         assert_eq!(f["identity"]["uid"], json!(nix::unistd::geteuid().as_raw()));
-        assert_eq!(f["identity"]["privileged"], json!(nix::unistd::geteuid().is_root()));
+        assert_eq!(
+            f["identity"]["privileged"],
+            json!(nix::unistd::geteuid().is_root())
+        );
         assert_eq!(f["is_virtual"], json!(f["virtual"] != json!("physical")));
         assert_eq!(f["hostname"], f["networking"]["hostname"]);
         assert_eq!(f["ipaddress"], f["networking"]["ip"]);
@@ -529,13 +642,20 @@ PRETTY_NAME="CentOS Linux 7 (Core)"
         assert_eq!(mem["system"]["total_bytes"], json!(16710053888u64));
         assert_eq!(mem["system"]["total"], json!("15.56 GiB"));
         assert_eq!(mem["system"]["available_bytes"], json!(8192000000u64));
-        assert_eq!(mem["system"]["used_bytes"], json!(16710053888u64 - 8192000000));
+        assert_eq!(
+            mem["system"]["used_bytes"],
+            json!(16710053888u64 - 8192000000)
+        );
         assert_eq!(mem["system"]["capacity"], json!("50.98%"));
         assert!(mem.get("swap").is_none(), "no swap, no swap facts");
 
         let old = parse_meminfo("MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 50 kB\nCached: 250 kB\nSwapTotal: 2048 kB\nSwapFree: 1024 kB\n");
         let mem = memory(&old).unwrap();
-        assert_eq!(mem["system"]["available_bytes"], json!(400 * 1024), "estimated without MemAvailable");
+        assert_eq!(
+            mem["system"]["available_bytes"],
+            json!(400 * 1024),
+            "estimated without MemAvailable"
+        );
         assert_eq!(mem["swap"]["available"], json!("1.00 MiB"));
         assert!(memory(&parse_meminfo("garbage")).is_none());
 
@@ -553,7 +673,14 @@ PRETTY_NAME="CentOS Linux 7 (Core)"
         assert_eq!(uptime(3 * 3600 + 7 * 60 + 5)["uptime"], json!("3:07 hours"));
         assert_eq!(uptime(59)["uptime"], json!("0:00 hours"));
         let day = uptime(90_000);
-        assert_eq!((day["hours"].clone(), day["days"].clone(), day["uptime"].clone()), (json!(25), json!(1), json!("1 day")));
+        assert_eq!(
+            (
+                day["hours"].clone(),
+                day["days"].clone(),
+                day["uptime"].clone()
+            ),
+            (json!(25), json!(1), json!("1 day"))
+        );
         assert_eq!(uptime(3 * 86_400 + 5)["uptime"], json!("3 days"));
     }
 

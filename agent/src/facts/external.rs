@@ -60,7 +60,9 @@ pub fn load(dir: &Path, timeout: Duration, runner: &Runner) -> External {
             .iter()
             .zip(handles)
             .map(|((path, kind), handle)| match handle {
-                Some(h) => h.join().unwrap_or_else(|_| Err("fact runner panicked".into())),
+                Some(h) => h
+                    .join()
+                    .unwrap_or_else(|_| Err("fact runner panicked".into())),
                 None => read_file(path, *kind),
             })
             .collect()
@@ -85,16 +87,23 @@ fn entries(dir: &Path) -> std::io::Result<Vec<(PathBuf, Kind)>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir)? {
         let path = entry?.path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
         if name.starts_with('.') || name.ends_with('~') {
             continue;
         }
         // Follows symlinks: a link to a facts file is a facts file.
-        let Ok(meta) = fs::metadata(&path) else { continue };
+        let Ok(meta) = fs::metadata(&path) else {
+            continue;
+        };
         if !meta.is_file() {
             continue;
         }
-        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
         let kind = match ext.as_deref() {
             Some("yaml" | "yml") => Kind::Yaml,
             Some("json") => Kind::Json,
@@ -163,7 +172,9 @@ fn meaningful_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
 pub fn parse_kv(text: &str) -> Result<Map<String, Value>, String> {
     let mut out = Map::new();
     for (n, line) in meaningful_lines(text) {
-        let (key, value) = line.split_once('=').ok_or_else(|| format!("line {n}: expected name=value"))?;
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| format!("line {n}: expected name=value"))?;
         let key = key.trim();
         if key.is_empty() {
             return Err(format!("line {n}: empty fact name"));
@@ -177,18 +188,26 @@ pub fn parse_kv(text: &str) -> Result<Map<String, Value>, String> {
 pub fn parse_json(text: &str) -> Result<Map<String, Value>, String> {
     match serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))? {
         Value::Object(map) => Ok(map),
-        other => Err(format!("expected a JSON object of facts, got {}", kind_name(&other))),
+        other => Err(format!(
+            "expected a JSON object of facts, got {}",
+            kind_name(&other)
+        )),
     }
 }
 
 /// A YAML mapping of facts (an empty document has none).
 pub fn parse_yaml(text: &str) -> Result<Map<String, Value>, String> {
-    let mut doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| format!("invalid YAML: {e}"))?;
-    doc.apply_merge().map_err(|e| format!("invalid YAML: {e}"))?;
+    let mut doc: serde_yaml::Value =
+        serde_yaml::from_str(text).map_err(|e| format!("invalid YAML: {e}"))?;
+    doc.apply_merge()
+        .map_err(|e| format!("invalid YAML: {e}"))?;
     match yaml_to_json(doc)? {
         Value::Null => Ok(Map::new()),
         Value::Object(map) => Ok(map),
-        other => Err(format!("expected a YAML mapping of facts, got {}", kind_name(&other))),
+        other => Err(format!(
+            "expected a YAML mapping of facts, got {}",
+            kind_name(&other)
+        )),
     }
 }
 
@@ -217,11 +236,18 @@ fn yaml_to_json(value: serde_yaml::Value) -> Result<Value, String> {
                 Value::from(u)
             } else {
                 let f = n.as_f64().unwrap_or(f64::NAN);
-                serde_json::Number::from_f64(f).map(Value::Number).ok_or_else(|| format!("{n} has no JSON form"))?
+                serde_json::Number::from_f64(f)
+                    .map(Value::Number)
+                    .ok_or_else(|| format!("{n} has no JSON form"))?
             }
         }
         Y::String(s) => Value::String(s),
-        Y::Sequence(items) => Value::Array(items.into_iter().map(yaml_to_json).collect::<Result<_, _>>()?),
+        Y::Sequence(items) => Value::Array(
+            items
+                .into_iter()
+                .map(yaml_to_json)
+                .collect::<Result<_, _>>()?,
+        ),
         Y::Mapping(map) => {
             let mut out = Map::new();
             for (k, v) in map {
@@ -258,12 +284,27 @@ mod tests {
         let d = dir.path();
         write(d, "10-base.yaml", "role: db\nnested: {a: 1, b: [x, y]}\n1: one\nbase: &b {k: v}\nmerged: {<<: *b, z: 2}\n", 0o644);
         write(d, "20-over.json", r#"{"role": "app", "n": 3}"#, 0o644);
-        write(d, "30-plain.txt", "# comment\n\ncolor = blue\nempty=\nurl=http://x/?a=b\n", 0o644);
+        write(
+            d,
+            "30-plain.txt",
+            "# comment\n\ncolor = blue\nempty=\nurl=http://x/?a=b\n",
+            0o644,
+        );
         write(d, "40-kv", "#!/bin/sh\necho dc=par1\necho 'n=4'\n", 0o755);
         write(d, "41-json", "#!/bin/sh\necho '{\"j\": [1, 2]}'\n", 0o755);
-        write(d, "42-yaml", "#!/bin/sh\nprintf 'y:\\n  z: true\\n'\n", 0o755);
+        write(
+            d,
+            "42-yaml",
+            "#!/bin/sh\nprintf 'y:\\n  z: true\\n'\n",
+            0o755,
+        );
         write(d, "43-empty", "#!/bin/sh\n", 0o755);
-        write(d, "50-slow", "#!/bin/sh\necho slow=1\nexec sleep 10\n", 0o755);
+        write(
+            d,
+            "50-slow",
+            "#!/bin/sh\necho slow=1\nexec sleep 10\n",
+            0o755,
+        );
         write(d, "51-fails", "#!/bin/sh\necho fail=1\nexit 3\n", 0o755);
         write(d, "60-bad.yaml", "role: [unclosed\n", 0o644);
         write(d, "61-bad.json", "{\"role\": ", 0o644);
@@ -277,37 +318,89 @@ mod tests {
         let runner = Runner::default();
         let started = Instant::now();
         let ext = load(d, Duration::from_millis(500), &runner);
-        assert!(started.elapsed() < Duration::from_secs(5), "timed-out fact was killed: {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "timed-out fact was killed: {:?}",
+            started.elapsed()
+        );
 
         let f = Value::Object(ext.facts);
-        assert_eq!(f["role"], json!("app"), "20-over.json comes after 10-base.yaml");
+        assert_eq!(
+            f["role"],
+            json!("app"),
+            "20-over.json comes after 10-base.yaml"
+        );
         assert_eq!(f["nested"], json!({"a": 1, "b": ["x", "y"]}));
         assert_eq!(f["1"], json!("one"));
         assert_eq!(f["merged"], json!({"k": "v", "z": 2}));
-        assert_eq!(f["n"], json!("4"), "40-kv overrides 20-over.json, as a string");
-        assert_eq!((f["color"].clone(), f["empty"].clone()), (json!("blue"), json!("")));
+        assert_eq!(
+            f["n"],
+            json!("4"),
+            "40-kv overrides 20-over.json, as a string"
+        );
+        assert_eq!(
+            (f["color"].clone(), f["empty"].clone()),
+            (json!("blue"), json!(""))
+        );
         assert_eq!(f["url"], json!("http://x/?a=b"), "split on the first '='");
-        assert_eq!((f["dc"].clone(), f["j"].clone(), f["y"].clone()), (json!("par1"), json!([1, 2]), json!({"z": true})));
+        assert_eq!(
+            (f["dc"].clone(), f["j"].clone(), f["y"].clone()),
+            (json!("par1"), json!([1, 2]), json!({"z": true}))
+        );
         for absent in ["slow", "fail", "ok"] {
-            assert!(f.get(absent).is_none(), "{absent} must come from a skipped file");
+            assert!(
+                f.get(absent).is_none(),
+                "{absent} must come from a skipped file"
+            );
         }
 
         let warned: Vec<&str> = ext
             .warnings
             .iter()
-            .map(|w| Path::new(w.split(':').next().unwrap()).file_name().unwrap().to_str().unwrap())
+            .map(|w| {
+                Path::new(w.split(':').next().unwrap())
+                    .file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+            })
             .collect();
-        assert_eq!(warned, ["50-slow", "51-fails", "60-bad.yaml", "61-bad.json", "62-bad.txt", "63-list.yaml"], "{:#?}", ext.warnings);
+        assert_eq!(
+            warned,
+            [
+                "50-slow",
+                "51-fails",
+                "60-bad.yaml",
+                "61-bad.json",
+                "62-bad.txt",
+                "63-list.yaml"
+            ],
+            "{:#?}",
+            ext.warnings
+        );
         assert!(ext.warnings[0].contains("timeout"), "{}", ext.warnings[0]);
-        assert!(ext.warnings[1].contains("exit status 3"), "{}", ext.warnings[1]);
+        assert!(
+            ext.warnings[1].contains("exit status 3"),
+            "{}",
+            ext.warnings[1]
+        );
         assert!(ext.warnings[4].contains("line 2"), "{}", ext.warnings[4]);
-        assert_eq!(runner.history().len(), 6, "only the executables ran: {:?}", runner.history());
+        assert_eq!(
+            runner.history().len(),
+            6,
+            "only the executables ran: {:?}",
+            runner.history()
+        );
     }
 
     #[test]
     fn missing_directory_is_no_facts() {
         let dir = tempfile::tempdir().unwrap();
-        let ext = load(&dir.path().join("nope"), Duration::from_secs(1), &Runner::default());
+        let ext = load(
+            &dir.path().join("nope"),
+            Duration::from_secs(1),
+            &Runner::default(),
+        );
         assert!(ext.facts.is_empty() && ext.warnings.is_empty());
     }
 
@@ -324,12 +417,27 @@ mod tests {
 
     #[test]
     fn output_detection() {
-        assert_eq!(parse_output("a=1\nb = two\n").unwrap(), parse_kv("a=1\nb=two").unwrap());
-        assert_eq!(Value::Object(parse_output("  {\"a\": 1}\n").unwrap()), json!({"a": 1}));
-        assert_eq!(Value::Object(parse_output("a: b=c\nd: 2\n").unwrap()), json!({"a": "b=c", "d": 2}));
-        assert_eq!(Value::Object(parse_output("---\nlist: [1]\n").unwrap()), json!({"list": [1]}));
+        assert_eq!(
+            parse_output("a=1\nb = two\n").unwrap(),
+            parse_kv("a=1\nb=two").unwrap()
+        );
+        assert_eq!(
+            Value::Object(parse_output("  {\"a\": 1}\n").unwrap()),
+            json!({"a": 1})
+        );
+        assert_eq!(
+            Value::Object(parse_output("a: b=c\nd: 2\n").unwrap()),
+            json!({"a": "b=c", "d": 2})
+        );
+        assert_eq!(
+            Value::Object(parse_output("---\nlist: [1]\n").unwrap()),
+            json!({"list": [1]})
+        );
         assert!(parse_output("").unwrap().is_empty());
-        assert!(parse_output("just words").is_err(), "a bare string is no facts");
+        assert!(
+            parse_output("just words").is_err(),
+            "a bare string is no facts"
+        );
         assert!(parse_output("{broken").is_err());
     }
 }

@@ -42,7 +42,10 @@ pub struct FactOptions {
 
 impl Default for FactOptions {
     fn default() -> Self {
-        FactOptions { facts_dir: PathBuf::from("/etc/agent/facts.d"), exec_timeout: Duration::from_secs(10) }
+        FactOptions {
+            facts_dir: PathBuf::from("/etc/agent/facts.d"),
+            exec_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -89,7 +92,9 @@ where
     const PREFIX: &str = "FACTER_";
     for (key, value) in vars {
         let key = key.as_ref();
-        let Some(prefix) = key.get(..PREFIX.len()) else { continue };
+        let Some(prefix) = key.get(..PREFIX.len()) else {
+            continue;
+        };
         if !prefix.eq_ignore_ascii_case(PREFIX) || key.len() == PREFIX.len() {
             continue;
         }
@@ -124,13 +129,17 @@ pub fn set_path(facts: &mut Value, dotted: &str, value: Value) {
         .rev()
         .find_map(|n| Some((resolve(facts, &parts[..n], ".")?, &parts[n..])))
         .expect("the empty prefix always resolves");
-    let Some(mut node) = walk_mut(facts, &keys) else { return };
+    let Some(mut node) = walk_mut(facts, &keys) else {
+        return;
+    };
     let Some((last, parents)) = rest.split_last() else {
         *node = value;
         return;
     };
     for part in parents {
-        node = as_object_mut(node).entry(part.to_string()).or_insert_with(|| Value::Object(Map::new()));
+        node = as_object_mut(node)
+            .entry(part.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
     }
     as_object_mut(node).insert(last.to_string(), value);
 }
@@ -142,7 +151,11 @@ pub fn flatten(facts: &Value) -> Vec<(String, Value)> {
         match value {
             Value::Object(map) if !map.is_empty() => {
                 for (key, child) in map {
-                    let name = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                    let name = if prefix.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
                     walk(&name, child, out);
                 }
             }
@@ -159,7 +172,9 @@ pub fn flatten(facts: &Value) -> Vec<(String, Value)> {
 /// A key may itself contain `sep` (`total_bytes` when `sep` is `_`, an
 /// interface `eth0.100` when it is `.`): shorter keys are tried first.
 fn resolve(node: &Value, parts: &[&str], sep: &str) -> Option<Vec<String>> {
-    let Some(first) = parts.first() else { return Some(Vec::new()) };
+    let Some(first) = parts.first() else {
+        return Some(Vec::new());
+    };
     match node {
         Value::Object(map) => (1..=parts.len()).find_map(|n| {
             let key = parts[..n].join(sep);
@@ -224,8 +239,14 @@ mod tests {
     fn get_path_handles_nesting_dots_in_keys_and_indexes() {
         let f = sample();
         assert_eq!(get_path(&f, "os.release.major"), Some(&json!("12")));
-        assert_eq!(get_path(&f, "networking.interfaces.eth0.100.ip"), Some(&json!("10.0.0.1")));
-        assert_eq!(get_path(&f, "networking.interfaces.eth0.ip"), Some(&json!("10.0.0.2")));
+        assert_eq!(
+            get_path(&f, "networking.interfaces.eth0.100.ip"),
+            Some(&json!("10.0.0.1"))
+        );
+        assert_eq!(
+            get_path(&f, "networking.interfaces.eth0.ip"),
+            Some(&json!("10.0.0.2"))
+        );
         assert_eq!(get_path(&f, "processors.models.1"), Some(&json!("b")));
         assert_eq!(get_path(&f, "processors.models.2"), None);
         assert_eq!(get_path(&f, "os.release.major.x"), None);
@@ -238,13 +259,24 @@ mod tests {
         let mut f = sample();
         set_path(&mut f, "os.release.major", json!("13"));
         assert_eq!(get_path(&f, "os.release.major"), Some(&json!("13")));
-        assert_eq!(get_path(&f, "os.release.full"), Some(&json!("12.7")), "siblings kept");
+        assert_eq!(
+            get_path(&f, "os.release.full"),
+            Some(&json!("12.7")),
+            "siblings kept"
+        );
         set_path(&mut f, "networking.interfaces.eth0.100.mtu", json!(1500));
-        assert_eq!(f["networking"]["interfaces"]["eth0.100"]["mtu"], json!(1500));
+        assert_eq!(
+            f["networking"]["interfaces"]["eth0.100"]["mtu"],
+            json!(1500)
+        );
         set_path(&mut f, "a.b.c", json!(true));
         assert_eq!(f["a"]["b"]["c"], json!(true));
         set_path(&mut f, "os.family.sub", json!("x"));
-        assert_eq!(f["os"]["family"], json!({"sub": "x"}), "a scalar on the way becomes an object");
+        assert_eq!(
+            f["os"]["family"],
+            json!({"sub": "x"}),
+            "a scalar on the way becomes an object"
+        );
     }
 
     #[test]
@@ -287,10 +319,22 @@ mod tests {
         apply_env_overrides(&mut f, vars);
         assert_eq!(f["os_family"], json!("RedHat"));
         assert_eq!(f["os"]["family"], json!("RedHat"));
-        assert_eq!(f["os"]["release"]["major"], json!("12"), "siblings untouched");
-        assert_eq!(f["role"], json!("db"), "name lower-cased, prefix case-insensitive");
+        assert_eq!(
+            f["os"]["release"]["major"],
+            json!("12"),
+            "siblings untouched"
+        );
+        assert_eq!(
+            f["role"],
+            json!("db"),
+            "name lower-cased, prefix case-insensitive"
+        );
         assert_eq!(f["memory_system_total_bytes"], json!("2048"));
-        assert_eq!(f["memory"]["system"]["total_bytes"], json!("2048"), "stays a string");
+        assert_eq!(
+            f["memory"]["system"]["total_bytes"],
+            json!("2048"),
+            "stays a string"
+        );
         assert_eq!(f["system_uptime"]["seconds"], json!("true"));
         assert_eq!(f.get(""), None);
         assert_eq!(f.get("path"), None);
@@ -319,7 +363,10 @@ mod tests {
     fn collect_combines_core_external_and_is_fast() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("role.yaml"), "role: db\nkernel: Custom\n").unwrap();
-        let opts = FactOptions { facts_dir: dir.path().into(), exec_timeout: Duration::from_secs(1) };
+        let opts = FactOptions {
+            facts_dir: dir.path().into(),
+            exec_timeout: Duration::from_secs(1),
+        };
         let started = Instant::now();
         let facts = collect(&opts).unwrap();
         let elapsed = started.elapsed();

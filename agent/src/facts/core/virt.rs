@@ -32,7 +32,11 @@ pub(crate) struct Hints {
 impl Hints {
     /// Reads the hints of this node; `cpuinfo` is `/proc/cpuinfo`, already read.
     pub(super) fn gather(cpuinfo: &str) -> Hints {
-        let read = |p: &str| fs::read_to_string(p).map(|s| s.trim().to_string()).unwrap_or_default();
+        let read = |p: &str| {
+            fs::read_to_string(p)
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default()
+        };
         let container_env = fs::read("/proc/1/environ").ok().and_then(|env| {
             env.split(|b| *b == 0)
                 .find_map(|kv| kv.strip_prefix(b"container="))
@@ -54,17 +58,19 @@ impl Hints {
 
 /// Whether a `flags` line of `/proc/cpuinfo` carries `hypervisor`.
 pub(crate) fn has_hypervisor_flag(cpuinfo: &str) -> bool {
-    cpuinfo
-        .lines()
-        .filter(|l| l.starts_with("flags"))
-        .any(|l| l.split_once(':').is_some_and(|(_, flags)| flags.split_whitespace().any(|f| f == "hypervisor")))
+    cpuinfo.lines().filter(|l| l.starts_with("flags")).any(|l| {
+        l.split_once(':')
+            .is_some_and(|(_, flags)| flags.split_whitespace().any(|f| f == "hypervisor"))
+    })
 }
 
 /// The `virtual` fact for these hints.
 pub(crate) fn classify(h: &Hints) -> &'static str {
     // gVisor's Sentry presents this fixed fake kernel build; it is a sandbox
     // kernel, so it wins over the container runtime that started it.
-    if h.proc_version.contains("#1 SMP Sun Jan 10 15:06:54 PST 2016") {
+    if h.proc_version
+        .contains("#1 SMP Sun Jan 10 15:06:54 PST 2016")
+    {
         return "gvisor";
     }
     if let Some(kind) = container(h) {
@@ -91,7 +97,11 @@ pub(crate) fn classify(h: &Hints) -> &'static str {
         "xenhvm"
     } else if h.hypervisor_type == "xen" {
         // Paravirtual Xen has no DMI; dom0 is the host itself.
-        if h.hypervisor_flag { "xenu" } else { "xen0" }
+        if h.hypervisor_flag {
+            "xenu"
+        } else {
+            "xen0"
+        }
     } else if dmi("kvm") || dmi("qemu") || vendor.contains("amazon ec2") {
         "kvm"
     } else if h.hypervisor_flag {
@@ -140,8 +150,12 @@ mod tests {
 
     #[test]
     fn hypervisor_flag() {
-        assert!(has_hypervisor_flag("processor\t: 0\nflags\t\t: fpu vme hypervisor lahf_lm\n"));
-        assert!(!has_hypervisor_flag("flags\t\t: fpu vme hypervisorx\nmodel name\t: hypervisor\n"));
+        assert!(has_hypervisor_flag(
+            "processor\t: 0\nflags\t\t: fpu vme hypervisor lahf_lm\n"
+        ));
+        assert!(!has_hypervisor_flag(
+            "flags\t\t: fpu vme hypervisorx\nmodel name\t: hypervisor\n"
+        ));
     }
 
     #[test]
@@ -155,21 +169,70 @@ mod tests {
         };
         assert_eq!(h(|h| h.hypervisor_flag = true), "kvm");
         assert_eq!(h(|h| h.dockerenv = true), "docker");
-        assert_eq!(h(|h| { h.dockerenv = true; h.hypervisor_flag = true }), "docker", "container first");
+        assert_eq!(
+            h(|h| {
+                h.dockerenv = true;
+                h.hypervisor_flag = true
+            }),
+            "docker",
+            "container first"
+        );
         assert_eq!(h(|h| h.containerenv = true), "podman");
         assert_eq!(h(|h| h.container_env = Some("lxc".into())), "lxc");
-        assert_eq!(h(|h| h.cgroup = "12:pids:/docker/0123abc\n".into()), "docker");
+        assert_eq!(
+            h(|h| h.cgroup = "12:pids:/docker/0123abc\n".into()),
+            "docker"
+        );
         assert_eq!(h(|h| h.cgroup = "0::/\n".into()), "physical");
         assert_eq!(
-            h(|h| { h.proc_version = "Linux version 4.4.0 #1 SMP Sun Jan 10 15:06:54 PST 2016".into(); h.dockerenv = true }),
+            h(|h| {
+                h.proc_version = "Linux version 4.4.0 #1 SMP Sun Jan 10 15:06:54 PST 2016".into();
+                h.dockerenv = true
+            }),
             "gvisor"
         );
-        assert_eq!(h(|h| { h.product_name = "VMware Virtual Platform".into(); h.hypervisor_flag = true }), "vmware");
-        assert_eq!(h(|h| { h.product_name = "VirtualBox".into(); h.sys_vendor = "innotek GmbH".into() }), "virtualbox");
-        assert_eq!(h(|h| { h.product_name = "Standard PC (Q35 + ICH9, 2009)".into(); h.sys_vendor = "QEMU".into() }), "kvm");
-        assert_eq!(h(|h| { h.product_name = "Virtual Machine".into(); h.sys_vendor = "Microsoft Corporation".into() }), "hyperv");
-        assert_eq!(h(|h| { h.product_name = "Google Compute Engine".into(); h.sys_vendor = "Google".into() }), "gce");
-        assert_eq!(h(|h| { h.hypervisor_type = "xen".into(); h.hypervisor_flag = true }), "xenu");
+        assert_eq!(
+            h(|h| {
+                h.product_name = "VMware Virtual Platform".into();
+                h.hypervisor_flag = true
+            }),
+            "vmware"
+        );
+        assert_eq!(
+            h(|h| {
+                h.product_name = "VirtualBox".into();
+                h.sys_vendor = "innotek GmbH".into()
+            }),
+            "virtualbox"
+        );
+        assert_eq!(
+            h(|h| {
+                h.product_name = "Standard PC (Q35 + ICH9, 2009)".into();
+                h.sys_vendor = "QEMU".into()
+            }),
+            "kvm"
+        );
+        assert_eq!(
+            h(|h| {
+                h.product_name = "Virtual Machine".into();
+                h.sys_vendor = "Microsoft Corporation".into()
+            }),
+            "hyperv"
+        );
+        assert_eq!(
+            h(|h| {
+                h.product_name = "Google Compute Engine".into();
+                h.sys_vendor = "Google".into()
+            }),
+            "gce"
+        );
+        assert_eq!(
+            h(|h| {
+                h.hypervisor_type = "xen".into();
+                h.hypervisor_flag = true
+            }),
+            "xenu"
+        );
         assert_eq!(h(|h| h.product_name = "PowerEdge R740".into()), "physical");
     }
 }
