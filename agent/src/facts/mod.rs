@@ -3,7 +3,7 @@
 //! Puppet port unchanged (`os.family`, `networking.ip`, ...).
 //!
 //! Sources, lowest precedence first:
-//! 1. core facts ([`core`](self::core)): read straight from `/proc`, `/sys`,
+//! 1. core facts (`core.rs` and its submodules): read straight from `/proc`, `/sys`,
 //!    `/etc` and a few syscalls — no commands, so the whole set takes a few
 //!    milliseconds;
 //! 2. domain facts (e.g. PostgreSQL) — merged in [`collect`], one line each;
