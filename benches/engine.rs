@@ -88,6 +88,7 @@ fn measure(runs: usize, mut before: impl FnMut(), args: &[String], expect: i32) 
 }
 
 /// Runs the agent once: wall time, peak RSS (KiB, from wait4's rusage), exit code.
+#[allow(clippy::zombie_processes)] // reaped by wait4 below, which std cannot see
 fn run(args: &[String]) -> (Duration, i64, i32) {
     let started = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_agent"))

@@ -100,7 +100,7 @@ fn bundled_site_applies_then_is_idempotent_and_noop_shows_drift() {
         "{props}"
     );
     assert!(
-        props.contains("jdbc.password=password"),
+        props.contains("jdbc.password=stash-db-Pa55"),
         "the file itself holds the secret"
     );
     let motd = sb.read_root("etc/motd");

@@ -353,7 +353,7 @@ fn cmd_lookup(
     let scope = compile::scope(&facts, &node, &roles);
     let hiera = settings.hiera()?;
     let merge = merge
-        .map(|m| Merge::parse(m).context("bad --merge"))
+        .map(|m| Merge::parse(m).map_err(|e| anyhow::anyhow!("bad --merge: {e}")))
         .transpose()?;
     let (found, explanation) = if explain {
         let (r, text) = hiera.explain(key, &scope, merge, show);

@@ -39,24 +39,39 @@ impl Target {
         match v {
             Value::String(s) => {
                 let (host, port) = match s.rsplit_once(':') {
-                    Some((h, p)) if !h.contains(':') || h.starts_with('[') => {
-                        (h.trim_matches(|c| c == '[' || c == ']'), p.parse().map_err(|_| format!("bad port in '{s}'"))?)
-                    }
+                    Some((h, p)) if !h.contains(':') || h.starts_with('[') => (
+                        h.trim_matches(|c| c == '[' || c == ']'),
+                        p.parse().map_err(|_| format!("bad port in '{s}'"))?,
+                    ),
                     _ => (s.as_str(), 5432),
                 };
-                Ok(Target { host: host.to_string(), port })
+                Ok(Target {
+                    host: host.to_string(),
+                    port,
+                })
             }
             Value::Object(o) => {
-                let host = o.get("host").and_then(Value::as_str).ok_or("a node needs a host")?;
+                let host = o
+                    .get("host")
+                    .and_then(Value::as_str)
+                    .ok_or("a node needs a host")?;
                 let port = match o.get("port") {
                     None => 5432,
-                    Some(Value::Number(n)) => n.as_u64().and_then(|n| u16::try_from(n).ok()).ok_or("bad port")?,
+                    Some(Value::Number(n)) => n
+                        .as_u64()
+                        .and_then(|n| u16::try_from(n).ok())
+                        .ok_or("bad port")?,
                     Some(Value::String(s)) => s.parse().map_err(|_| format!("bad port '{s}'"))?,
                     Some(other) => return Err(format!("bad port {other}")),
                 };
-                Ok(Target { host: host.to_string(), port })
+                Ok(Target {
+                    host: host.to_string(),
+                    port,
+                })
             }
-            other => Err(format!("a node is 'host:port' or {{host, port}}, got {other}")),
+            other => Err(format!(
+                "a node is 'host:port' or {{host, port}}, got {other}"
+            )),
         }
     }
 }
@@ -80,9 +95,17 @@ pub struct ProbeConfig {
 
 /// Probes every target at once; each result is bounded by `cfg.timeout`.
 pub fn probe_all(targets: &[Target], cfg: &ProbeConfig) -> Vec<Probe> {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
-        Err(e) => return targets.iter().map(|_| Probe::Unreachable(format!("no runtime: {e}"))).collect(),
+        Err(e) => {
+            return targets
+                .iter()
+                .map(|_| Probe::Unreachable(format!("no runtime: {e}")))
+                .collect()
+        }
     };
     // All probes run concurrently on one thread: a LocalSet lets each probe
     // spawn its connection task next to it.
@@ -98,7 +121,10 @@ pub fn probe_all(targets: &[Target], cfg: &ProbeConfig) -> Vec<Probe> {
     rt.block_on(local.run_until(async {
         let mut out = Vec::with_capacity(handles.len());
         for h in handles {
-            out.push(h.await.unwrap_or_else(|e| Probe::Unreachable(e.to_string())));
+            out.push(
+                h.await
+                    .unwrap_or_else(|e| Probe::Unreachable(e.to_string())),
+            );
         }
         out
     }))
@@ -116,11 +142,17 @@ async fn probe_one(t: &Target, cfg: &ProbeConfig) -> Probe {
         pg.password(p);
     }
     let work = async {
-        let (client, conn) = pg.connect(tokio_postgres::NoTls).await.map_err(|e| e.to_string())?;
+        let (client, conn) = pg
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
         let conn_task = tokio::task::spawn_local(async move {
             let _ = conn.await;
         });
-        let row = client.query_one("SELECT pg_is_in_recovery()", &[]).await.map_err(|e| e.to_string())?;
+        let row = client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .map_err(|e| e.to_string())?;
         drop(client);
         let _ = conn_task.await;
         Ok::<bool, String>(row.get(0))
@@ -202,7 +234,11 @@ pub fn decide(targets: &[Target], probes: &[Probe], last: Option<&LastKnown>) ->
             "nodes": targets.iter().map(Target::label).collect::<Vec<_>>(),
         }),
     );
-    Outcome { facts, error, persist }
+    Outcome {
+        facts,
+        error,
+        persist,
+    }
 }
 
 /// Reads the last known primary from the state dir.
@@ -215,8 +251,14 @@ pub fn remember(state: &StateDir, value: &str) -> anyhow::Result<()> {
     if last_known(state).is_some_and(|l| l.db_master == value) {
         return Ok(());
     }
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let text = serde_json::to_vec_pretty(&LastKnown { db_master: value.to_string(), seen_at: now })?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let text = serde_json::to_vec_pretty(&LastKnown {
+        db_master: value.to_string(),
+        seen_at: now,
+    })?;
     state.write(STATE_FILE, &text)
 }
 
@@ -230,9 +272,26 @@ mod tests {
 
     #[test]
     fn parses_targets() {
-        assert_eq!(t("db1:5433"), Target { host: "db1".into(), port: 5433 });
-        assert_eq!(t("db1"), Target { host: "db1".into(), port: 5432 });
-        assert_eq!(Target::parse(&json!({"host": "h", "port": "6000"})).unwrap().port, 6000);
+        assert_eq!(
+            t("db1:5433"),
+            Target {
+                host: "db1".into(),
+                port: 5433
+            }
+        );
+        assert_eq!(
+            t("db1"),
+            Target {
+                host: "db1".into(),
+                port: 5432
+            }
+        );
+        assert_eq!(
+            Target::parse(&json!({"host": "h", "port": "6000"}))
+                .unwrap()
+                .port,
+            6000
+        );
         assert!(Target::parse(&json!("h:notaport")).is_err());
     }
 
@@ -242,8 +301,15 @@ mod tests {
         let one = decide(&ts, &[Probe::Primary, Probe::Standby], None);
         assert_eq!(one.facts["db_master"], "a:1");
         assert_eq!(one.persist.as_deref(), Some("a:1"));
-        let last = LastKnown { db_master: "a:1".into(), seen_at: 1 };
-        let none = decide(&ts, &[Probe::Unreachable("x".into()), Probe::Standby], Some(&last));
+        let last = LastKnown {
+            db_master: "a:1".into(),
+            seen_at: 1,
+        };
+        let none = decide(
+            &ts,
+            &[Probe::Unreachable("x".into()), Probe::Standby],
+            Some(&last),
+        );
         assert_eq!(none.facts["db_master"], "a:1");
         assert_eq!(none.facts["db_master_stale"], true);
         assert!(none.persist.is_none());
@@ -262,9 +328,18 @@ mod tests {
         let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let silent_port = silent.local_addr().unwrap().port();
         let targets = [
-            Target { host: "127.0.0.1".into(), port: pg.port },
-            Target { host: "127.0.0.1".into(), port: closed },
-            Target { host: "127.0.0.1".into(), port: silent_port },
+            Target {
+                host: "127.0.0.1".into(),
+                port: pg.port,
+            },
+            Target {
+                host: "127.0.0.1".into(),
+                port: closed,
+            },
+            Target {
+                host: "127.0.0.1".into(),
+                port: silent_port,
+            },
         ];
         let cfg = ProbeConfig {
             user: "postgres".into(),
@@ -276,8 +351,16 @@ mod tests {
         let probes = probe_all(&targets, &cfg);
         assert_eq!(probes[0], Probe::Primary);
         assert!(matches!(probes[1], Probe::Unreachable(_)));
-        assert!(matches!(&probes[2], Probe::Unreachable(why) if why.contains("no answer")), "{:?}", probes[2]);
+        assert!(
+            matches!(&probes[2], Probe::Unreachable(why) if why.contains("no answer")),
+            "{:?}",
+            probes[2]
+        );
         // Parallel: one timeout in all, not one per node (generous bound, not a benchmark).
-        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

@@ -54,7 +54,7 @@ impl StateDir {
                 Ok(mut lock) => {
                     lock.set_len(0)?;
                     lock.rewind()?;
-                    write!(lock, "{}\n", std::process::id())?;
+                    writeln!(lock, "{}", std::process::id())?;
                     return Ok(RunLock { _lock: lock });
                 }
                 Err((f, errno)) if errno == nix::errno::Errno::EWOULDBLOCK => {

@@ -26,7 +26,10 @@ pub struct Cmd {
 
 impl Cmd {
     pub fn new<S: AsRef<str>>(argv: &[S]) -> Self {
-        Cmd { argv: argv.iter().map(|s| s.as_ref().to_string()).collect(), ..Default::default() }
+        Cmd {
+            argv: argv.iter().map(|s| s.as_ref().to_string()).collect(),
+            ..Default::default()
+        }
     }
 
     /// A shell command line, run with `/bin/sh -c`.
@@ -67,7 +70,10 @@ impl Runner {
 
     /// Runs a command and returns its output whatever its exit status.
     pub fn output(&self, cmd: &Cmd) -> Result<Output, ResourceError> {
-        self.ran.lock().unwrap_or_else(|e| e.into_inner()).push(cmd.display());
+        self.ran
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(cmd.display());
         tracing::debug!(cmd = %cmd.display(), "running");
         let (program, args) = cmd
             .argv
@@ -85,7 +91,11 @@ impl Runner {
             set_user(&mut command, user)?;
         }
         command
-            .stdin(if cmd.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if cmd.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = command.spawn().map_err(|e| ResourceError::CommandFailed {
@@ -118,7 +128,10 @@ impl Runner {
         });
         let started = Instant::now();
         let status = loop {
-            match child.try_wait().map_err(|e| ResourceError::io(program, e))? {
+            match child
+                .try_wait()
+                .map_err(|e| ResourceError::io(program, e))?
+            {
                 Some(status) => break status,
                 None => {
                     if let Some(limit) = cmd.timeout {
@@ -142,7 +155,11 @@ impl Runner {
             use std::os::unix::process::ExitStatusExt;
             128 + status.signal().unwrap_or(0)
         });
-        Ok(Output { status: code, stdout, stderr })
+        Ok(Output {
+            status: code,
+            stdout,
+            stderr,
+        })
     }
 
     /// Runs a command; a non-zero exit is a [`ResourceError::CommandFailed`].
@@ -169,7 +186,10 @@ fn set_user(command: &mut Command, user: &str) -> Result<(), ResourceError> {
     if nix::unistd::geteuid() == pw.uid {
         return Ok(());
     }
-    command.env("HOME", &pw.dir).env("USER", user).env("LOGNAME", user);
+    command
+        .env("HOME", &pw.dir)
+        .env("USER", user)
+        .env("LOGNAME", user);
     let name = std::ffi::CString::new(user).map_err(|e| ResourceError::Invalid(e.to_string()))?;
     // Resolved here, in the parent: after fork only raw syscalls are safe.
     let groups: Vec<libc::gid_t> = nix::unistd::getgrouplist(&name, pw.gid)

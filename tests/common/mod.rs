@@ -196,4 +196,4 @@ pub fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// A minimal hiera.yaml (nodes/, common) for fixture sites.
-pub const HIERA_YAML: &str = "version: 5\ndefaults:\n  datadir: data\nhierarchy:\n  - name: node\n    path: \"nodes/%{trusted.certname}.yaml\"\n  - name: common\n    path: common.yaml\n";
+pub const HIERA_YAML: &str = "version: 5\ndefaults:\n  datadir: data\n  data_hash: yaml_data\nhierarchy:\n  - name: node\n    path: \"nodes/%{trusted.certname}.yaml\"\n  - name: common\n    path: common.yaml\n";
