@@ -169,6 +169,21 @@ impl Settings {
         )?))
     }
 
+    /// The node's roles from site.yaml (none when there is no site).
+    fn roles(&self, node: &str) -> Result<Vec<String>> {
+        if !self.manifests.join("site.yaml").exists() {
+            return Ok(vec![]);
+        }
+        compile::classify(&self.manifests, node).map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// Adds `db_master` & co. (see `dbmaster`); returns the split-brain
+    /// error, which leaves `db_master` unset.
+    fn add_cluster_facts(&self, facts: &mut Value, node: &str, hiera: &Hiera, persist: bool) -> Result<Option<String>> {
+        let scope = compile::scope(facts, node, &self.roles(node)?);
+        crate::dbmaster::add_facts(facts, hiera, &scope, &self.state, persist)
+    }
+
     fn root_path(&self) -> PathBuf {
         self.root.clone().unwrap_or_else(|| PathBuf::from("/"))
     }
@@ -217,7 +232,7 @@ fn run(cli: Cli) -> Result<u8> {
         } => cmd_lookup(&settings, &key, explain, merge.as_deref(), show_sensitive),
         Command::Validate => cmd_validate(&settings),
         Command::Graph => {
-            let (compiled, _) = compile_node(&settings)?;
+            let (compiled, _) = compile_node(&settings, false)?;
             report::print(&compiled.catalog.to_dot());
             Ok(0)
         }
@@ -225,10 +240,13 @@ fn run(cli: Cli) -> Result<u8> {
 }
 
 /// facts → Hiera → compile; compile errors are printed and become exit 1.
-fn compile_node(settings: &Settings) -> Result<(compile::Compiled, String)> {
-    let facts = settings.facts()?;
+fn compile_node(settings: &Settings, persist: bool) -> Result<(compile::Compiled, String)> {
+    let mut facts = settings.facts()?;
     let node = settings.node_name(&facts)?;
     let hiera = settings.hiera()?;
+    if let Some(e) = settings.add_cluster_facts(&mut facts, &node, &hiera, persist)? {
+        report::print_errors("db_master", &[e]);
+    }
     let compiled = compile::compile(compile::Input {
         manifests_dir: &settings.manifests,
         node: &node,
@@ -247,7 +265,7 @@ fn cmd_apply(settings: &Settings, noop: bool, detailed: bool, lock_wait: Duratio
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let (compiled, node) = compile_node(settings)?;
+    let (compiled, node) = compile_node(settings, !noop)?;
     let cx = resources::Context::new(
         settings.root_path(),
         resources::backup::BackupStore::new(&settings.state.dir),
@@ -289,7 +307,18 @@ fn cmd_apply(settings: &Settings, noop: bool, detailed: bool, lock_wait: Duratio
 }
 
 fn cmd_facts(settings: &Settings, names: &[String], json: bool, yaml: bool) -> Result<u8> {
-    let all = settings.facts()?;
+    let mut all = settings.facts()?;
+    // The cluster facts cost a network probe: only when asked for (or all).
+    if (names.is_empty() || names.iter().any(|n| n.starts_with("db_"))) && settings.hiera_config.exists() {
+        let node = settings.node_name(&all)?;
+        let hiera = settings.hiera()?;
+        if let Some(e) = settings.add_cluster_facts(&mut all, &node, &hiera, true)? {
+            if names.iter().any(|n| n == "db_master") {
+                anyhow::bail!("db_master has no value: {e}");
+            }
+            report::print_errors("db_master", &[e]);
+        }
+    }
     let render = |v: &Value| -> String {
         if yaml {
             serde_yaml::to_string(v).unwrap_or_default()
@@ -345,12 +374,7 @@ fn cmd_lookup(
 ) -> Result<u8> {
     let facts = settings.facts()?;
     let node = settings.node_name(&facts)?;
-    let roles = if settings.manifests.join("site.yaml").exists() {
-        compile::classify(&settings.manifests, &node).map_err(|e| anyhow::anyhow!("{e}"))?
-    } else {
-        vec![]
-    };
-    let scope = compile::scope(&facts, &node, &roles);
+    let scope = compile::scope(&facts, &node, &settings.roles(&node)?);
     let hiera = settings.hiera()?;
     let merge = merge
         .map(|m| Merge::parse(m).map_err(|e| anyhow::anyhow!("bad --merge: {e}")))
@@ -386,7 +410,7 @@ fn cmd_lookup(
 }
 
 fn cmd_validate(settings: &Settings) -> Result<u8> {
-    let (compiled, node) = compile_node(settings)?;
+    let (compiled, node) = compile_node(settings, false)?;
     report::print(&format!(
         "OK: {} resources compiled for {node} (roles: {}) from {} manifest files",
         compiled.catalog.entries.len(),

@@ -262,6 +262,70 @@ pub fn remember(state: &StateDir, value: &str) -> anyhow::Result<()> {
     state.write(STATE_FILE, &text)
 }
 
+/// Probes the nodes of Hiera's `db_cluster::nodes` (when the key exists)
+/// and adds `db_master`, `db_master_stale`, `db_split_brain` and
+/// `db_cluster` to `facts`. Returns the split-brain error, if any.
+///
+/// Probe settings come from Hiera too: `db_cluster::probe_user` (postgres),
+/// `db_cluster::probe_password` (default `pgsql_server::postgres_password`),
+/// `db_cluster::probe_database` (postgres), `db_cluster::probe_timeout_ms` (1000).
+pub fn add_facts(
+    facts: &mut Value,
+    hiera: &crate::hiera::Hiera,
+    scope: &Value,
+    state: &StateDir,
+    persist: bool,
+) -> anyhow::Result<Option<String>> {
+    use crate::hiera::HieraError;
+    let nodes = match hiera.lookup("db_cluster::nodes", scope, None) {
+        Ok(found) => found.value,
+        Err(HieraError::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let targets: Vec<Target> = nodes
+        .as_array()
+        .ok_or_else(|| anyhow::anyhow!("db_cluster::nodes must be a list of 'host:port'"))?
+        .iter()
+        .map(Target::parse)
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("db_cluster::nodes: {e}"))?;
+    let text = |key: &str, default: Option<&str>| -> anyhow::Result<Option<String>> {
+        match hiera.lookup(key, scope, None) {
+            Ok(f) => Ok(Some(match f.value {
+                Value::String(s) => s,
+                other => other.to_string(),
+            })),
+            Err(HieraError::NotFound { .. }) => Ok(default.map(str::to_string)),
+            Err(e) => Err(e.into()),
+        }
+    };
+    let password = match text("db_cluster::probe_password", None)? {
+        Some(p) => Some(p),
+        None => text("pgsql_server::postgres_password", None)?,
+    };
+    let timeout_ms: u64 = text("db_cluster::probe_timeout_ms", Some("1000"))?
+        .unwrap_or_default()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("db_cluster::probe_timeout_ms must be a number"))?;
+    let cfg = ProbeConfig {
+        user: text("db_cluster::probe_user", Some("postgres"))?.unwrap_or_default(),
+        password,
+        dbname: text("db_cluster::probe_database", Some("postgres"))?.unwrap_or_default(),
+        timeout: Duration::from_millis(timeout_ms),
+    };
+    let probes = probe_all(&targets, &cfg);
+    let outcome = decide(&targets, &probes, last_known(state).as_ref());
+    if let (true, Some(value)) = (persist, &outcome.persist) {
+        if let Err(e) = remember(state, value) {
+            tracing::debug!("cannot persist db_master: {e:#}");
+        }
+    }
+    if let Some(map) = facts.as_object_mut() {
+        map.extend(outcome.facts);
+    }
+    Ok(outcome.error)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

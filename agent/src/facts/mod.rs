@@ -25,6 +25,7 @@
 
 mod core;
 pub mod external;
+pub mod postgresql;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -58,6 +59,9 @@ pub fn collect(opts: &FactOptions) -> anyhow::Result<Value> {
     let mut facts = Value::Object(self::core::collect());
     // Domain fact sources go here, each merged with `merge_top_level`, before
     // external facts so an operator can still pin any of them from facts.d.
+    if let Some(pg) = postgresql::collect() {
+        merge_top_level(&mut facts, pg);
+    }
     let runner = resources::runner::Runner::default();
     let ext = external::load(&opts.facts_dir, opts.exec_timeout, &runner);
     merge_top_level(&mut facts, ext.facts);
