@@ -179,7 +179,13 @@ impl Settings {
 
     /// Adds `db_master` & co. (see `dbmaster`); returns the split-brain
     /// error, which leaves `db_master` unset.
-    fn add_cluster_facts(&self, facts: &mut Value, node: &str, hiera: &Hiera, persist: bool) -> Result<Option<String>> {
+    fn add_cluster_facts(
+        &self,
+        facts: &mut Value,
+        node: &str,
+        hiera: &Hiera,
+        persist: bool,
+    ) -> Result<Option<String>> {
         let scope = compile::scope(facts, node, &self.roles(node)?);
         crate::dbmaster::add_facts(facts, hiera, &scope, &self.state, persist)
     }
@@ -309,7 +315,9 @@ fn cmd_apply(settings: &Settings, noop: bool, detailed: bool, lock_wait: Duratio
 fn cmd_facts(settings: &Settings, names: &[String], json: bool, yaml: bool) -> Result<u8> {
     let mut all = settings.facts()?;
     // The cluster facts cost a network probe: only when asked for (or all).
-    if (names.is_empty() || names.iter().any(|n| n.starts_with("db_"))) && settings.hiera_config.exists() {
+    if (names.is_empty() || names.iter().any(|n| n.starts_with("db_")))
+        && settings.hiera_config.exists()
+    {
         let node = settings.node_name(&all)?;
         let hiera = settings.hiera()?;
         if let Some(e) = settings.add_cluster_facts(&mut all, &node, &hiera, true)? {

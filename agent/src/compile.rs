@@ -172,16 +172,9 @@ impl CompileCx<'_> {
         match v {
             Yaml::Sequence(seq) => seq.iter().map(yaml_to_json).collect(),
             Yaml::String(s) => {
-                let re = regex::Regex::new(r#"^\{\{\s*lookup\s+['"]([^'"]+)['"]\s*\}\}$"#)
-                    .expect("valid");
-                let key = re
-                    .captures(s.trim())
-                    .map(|c| c[1].to_string())
-                    .ok_or_else(|| {
-                        format!(
-                            "for_each must be a list or exactly {{{{lookup 'key'}}}}, got '{s}'"
-                        )
-                    })?;
+                let key = whole_lookup(s).ok_or_else(|| {
+                    format!("for_each must be a list or exactly {{{{lookup 'key'}}}}, got '{s}'")
+                })?;
                 let found = self
                     .hiera
                     .lookup(&key, self.scope, None)
@@ -336,6 +329,15 @@ impl CompileCx<'_> {
     fn render_value(&mut self, v: &Value, ctx: &Value) -> Result<(Value, bool), String> {
         Ok(match v {
             Value::String(s) => {
+                // A string that is exactly one lookup yields the Hiera value
+                // itself, with its type: a hash for `settings`, a list for `rules`.
+                if let Some(key) = whole_lookup(s) {
+                    let found = self
+                        .hiera
+                        .lookup(&key, self.scope, None)
+                        .map_err(|e| e.to_string())?;
+                    return Ok((found.value, found.sensitive));
+                }
                 let r = self.renderer.render_str(s, ctx)?;
                 (Value::String(r.text), r.sensitive)
             }
@@ -398,6 +400,15 @@ fn contains_secret_value(v: &Value) -> bool {
         Value::Object(o) => o.values().any(contains_secret_value),
         _ => false,
     }
+}
+
+/// The key of a string that is exactly `{{lookup 'key'}}`.
+fn whole_lookup(s: &str) -> Option<String> {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| {
+        regex::Regex::new(r#"^\{\{\s*lookup\s+['"]([^'"]+)['"]\s*\}\}$"#).expect("valid regex")
+    });
+    re.captures(s.trim()).map(|c| c[1].to_string())
 }
 
 /// YAML → JSON (keys must be strings or scalars).

@@ -13,11 +13,17 @@ use serde_json::{json, Map, Value};
 fn installed(prefixes: &[(&str, &str)]) -> Vec<(u32, PathBuf)> {
     let mut found = Vec::new();
     for (parent, pattern) in prefixes {
-        let Ok(entries) = std::fs::read_dir(parent) else { continue };
+        let Ok(entries) = std::fs::read_dir(parent) else {
+            continue;
+        };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let Some(v) = name.strip_prefix(pattern) else { continue };
-            let Ok(major) = v.parse::<u32>() else { continue };
+            let Some(v) = name.strip_prefix(pattern) else {
+                continue;
+            };
+            let Ok(major) = v.parse::<u32>() else {
+                continue;
+            };
             let bindir = e.path().join("bin");
             if bindir.join("postgres").exists() {
                 found.push((major, bindir));
@@ -38,12 +44,21 @@ pub struct Postmaster {
 /// Postmasters visible in `/proc` (processes named postgres whose parent is not).
 pub fn postmasters(proc_dir: &Path) -> Vec<Postmaster> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(proc_dir) else { return out };
+    let Ok(entries) = std::fs::read_dir(proc_dir) else {
+        return out;
+    };
     for e in entries.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else { continue };
-        let args: Vec<String> =
-            cmdline.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
         let Some(prog) = args.first() else { continue };
         if !(prog.ends_with("/postgres") || prog == "postgres" || prog.ends_with("/postmaster")) {
             continue;
@@ -121,10 +136,20 @@ mod tests {
     #[test]
     fn finds_installed_binaries_and_datadir_args() {
         let found = installed(&[("/usr/lib/postgresql", "")]);
-        assert_eq!(found.first().map(|f| f.0), Some(15), "PostgreSQL 15 is on this machine");
+        assert_eq!(
+            found.first().map(|f| f.0),
+            Some(15),
+            "PostgreSQL 15 is on this machine"
+        );
         let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(datadir_arg(&a(&["postgres", "-D", "/d", "-p", "1"])), Some(PathBuf::from("/d")));
-        assert_eq!(datadir_arg(&a(&["postgres", "-D/x"])), Some(PathBuf::from("/x")));
+        assert_eq!(
+            datadir_arg(&a(&["postgres", "-D", "/d", "-p", "1"])),
+            Some(PathBuf::from("/d"))
+        );
+        assert_eq!(
+            datadir_arg(&a(&["postgres", "-D/x"])),
+            Some(PathBuf::from("/x"))
+        );
         assert_eq!(datadir_arg(&a(&["postgres", "-p", "1"])), None);
     }
 
@@ -133,7 +158,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pg = resources::pg::testing::TestCluster::primary(dir.path(), "127.0.0.1");
         let found = postmasters(Path::new("/proc"));
-        let mine = found.iter().find(|p| p.datadir == pg.datadir).expect("our postmaster is listed");
+        let mine = found
+            .iter()
+            .find(|p| p.datadir == pg.datadir)
+            .expect("our postmaster is listed");
         assert!(mine.pid > 0);
         assert!(!in_recovery(&pg.datadir));
         std::fs::write(dir.path().join("standby.signal"), "").unwrap();
