@@ -55,10 +55,7 @@ impl Conn {
 
     /// A libpq-style description, without the password.
     pub fn describe(&self) -> String {
-        format!(
-            "host={} port={} user={} dbname={}",
-            self.host, self.port, self.user, self.dbname
-        )
+        format!("host={} port={} user={} dbname={}", self.host, self.port, self.user, self.dbname)
     }
 
     /// Opens a connection.
@@ -74,11 +71,7 @@ impl Conn {
             cfg.password(p);
         }
         cfg.connect(postgres::NoTls).map_err(|e| {
-            ResourceError::Failed(format!(
-                "connecting to {}: {}",
-                self.describe(),
-                redact::redact(&e.to_string())
-            ))
+            ResourceError::Failed(format!("connecting to {}: {}", self.describe(), redact::redact(&e.to_string())))
         })
     }
 }
@@ -125,32 +118,19 @@ pub fn chown_to_os_user(path: &Path) -> Result<(), ResourceError> {
 
 /// Major version of a data dir (its `PG_VERSION` file), if initialised.
 pub fn data_dir_version(datadir: &Path) -> Option<u32> {
-    std::fs::read_to_string(datadir.join("PG_VERSION"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    std::fs::read_to_string(datadir.join("PG_VERSION")).ok()?.trim().parse().ok()
 }
 
 /// Major version of the binaries in `bindir` (`pg_ctl --version`).
 pub fn bin_version(runner: &crate::runner::Runner, bindir: &Path) -> Result<u32, ResourceError> {
-    let out = runner.run(&Cmd::new(&[
-        bindir.join("pg_ctl").display().to_string(),
-        "--version".into(),
-    ]))?;
-    parse_version(&out.stdout).ok_or_else(|| {
-        ResourceError::Failed(format!(
-            "cannot read a version from '{}'",
-            out.stdout.trim()
-        ))
-    })
+    let out = runner.run(&Cmd::new(&[bindir.join("pg_ctl").display().to_string(), "--version".into()]))?;
+    parse_version(&out.stdout)
+        .ok_or_else(|| ResourceError::Failed(format!("cannot read a version from '{}'", out.stdout.trim())))
 }
 
 /// `pg_ctl (PostgreSQL) 15.18 (Debian ...)` → 15; `9.6.24` → 9.
 pub fn parse_version(text: &str) -> Option<u32> {
-    let token = text
-        .split_whitespace()
-        .find(|t| t.chars().next().is_some_and(|c| c.is_ascii_digit()))?;
+    let token = text.split_whitespace().find(|t| t.chars().next().is_some_and(|c| c.is_ascii_digit()))?;
     token.split('.').next()?.parse().ok()
 }
 
@@ -175,10 +155,7 @@ mod tests {
 
     #[test]
     fn versions_and_quoting() {
-        assert_eq!(
-            parse_version("pg_ctl (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"),
-            Some(15)
-        );
+        assert_eq!(parse_version("pg_ctl (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"), Some(15));
         assert_eq!(parse_version("pg_ctl (PostgreSQL) 9.6.24"), Some(9));
         assert_eq!(parse_version("nothing"), None);
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");

@@ -13,11 +13,7 @@ pub const PASSWORD: &str = "test-superuser-pw";
 
 /// A free TCP port on `addr`.
 pub fn free_port(addr: &str) -> u16 {
-    TcpListener::bind((addr, 0))
-        .expect("bind")
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind((addr, 0)).expect("bind").local_addr().unwrap().port()
 }
 
 /// Makes `dir` (and its parents inside a temp dir) usable by the postgres
@@ -59,22 +55,7 @@ impl TestCluster {
         let d = datadir.display().to_string();
         let pw = format!("--pwfile={}", pwfile.display());
         runner
-            .run(&bin_cmd(
-                &bindir,
-                "initdb",
-                &[
-                    "-D",
-                    &d,
-                    "-U",
-                    "postgres",
-                    "--auth-local=trust",
-                    "--auth-host=scram-sha-256",
-                    &pw,
-                    "-E",
-                    "UTF8",
-                    "--locale=C",
-                ],
-            ))
+            .run(&bin_cmd(&bindir, "initdb", &["-D", &d, "-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256", &pw, "-E", "UTF8", "--locale=C"]))
             .expect("initdb");
         let port = free_port(addr);
         let conf = format!(
@@ -95,13 +76,7 @@ impl TestCluster {
             .unwrap()
             .write_all(hba.as_bytes())
             .unwrap();
-        let c = TestCluster {
-            datadir,
-            addr: addr.to_string(),
-            port,
-            bindir,
-            runner,
-        };
+        let c = TestCluster { datadir, addr: addr.to_string(), port, bindir, runner };
         c.start();
         c
     }
@@ -109,22 +84,12 @@ impl TestCluster {
     pub fn start(&self) {
         let d = self.datadir.display().to_string();
         let log = self.datadir.join("server.log").display().to_string();
-        self.runner
-            .run(&bin_cmd(
-                &self.bindir,
-                "pg_ctl",
-                &["-D", &d, "-l", &log, "-w", "start"],
-            ))
-            .expect("pg_ctl start");
+        self.runner.run(&bin_cmd(&self.bindir, "pg_ctl", &["-D", &d, "-l", &log, "-w", "start"])).expect("pg_ctl start");
     }
 
     pub fn stop(&self) {
         let d = self.datadir.display().to_string();
-        let _ = self.runner.run(&bin_cmd(
-            &self.bindir,
-            "pg_ctl",
-            &["-D", &d, "-m", "fast", "-w", "stop"],
-        ));
+        let _ = self.runner.run(&bin_cmd(&self.bindir, "pg_ctl", &["-D", &d, "-m", "fast", "-w", "stop"]));
     }
 
     /// A superuser connection description.
@@ -137,11 +102,7 @@ impl Drop for TestCluster {
     fn drop(&mut self) {
         if self.datadir.join("postmaster.pid").exists() {
             let d = self.datadir.display().to_string();
-            let _ = self.runner.run(&bin_cmd(
-                &self.bindir,
-                "pg_ctl",
-                &["-D", &d, "-m", "immediate", "-w", "stop"],
-            ));
+            let _ = self.runner.run(&bin_cmd(&self.bindir, "pg_ctl", &["-D", &d, "-m", "immediate", "-w", "stop"]));
         }
     }
 }
