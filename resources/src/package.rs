@@ -57,9 +57,11 @@ impl Ensure {
             "absent" => Ensure::Absent,
             "purged" => Ensure::Purged,
             v if valid_token(v) => Ensure::Version(v.to_string()),
-            v => return Err(format!(
+            v => {
+                return Err(format!(
                 "ensure '{v}' is neither present, installed, latest, absent, purged nor a version"
-            )),
+            ))
+            }
         })
     }
 }

@@ -94,8 +94,7 @@ pub fn parse_rpm_query(status: i32, stdout: &str) -> Installed {
     stdout
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.contains(' '))
-        .last()
+        .rfind(|l| !l.is_empty() && !l.contains(' '))
         .map_or(Installed::Absent, |v| Installed::Version(v.to_string()))
 }
 
@@ -110,7 +109,7 @@ pub fn parse_list_available(name: &str, stdout: &str) -> Option<String> {
         .windows(2)
         .filter(|w| w[0].starts_with(&prefix) && !w[0][prefix.len()..].contains('.'))
         .map(|w| w[1].split_once(':').map_or(w[1], |(_, v)| v).to_string())
-        .last()
+        .next_back()
 }
 
 #[cfg(test)]
