@@ -1,0 +1,194 @@
+//! The `apt` package provider (Debian family): `dpkg-query` says what is
+//! installed, `apt-cache policy` what would be installed, `apt-get` changes
+//! it, non-interactively and keeping locally changed configuration files.
+
+use std::time::Duration;
+
+use super::{Installed, Provider};
+use crate::core::ResourceError;
+use crate::runner::{Cmd, Runner};
+
+/// dpkg and apt talk to us in the C locale, so their output can be parsed.
+fn cmd(argv: &[&str]) -> Cmd {
+    let mut c = Cmd::new(argv);
+    c.env.push(("LC_ALL".into(), "C".into()));
+    c.env
+        .push(("DEBIAN_FRONTEND".into(), "noninteractive".into()));
+    c
+}
+
+/// apt-get may download for a while; it still must not hang a run forever.
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// Options every changing apt-get gets: answer yes, quiet, keep changed
+/// configuration files without asking, and wait for the dpkg lock (held by
+/// unattended-upgrades, say) instead of failing at once.
+const APT_OPTS: &[&str] = &[
+    "-y",
+    "-q",
+    "-o",
+    "Dpkg::Options::=--force-confdef",
+    "-o",
+    "Dpkg::Options::=--force-confold",
+    "-o",
+    "DPkg::Lock::Timeout=300",
+];
+
+#[derive(Debug)]
+pub struct Apt;
+
+impl Provider for Apt {
+    fn name(&self) -> &'static str {
+        "apt"
+    }
+
+    fn query(&self, runner: &Runner, name: &str) -> Result<Installed, ResourceError> {
+        let c = cmd(&["dpkg-query", "-W", "-f=${Status}\\t${Version}\\n", name]);
+        let out = runner.output(&c)?;
+        if !out.success() {
+            // dpkg-query exits 1 for a package it has never heard of.
+            if out.stderr.contains("no packages found") {
+                return Ok(Installed::Absent);
+            }
+            return Err(ResourceError::CommandFailed {
+                cmd: c.display(),
+                status: format!("exit status {}", out.status),
+                stderr: out.stderr.trim().to_string(),
+            });
+        }
+        Ok(parse_dpkg_query(&out.stdout))
+    }
+
+    fn candidate(&self, runner: &Runner, name: &str) -> Result<Option<String>, ResourceError> {
+        let out = runner.run(&cmd(&["apt-cache", "policy", name]))?;
+        Ok(parse_policy_candidate(&out.stdout))
+    }
+
+    fn install(
+        &self,
+        runner: &Runner,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<(), ResourceError> {
+        let target = match version {
+            Some(v) => format!("{name}={v}"),
+            None => name.to_string(),
+        };
+        let mut argv = vec!["apt-get", "install"];
+        argv.extend_from_slice(APT_OPTS);
+        // A pinned version may be older than the installed one.
+        if version.is_some() {
+            argv.push("--allow-downgrades");
+        }
+        argv.push(&target);
+        let mut c = cmd(&argv);
+        c.timeout = Some(CHANGE_TIMEOUT);
+        runner.run(&c).map(drop)
+    }
+
+    fn remove(&self, runner: &Runner, name: &str, purge: bool) -> Result<(), ResourceError> {
+        let action = if purge { "purge" } else { "remove" };
+        let mut argv = vec!["apt-get", action];
+        argv.extend_from_slice(APT_OPTS);
+        argv.push(name);
+        let mut c = cmd(&argv);
+        c.timeout = Some(CHANGE_TIMEOUT);
+        runner.run(&c).map(drop)
+    }
+
+    /// dpkg reports the epoch (`1:2.3-4`); a manifest may leave it out.
+    fn version_matches(&self, installed: &str, wanted: &str) -> bool {
+        installed == wanted || (!wanted.contains(':') && strip_epoch(installed) == wanted)
+    }
+}
+
+fn strip_epoch(v: &str) -> &str {
+    v.split_once(':').map_or(v, |(_, rest)| rest)
+}
+
+/// Reads `dpkg-query -W -f='${Status}\t${Version}\n'` output. The status is
+/// `want flag state`; what counts is the state (a held package is
+/// `hold ok installed`). Half-installed or unpacked packages read as absent
+/// so that ensuring them present reinstalls them.
+pub fn parse_dpkg_query(stdout: &str) -> Installed {
+    let mut result = Installed::Absent;
+    // Several lines when several architectures are known: installed wins.
+    for line in stdout.lines() {
+        let (status, version) = line.split_once('\t').unwrap_or((line, ""));
+        match status.split_whitespace().nth(2) {
+            Some("installed" | "triggers-awaited" | "triggers-pending")
+                if !version.trim().is_empty() =>
+            {
+                return Installed::Version(version.trim().to_string())
+            }
+            Some("config-files") => result = Installed::ConfigFiles,
+            _ => {}
+        }
+    }
+    result
+}
+
+/// The `Candidate:` of `apt-cache policy NAME` (`None` for `(none)` or an
+/// unknown package).
+pub fn parse_policy_candidate(stdout: &str) -> Option<String> {
+    stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Candidate:"))
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && *v != "(none)")
+        .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dpkg_query_states() {
+        let v = |s: &str| Installed::Version(s.to_string());
+        assert_eq!(
+            parse_dpkg_query("install ok installed\t2.10-3\n"),
+            v("2.10-3")
+        );
+        assert_eq!(parse_dpkg_query("hold ok installed\t1:2.3-4"), v("1:2.3-4"));
+        assert_eq!(
+            parse_dpkg_query("deinstall ok config-files\t2.10-3\n"),
+            Installed::ConfigFiles
+        );
+        assert_eq!(
+            parse_dpkg_query("unknown ok not-installed\t\n"),
+            Installed::Absent
+        );
+        assert_eq!(
+            parse_dpkg_query("install reinstreq half-installed\t2.10-3\n"),
+            Installed::Absent
+        );
+        assert_eq!(parse_dpkg_query(""), Installed::Absent);
+        // Multiarch: one line per architecture.
+        assert_eq!(
+            parse_dpkg_query("unknown ok not-installed\t\ninstall ok installed\t2.36-9\n"),
+            v("2.36-9")
+        );
+    }
+
+    #[test]
+    fn policy_candidate() {
+        let policy = "hello:\n  Installed: (none)\n  Candidate: 2.10-3\n  Version table:\n     2.10-3 500\n        500 http://deb.debian.org/debian bookworm/main amd64 Packages\n";
+        assert_eq!(parse_policy_candidate(policy), Some("2.10-3".into()));
+        let none = "hello:\n  Installed: (none)\n  Candidate: (none)\n  Version table:\n";
+        assert_eq!(parse_policy_candidate(none), None);
+        assert_eq!(
+            parse_policy_candidate(""),
+            None,
+            "unknown package prints nothing"
+        );
+    }
+
+    #[test]
+    fn epochs() {
+        assert!(Apt.version_matches("1:2.3-4", "2.3-4"));
+        assert!(Apt.version_matches("1:2.3-4", "1:2.3-4"));
+        assert!(!Apt.version_matches("1:2.3-4", "2:2.3-4"));
+        assert!(!Apt.version_matches("2.3-4", "2.3-5"));
+    }
+}
