@@ -120,7 +120,14 @@ pub fn apply(
                     refresh_from[t].push(entry.id.to_string());
                 }
             }
-            if !refresh_from[i].is_empty() && out.status != Status::Failed {
+            let just_applied =
+                out.status == Status::Changed && entry.resource.apply_implies_refresh();
+            if just_applied && !refresh_from[i].is_empty() {
+                out.message = Some(format!(
+                    "refresh by {} not needed: changed in this run",
+                    refresh_from[i].join(", ")
+                ));
+            } else if !refresh_from[i].is_empty() && out.status != Status::Failed {
                 let sources = refresh_from[i].join(", ");
                 if noop {
                     out.message = Some(format!("would refresh (triggered by {sources})"));

@@ -251,6 +251,12 @@ pub trait Resource: Send + Sync {
         Ok(())
     }
 
+    /// True when a change made by `apply` already does what a refresh would
+    /// (a service started in this run needs no restart on top).
+    fn apply_implies_refresh(&self) -> bool {
+        false
+    }
+
     /// Resources this one needs if they are in the catalog (parent
     /// directory, package of a service...). Missing ones are ignored.
     fn autorequires(&self) -> Vec<ResourceId> {

@@ -357,7 +357,23 @@ impl Resource for Service {
     }
 
     fn autorequires(&self) -> Vec<ResourceId> {
-        vec![ResourceId::new("package", &self.package)]
+        let mut ids = vec![ResourceId::new("package", &self.package)];
+        // A pg_ctl service runs the cluster a pg_cluster resource creates
+        // (its first path is the data dir).
+        if self.provider.name() == "pg_ctl" {
+            ids.extend(
+                self.provider
+                    .paths()
+                    .into_iter()
+                    .take(1)
+                    .map(|d| ResourceId::new("pg_cluster", d)),
+            );
+        }
+        ids
+    }
+
+    fn apply_implies_refresh(&self) -> bool {
+        true
     }
 
     fn paths(&self) -> Vec<String> {
@@ -493,7 +509,10 @@ pub(crate) mod tests {
         let s = build_with(&pg, false).unwrap();
         assert_eq!(
             s.autorequires(),
-            vec![ResourceId::new("package", "postgresql-15")]
+            vec![
+                ResourceId::new("package", "postgresql-15"),
+                ResourceId::new("pg_cluster", "/var/lib/pg/main")
+            ]
         );
         assert_eq!(
             s.paths(),
