@@ -81,6 +81,12 @@ impl TestCluster {
         c
     }
 
+    /// A handle on an existing data dir (not started), stopped on drop like
+    /// the others.
+    pub fn existing(datadir: PathBuf, addr: &str, port: u16) -> TestCluster {
+        TestCluster { datadir, addr: addr.to_string(), port, bindir: PathBuf::from(DEFAULT_BINDIR), runner: Runner::default() }
+    }
+
     pub fn start(&self) {
         let d = self.datadir.display().to_string();
         let log = self.datadir.join("server.log").display().to_string();
