@@ -276,22 +276,8 @@ impl Resource for PgCluster {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::BackupStore;
-    use crate::pg::testing::open_for_postgres;
+    use crate::pg::testing::{context as cx, decl, open_for_postgres};
     use serde_json::json;
-
-    pub(crate) fn decl(type_name: &str, title: &str, attrs: serde_json::Value, sensitive: &[&str]) -> Decl {
-        Decl {
-            id: ResourceId::new(type_name, title),
-            attrs: attrs.as_object().unwrap().clone(),
-            sensitive: sensitive.iter().map(|s| s.to_string()).collect(),
-            location: Default::default(),
-        }
-    }
-
-    fn cx(root: &Path, state: &Path) -> Context {
-        Context::new(root, BackupStore::new(state))
-    }
 
     #[test]
     fn build_validates() {
