@@ -64,7 +64,8 @@ pub struct PgCluster {
 fn valid_word(s: &str) -> bool {
     !s.is_empty()
         && !s.starts_with('-')
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "_.-@".contains(c))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-@".contains(c))
 }
 
 pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceError> {
@@ -73,11 +74,15 @@ pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceE
     let invalid = |msg: String| ResourceError::Invalid(format!("{id}: {msg}"));
     let datadir = id.title.clone();
     if !datadir.starts_with('/') || datadir == "/" {
-        return Err(invalid(format!("data dir '{datadir}' must be an absolute path below /")));
+        return Err(invalid(format!(
+            "data dir '{datadir}' must be an absolute path below /"
+        )));
     }
     let bindir = p.bindir.unwrap_or_else(|| pg::DEFAULT_BINDIR.to_string());
     if !bindir.starts_with('/') {
-        return Err(invalid(format!("bindir '{bindir}' must be an absolute path")));
+        return Err(invalid(format!(
+            "bindir '{bindir}' must be an absolute path"
+        )));
     }
     let word = |name: &str, v: Option<String>, default: &str| -> Result<String, ResourceError> {
         let v = v.unwrap_or_else(|| default.to_string());
@@ -152,14 +157,19 @@ impl PgCluster {
             Err(e) => return Err(ResourceError::io(dir, e)),
         }
         pg::chown_to_os_user(dir)?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| ResourceError::io(dir, e))
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(|e| ResourceError::io(dir, e))
     }
 
     /// When initdb runs as another user, every parent must let it through;
     /// say which one does not instead of initdb's terse "Permission denied".
     fn check_traversable(&self, parent: &Path) -> Result<(), ResourceError> {
-        let Some(user) = pg::os_user() else { return Ok(()) };
-        let Ok(Some(pw)) = nix::unistd::User::from_name(&user) else { return Ok(()) };
+        let Some(user) = pg::os_user() else {
+            return Ok(());
+        };
+        let Ok(Some(pw)) = nix::unistd::User::from_name(&user) else {
+            return Ok(());
+        };
         for dir in parent.ancestors() {
             let meta = fs::metadata(dir).map_err(|e| ResourceError::io(dir, e))?;
             let mode = meta.mode();
@@ -186,7 +196,10 @@ impl PgCluster {
     fn write_pwfile(&self, dir: &Path, password: &str) -> Result<PathBuf, ResourceError> {
         use std::io::Write;
         let parent = dir.parent().unwrap_or(Path::new("/"));
-        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let path = parent.join(format!(".{name}.agent-pwfile.{}", std::process::id()));
         let _ = fs::remove_file(&path);
         let mut f = fs::OpenOptions::new()
@@ -195,9 +208,13 @@ impl PgCluster {
             .mode(0o600)
             .open(&path)
             .map_err(|e| ResourceError::io(&path, e))?;
-        let written = f.write_all(password.as_bytes()).and_then(|_| f.write_all(b"\n"));
+        let written = f
+            .write_all(password.as_bytes())
+            .and_then(|_| f.write_all(b"\n"));
         drop(f);
-        let owned = written.map_err(|e| ResourceError::io(&path, e)).and_then(|_| pg::chown_to_os_user(&path));
+        let owned = written
+            .map_err(|e| ResourceError::io(&path, e))
+            .and_then(|_| pg::chown_to_os_user(&path));
         if let Err(e) = owned {
             let _ = fs::remove_file(&path);
             return Err(e);
@@ -223,13 +240,19 @@ impl Resource for PgCluster {
                 );
                 Ok(vec![])
             }
-            State::Empty => Ok(vec![Change::new("ensure", Some("absent".into()), Some("present".into()))]),
+            State::Empty => Ok(vec![Change::new(
+                "ensure",
+                Some("absent".into()),
+                Some("present".into()),
+            )]),
         }
     }
 
     fn apply(&self, cx: &Context, _changes: &[Change]) -> Result<(), ResourceError> {
         let dir = cx.path(&self.datadir)?;
-        if let State::Initialised(_) = state(&dir).map_err(|e| ResourceError::Failed(format!("{}: {e}", self.id)))? {
+        if let State::Initialised(_) =
+            state(&dir).map_err(|e| ResourceError::Failed(format!("{}: {e}", self.id)))?
+        {
             return Ok(());
         }
         self.prepare_dir(&dir)?;
@@ -238,8 +261,17 @@ impl Resource for PgCluster {
         let locale = format!("--locale={}", self.locale);
         let auth_local = format!("--auth-local={}", self.auth_local);
         let auth_host = format!("--auth-host={}", self.auth_host);
-        let mut args: Vec<String> =
-            vec!["-D".into(), d, "-U".into(), self.superuser.clone(), "-E".into(), enc, locale, auth_local, auth_host];
+        let mut args: Vec<String> = vec![
+            "-D".into(),
+            d,
+            "-U".into(),
+            self.superuser.clone(),
+            "-E".into(),
+            enc,
+            locale,
+            auth_local,
+            auth_host,
+        ];
         if self.data_checksums {
             args.push("--data-checksums".into());
         }
@@ -257,7 +289,9 @@ impl Resource for PgCluster {
         if let Some(f) = &pwfile {
             let _ = fs::remove_file(f);
         }
-        result.map(|_| ()).map_err(|e| ResourceError::Failed(format!("{}: initdb failed: {e}", self.id)))
+        result
+            .map(|_| ())
+            .map_err(|e| ResourceError::Failed(format!("{}: initdb failed: {e}", self.id)))
     }
 
     fn autorequires(&self) -> Vec<ResourceId> {
@@ -283,14 +317,29 @@ mod tests {
     fn build_validates() {
         let env = TypeEnv::default();
         assert!(build(&decl("pg_cluster", "relative", json!({}), &[]), &env).is_err());
-        assert!(build(&decl("pg_cluster", "/d", json!({"encoding": "UTF8; rm"}), &[]), &env).is_err());
-        assert!(build(&decl("pg_cluster", "/d", json!({"locale": "--x"}), &[]), &env).is_err());
+        assert!(build(
+            &decl("pg_cluster", "/d", json!({"encoding": "UTF8; rm"}), &[]),
+            &env
+        )
+        .is_err());
+        assert!(build(
+            &decl("pg_cluster", "/d", json!({"locale": "--x"}), &[]),
+            &env
+        )
+        .is_err());
         assert!(build(&decl("pg_cluster", "/d", json!({"bogus": 1}), &[]), &env).is_err());
-        let r = build(&decl("pg_cluster", "/var/lib/pg/main", json!({}), &[]), &env).unwrap();
+        let r = build(
+            &decl("pg_cluster", "/var/lib/pg/main", json!({}), &[]),
+            &env,
+        )
+        .unwrap();
         assert_eq!(r.paths(), vec!["/var/lib/pg/main".to_string()]);
         assert_eq!(
             r.autorequires(),
-            vec![ResourceId::new("file", "/var/lib/pg/main"), ResourceId::new("file", "/var/lib/pg")]
+            vec![
+                ResourceId::new("file", "/var/lib/pg/main"),
+                ResourceId::new("file", "/var/lib/pg")
+            ]
         );
     }
 
@@ -300,7 +349,11 @@ mod tests {
         let state = tempfile::tempdir().unwrap();
         fs::create_dir_all(root.path().join("data")).unwrap();
         fs::write(root.path().join("data/stray"), "x").unwrap();
-        let r = build(&decl("pg_cluster", "/data", json!({}), &[]), &TypeEnv::default()).unwrap();
+        let r = build(
+            &decl("pg_cluster", "/data", json!({}), &[]),
+            &TypeEnv::default(),
+        )
+        .unwrap();
         let c = cx(root.path(), state.path());
         let err = r.check(&c).unwrap_err().to_string();
         assert!(err.contains("refusing"), "{err}");
@@ -314,7 +367,11 @@ mod tests {
         let state = tempfile::tempdir().unwrap();
         fs::create_dir_all(root.path().join("data")).unwrap();
         fs::write(root.path().join("data/PG_VERSION"), "9.6\n").unwrap();
-        let r = build(&decl("pg_cluster", "/data", json!({"encoding": "LATIN1"}), &[]), &TypeEnv::default()).unwrap();
+        let r = build(
+            &decl("pg_cluster", "/data", json!({"encoding": "LATIN1"}), &[]),
+            &TypeEnv::default(),
+        )
+        .unwrap();
         let c = cx(root.path(), state.path());
         assert!(r.check(&c).unwrap().is_empty());
     }
@@ -343,26 +400,46 @@ mod tests {
         let dir = root.join("pg/15/main");
         assert_eq!(pg::data_dir_version(&dir), Some(15));
         assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
-        assert_eq!(fs::metadata(root.join("pg/15")).unwrap().mode() & 0o777, 0o755);
+        assert_eq!(
+            fs::metadata(root.join("pg/15")).unwrap().mode() & 0o777,
+            0o755
+        );
         // The password file is gone and never was on a command line.
-        let leftovers: Vec<_> = fs::read_dir(root.join("pg/15")).unwrap().flatten().map(|e| e.file_name()).collect();
+        let leftovers: Vec<_> = fs::read_dir(root.join("pg/15"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         assert_eq!(leftovers.len(), 1, "{leftovers:?}");
-        assert!(c.runner.history().iter().all(|h| !h.contains("cluster-pw-1")));
+        assert!(c
+            .runner
+            .history()
+            .iter()
+            .all(|h| !h.contains("cluster-pw-1")));
         let conf = fs::read_to_string(dir.join("pg_hba.conf")).unwrap();
         assert!(conf.contains("scram-sha-256"), "{conf}");
         assert!(r.check(&c).unwrap().is_empty(), "idempotent");
 
         // Start it and log in with the password over TCP.
         let port = pg::testing::free_port("127.0.0.1");
-        let extra = format!("port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n", dir.display());
+        let extra = format!(
+            "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n",
+            dir.display()
+        );
         let mut conf = fs::read_to_string(dir.join("postgresql.conf")).unwrap();
         conf.push_str(&extra);
         fs::write(dir.join("postgresql.conf"), conf).unwrap();
         let cluster = pg::testing::TestCluster::existing(dir.clone(), "127.0.0.1", port);
         cluster.start();
-        let mut client = pg::Conn::new("127.0.0.1", port, "postgres", Some("cluster-pw-1")).connect().unwrap();
-        let row = client.query_one("SELECT current_setting('data_checksums')", &[]).unwrap();
+        let mut client = pg::Conn::new("127.0.0.1", port, "postgres", Some("cluster-pw-1"))
+            .connect()
+            .unwrap();
+        let row = client
+            .query_one("SELECT current_setting('data_checksums')", &[])
+            .unwrap();
         assert_eq!(row.get::<_, String>(0), "on");
-        assert!(pg::Conn::new("127.0.0.1", port, "postgres", Some("wrong")).connect().is_err());
+        assert!(pg::Conn::new("127.0.0.1", port, "postgres", Some("wrong"))
+            .connect()
+            .is_err());
     }
 }

@@ -63,11 +63,15 @@ pub enum Setting {
 impl Setting {
     fn from_json(name: &str, v: &Value) -> Result<Setting, String> {
         match v {
-            Value::String(s) if s.contains(['\n', '\r', '\0']) => Err(format!("{name}: value must be one line")),
+            Value::String(s) if s.contains(['\n', '\r', '\0']) => {
+                Err(format!("{name}: value must be one line"))
+            }
             Value::String(s) => Ok(Setting::Str(s.clone())),
             Value::Number(n) => Ok(Setting::Num(n.to_string())),
             Value::Bool(b) => Ok(Setting::Bool(*b)),
-            other => Err(format!("{name}: value must be a string, number or boolean, not {other}")),
+            other => Err(format!(
+                "{name}: value must be a string, number or boolean, not {other}"
+            )),
         }
     }
 
@@ -94,7 +98,8 @@ impl Setting {
         match self {
             Setting::Bool(b) => parse_bool(current) == Some(*b),
             Setting::Num(n) => {
-                current == n || matches!((current.parse::<f64>(), n.parse::<f64>()), (Ok(a), Ok(b)) if a == b)
+                current == n
+                    || matches!((current.parse::<f64>(), n.parse::<f64>()), (Ok(a), Ok(b)) if a == b)
             }
             Setting::Str(s) => current == s,
         }
@@ -119,13 +124,20 @@ fn parse_bool(s: &str) -> Option<bool> {
 /// a plain word (`replica`, `pg_stat_statements`) or a number with an
 /// optional unit (`128MB`, `0.9`); anything else is quoted.
 fn bare_ok(s: &str) -> bool {
-    let word = s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let word = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     let digits = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
     let number = !digits.is_empty()
-        && digits.split_once('.').map_or(digits.chars().all(|c| c.is_ascii_digit()), |(a, b)| {
-            !a.is_empty() && a.chars().all(|c| c.is_ascii_digit()) && b.chars().all(|c| c.is_ascii_digit())
-        });
+        && digits
+            .split_once('.')
+            .map_or(digits.chars().all(|c| c.is_ascii_digit()), |(a, b)| {
+                !a.is_empty()
+                    && a.chars().all(|c| c.is_ascii_digit())
+                    && b.chars().all(|c| c.is_ascii_digit())
+            });
     word || number
 }
 
@@ -200,14 +212,25 @@ pub fn parse_line(line: &str) -> Option<ConfLine> {
     };
     skip_ws(&mut i);
     let start = i;
-    while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'.' || b[i] == b'$' || b[i] >= 0x80) {
+    while i < b.len()
+        && (b[i].is_ascii_alphanumeric()
+            || b[i] == b'_'
+            || b[i] == b'.'
+            || b[i] == b'$'
+            || b[i] >= 0x80)
+    {
         i += 1;
     }
     if i == start || b[start].is_ascii_digit() {
         return None;
     }
     let name = line[start..i].to_ascii_lowercase();
-    if name.starts_with("include") && matches!(name.as_str(), "include" | "include_dir" | "include_if_exists") {
+    if name.starts_with("include")
+        && matches!(
+            name.as_str(),
+            "include" | "include_dir" | "include_if_exists"
+        )
+    {
         return None;
     }
     skip_ws(&mut i);
@@ -247,7 +270,11 @@ pub fn parse_line(line: &str) -> Option<ConfLine> {
     if i < b.len() && b[i] != b'#' {
         return None;
     }
-    Some(ConfLine { name, value, span: (vstart, vend) })
+    Some(ConfLine {
+        name,
+        value,
+        span: (vstart, vend),
+    })
 }
 
 /// One setting the edit changes: name, current value (if any), new value.
@@ -272,8 +299,17 @@ pub fn edit(old: &str, settings: &[(String, Setting)]) -> (String, Vec<Edit>) {
             Some((_, cur)) if want.matches(&cur.value) => {}
             Some((n, cur)) => {
                 let line = &lines[n];
-                lines[n] = format!("{}{}{}", &line[..cur.span.0], want.render(), &line[cur.span.1..]);
-                edits.push(Edit { name: name.clone(), from: Some(cur.value), to: want.text() });
+                lines[n] = format!(
+                    "{}{}{}",
+                    &line[..cur.span.0],
+                    want.render(),
+                    &line[cur.span.1..]
+                );
+                edits.push(Edit {
+                    name: name.clone(),
+                    from: Some(cur.value),
+                    to: want.text(),
+                });
             }
             None => {
                 if lines.last().is_some_and(|l| !l.ends_with('\n')) {
@@ -282,7 +318,11 @@ pub fn edit(old: &str, settings: &[(String, Setting)]) -> (String, Vec<Edit>) {
                     }
                 }
                 lines.push(format!("{name} = {}\n", want.render()));
-                edits.push(Edit { name: name.clone(), from: None, to: want.text() });
+                edits.push(Edit {
+                    name: name.clone(),
+                    from: None,
+                    to: want.text(),
+                });
             }
         }
     }
@@ -309,7 +349,11 @@ pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceE
     let p: Params = decl.params()?;
     let id = &decl.id;
     let invalid = |msg: String| ResourceError::Invalid(format!("{id}: {msg}"));
-    for (what, path) in [("datadir", Some(&p.datadir)), ("file", p.file.as_ref()), ("restart_log", p.restart_log.as_ref())] {
+    for (what, path) in [
+        ("datadir", Some(&p.datadir)),
+        ("file", p.file.as_ref()),
+        ("restart_log", p.restart_log.as_ref()),
+    ] {
         if path.is_some_and(|p| !p.starts_with('/')) {
             return Err(invalid(format!("{what} must be an absolute path")));
         }
@@ -319,9 +363,19 @@ pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceE
     let mut sensitive = BTreeSet::new();
     for (k, v) in &p.settings {
         let name = k.to_ascii_lowercase();
-        let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
-        if !valid || matches!(name.as_str(), "include" | "include_dir" | "include_if_exists") {
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        if !valid
+            || matches!(
+                name.as_str(),
+                "include" | "include_dir" | "include_if_exists"
+            )
+        {
             return Err(invalid(format!("'{k}' is not a setting name")));
         }
         let value = Setting::from_json(k, v).map_err(invalid)?;
@@ -345,8 +399,12 @@ pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceE
     .map_err(|e| invalid(e.to_string()))?;
     Ok(Box::new(PgConf {
         id: id.clone(),
-        file: p.file.unwrap_or_else(|| format!("{datadir}/postgresql.conf")),
-        restart_log: p.restart_log.unwrap_or_else(|| format!("{datadir}/server.log")),
+        file: p
+            .file
+            .unwrap_or_else(|| format!("{datadir}/postgresql.conf")),
+        restart_log: p
+            .restart_log
+            .unwrap_or_else(|| format!("{datadir}/server.log")),
         datadir,
         settings,
         sensitive,
@@ -366,7 +424,10 @@ struct ServerView {
 
 impl ServerView {
     fn context_of(&self, name: &str) -> Option<&str> {
-        self.context.iter().find(|(n, _)| n == name).map(|(_, c)| c.as_str())
+        self.context
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| c.as_str())
     }
 }
 
@@ -388,7 +449,12 @@ impl PgConf {
             None => None,
         };
         let (new, edits) = edit(old.as_deref().unwrap_or(""), &self.settings);
-        Ok(Plan { old, new, edits, path })
+        Ok(Plan {
+            old,
+            new,
+            edits,
+            path,
+        })
     }
 
     /// Reads contexts and pending restarts; refuses unknown names (custom
@@ -396,7 +462,10 @@ impl PgConf {
     fn server_view(&self, client: &mut postgres::Client) -> Result<ServerView, ResourceError> {
         let names: Vec<String> = self.settings.iter().map(|(n, _)| n.clone()).collect();
         let rows = client
-            .query("SELECT name, context, pending_restart FROM pg_settings WHERE name = ANY($1)", &[&names])
+            .query(
+                "SELECT name, context, pending_restart FROM pg_settings WHERE name = ANY($1)",
+                &[&names],
+            )
             .map_err(|e| pg::sql_error(&format!("{}: reading pg_settings", self.id), e))?;
         let mut view = ServerView::default();
         for row in rows {
@@ -412,16 +481,26 @@ impl PgConf {
             .map(String::as_str)
             .collect();
         if !unknown.is_empty() {
-            return Err(ResourceError::Invalid(format!("{}: unknown settings: {}", self.id, unknown.join(", "))));
+            return Err(ResourceError::Invalid(format!(
+                "{}: unknown settings: {}",
+                self.id,
+                unknown.join(", ")
+            )));
         }
         if let Some((n, _)) = view.context.iter().find(|(_, c)| c == "internal") {
-            return Err(ResourceError::Invalid(format!("{}: {n} is fixed when the server is built or initialised", self.id)));
+            return Err(ResourceError::Invalid(format!(
+                "{}: {n} is fixed when the server is built or initialised",
+                self.id
+            )));
         }
         Ok(view)
     }
 
     fn needs_restart(&self, view: &ServerView, edits: &[Edit]) -> bool {
-        !view.pending.is_empty() || edits.iter().any(|e| view.context_of(&e.name) == Some("postmaster"))
+        !view.pending.is_empty()
+            || edits
+                .iter()
+                .any(|e| view.context_of(&e.name) == Some("postmaster"))
     }
 
     fn datadir_path(&self, cx: &Context) -> Result<PathBuf, ResourceError> {
@@ -440,7 +519,9 @@ impl Resource for PgConf {
             Some(mut client) => Some(self.server_view(&mut client)?),
             None => None,
         };
-        let restart = view.as_ref().is_some_and(|v| self.needs_restart(v, &plan.edits));
+        let restart = view
+            .as_ref()
+            .is_some_and(|v| self.needs_restart(v, &plan.edits));
         let suffix = match (&view, restart) {
             (None, _) => "",
             (Some(_), true) => " (restart)",
@@ -450,8 +531,12 @@ impl Resource for PgConf {
             .edits
             .iter()
             .map(|e| {
-                Change::new(format!("{}{suffix}", e.name), e.from.clone(), Some(e.to.clone()))
-                    .sensitive(self.sensitive.contains(&e.name))
+                Change::new(
+                    format!("{}{suffix}", e.name),
+                    e.from.clone(),
+                    Some(e.to.clone()),
+                )
+                .sensitive(self.sensitive.contains(&e.name))
             })
             .collect();
         if let Some(v) = view.filter(|v| !v.pending.is_empty()) {
@@ -499,7 +584,11 @@ impl Resource for PgConf {
         tracing::info!(resource = %self.id, "restarting the server for postmaster settings");
         let d = datadir.display().to_string();
         let log = cx.path(&self.restart_log)?.display().to_string();
-        let mut cmd = pg::bin_cmd(&self.bindir, "pg_ctl", &["-D", &d, "-l", &log, "-m", "fast", "-w", "restart"]);
+        let mut cmd = pg::bin_cmd(
+            &self.bindir,
+            "pg_ctl",
+            &["-D", &d, "-l", &log, "-m", "fast", "-w", "restart"],
+        );
         cmd.timeout = Some(std::time::Duration::from_secs(300));
         cx.runner
             .run(&cmd)

@@ -71,15 +71,32 @@ pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceE
     if !name_ok(&id.title) {
         return Err(invalid("a database name is 1-63 bytes".into()));
     }
-    if let Some(bad) = [&p.owner, &p.template].into_iter().flatten().find(|s| !name_ok(s)) {
-        return Err(invalid(format!("'{bad}' is not a valid role or database name")));
+    if let Some(bad) = [&p.owner, &p.template]
+        .into_iter()
+        .flatten()
+        .find(|s| !name_ok(s))
+    {
+        return Err(invalid(format!(
+            "'{bad}' is not a valid role or database name"
+        )));
     }
     let encoding = p.encoding.unwrap_or_else(|| "UTF8".into());
-    if encoding.is_empty() || !encoding.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        return Err(invalid(format!("encoding '{encoding}' is not an encoding name")));
+    if encoding.is_empty()
+        || !encoding
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(invalid(format!(
+            "encoding '{encoding}' is not an encoding name"
+        )));
     }
-    let conn = pg::conn_from_attrs(p.host.as_deref(), p.port, p.superuser.as_deref(), p.superuser_password.as_deref())
-        .map_err(|e| invalid(e.to_string()))?;
+    let conn = pg::conn_from_attrs(
+        p.host.as_deref(),
+        p.port,
+        p.superuser.as_deref(),
+        p.superuser_password.as_deref(),
+    )
+    .map_err(|e| invalid(e.to_string()))?;
     Ok(Box::new(PgDatabase {
         id: id.clone(),
         name: id.title.clone(),
@@ -95,7 +112,10 @@ pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceE
 
 /// `UTF8` = `utf-8` = `Utf_8`.
 fn norm_encoding(s: &str) -> String {
-    s.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_uppercase()
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect::<String>()
+        .to_ascii_uppercase()
 }
 
 /// `en_US.UTF-8` = `en_US.utf8` (glibc normalises the codeset the same way).
@@ -123,23 +143,46 @@ impl PgDatabase {
                 &[&self.name],
             )
             .map_err(|e| pg::sql_error(&format!("{}: reading pg_database", self.id), e))?;
-        Ok(row.map(|r| Current { owner: r.get(0), encoding: r.get(1), collate: r.get(2), ctype: r.get(3) }))
+        Ok(row.map(|r| Current {
+            owner: r.get(0),
+            encoding: r.get(1),
+            collate: r.get(2),
+            ctype: r.get(3),
+        }))
     }
 
     fn changes(&self, cur: &Option<Current>) -> Result<Vec<Change>, ResourceError> {
         let cur = match (self.ensure, cur) {
             (Ensure::Absent, None) => return Ok(vec![]),
             (Ensure::Absent, Some(_)) => {
-                return Ok(vec![Change::new("ensure", Some("present".into()), Some("absent".into()))])
+                return Ok(vec![Change::new(
+                    "ensure",
+                    Some("present".into()),
+                    Some("absent".into()),
+                )])
             }
             (Ensure::Present, None) => {
-                return Ok(vec![Change::new("ensure", Some("absent".into()), Some("present".into()))])
+                return Ok(vec![Change::new(
+                    "ensure",
+                    Some("absent".into()),
+                    Some("present".into()),
+                )])
             }
             (Ensure::Present, Some(cur)) => cur,
         };
         let fixed = [
-            ("encoding", Some(&self.encoding), &cur.encoding, norm_encoding as fn(&str) -> String),
-            ("lc_collate", self.lc_collate.as_ref(), &cur.collate, norm_locale),
+            (
+                "encoding",
+                Some(&self.encoding),
+                &cur.encoding,
+                norm_encoding as fn(&str) -> String,
+            ),
+            (
+                "lc_collate",
+                self.lc_collate.as_ref(),
+                &cur.collate,
+                norm_locale,
+            ),
             ("lc_ctype", self.lc_ctype.as_ref(), &cur.ctype, norm_locale),
         ];
         for (what, want, have, norm) in fixed {
@@ -152,7 +195,11 @@ impl PgDatabase {
             }
         }
         Ok(match &self.owner {
-            Some(o) if *o != cur.owner => vec![Change::new("owner", Some(cur.owner.clone()), Some(o.clone()))],
+            Some(o) if *o != cur.owner => vec![Change::new(
+                "owner",
+                Some(cur.owner.clone()),
+                Some(o.clone()),
+            )],
             _ => vec![],
         })
     }
@@ -195,15 +242,22 @@ impl Resource for PgDatabase {
         let sql = match (self.ensure, &cur, &self.owner) {
             (Ensure::Absent, _, _) => format!("DROP DATABASE {db}"),
             (Ensure::Present, None, _) => self.create_sql(),
-            (Ensure::Present, Some(_), Some(owner)) => format!("ALTER DATABASE {db} OWNER TO {}", quote_ident(owner)),
+            (Ensure::Present, Some(_), Some(owner)) => {
+                format!("ALTER DATABASE {db} OWNER TO {}", quote_ident(owner))
+            }
             (Ensure::Present, Some(_), None) => return Ok(()),
         };
         tracing::debug!(resource = %self.id, "{sql}");
-        client.batch_execute(&sql).map_err(|e| pg::sql_error(&format!("{}: {sql}", self.id), e))
+        client
+            .batch_execute(&sql)
+            .map_err(|e| pg::sql_error(&format!("{}: {sql}", self.id), e))
     }
 
     fn autorequires(&self) -> Vec<ResourceId> {
-        self.owner.iter().map(|o| ResourceId::new("pg_role", o)).collect()
+        self.owner
+            .iter()
+            .map(|o| ResourceId::new("pg_role", o))
+            .collect()
     }
 }
 
@@ -220,17 +274,36 @@ mod tests {
         assert_eq!(norm_locale("en_US.UTF-8"), norm_locale("en_US.utf8"));
         assert_ne!(norm_locale("C"), norm_locale("en_US.utf8"));
         let env = TypeEnv::default();
-        let r = build(&decl("pg_database", "stashdb", json!({"owner": "stashuser"}), &[]), &env).unwrap();
-        assert_eq!(r.autorequires(), vec![ResourceId::new("pg_role", "stashuser")]);
-        for bad in [json!({"encoding": "UTF8'"}), json!({"owner": ""}), json!({"ensure": "maybe"}), json!({"x": 1})] {
-            assert!(build(&decl("pg_database", "db", bad.clone(), &[]), &env).is_err(), "{bad}");
+        let r = build(
+            &decl("pg_database", "stashdb", json!({"owner": "stashuser"}), &[]),
+            &env,
+        )
+        .unwrap();
+        assert_eq!(
+            r.autorequires(),
+            vec![ResourceId::new("pg_role", "stashuser")]
+        );
+        for bad in [
+            json!({"encoding": "UTF8'"}),
+            json!({"owner": ""}),
+            json!({"ensure": "maybe"}),
+            json!({"x": 1}),
+        ] {
+            assert!(
+                build(&decl("pg_database", "db", bad.clone(), &[]), &env).is_err(),
+                "{bad}"
+            );
         }
     }
 
     fn db_for(c: &TestCluster, name: &str, mut attrs: serde_json::Value) -> Box<dyn Resource> {
         attrs["port"] = json!(c.port);
         attrs["superuser_password"] = json!(PASSWORD);
-        build(&decl("pg_database", name, attrs, &["superuser_password"]), &TypeEnv::default()).unwrap()
+        build(
+            &decl("pg_database", name, attrs, &["superuser_password"]),
+            &TypeEnv::default(),
+        )
+        .unwrap()
     }
 
     fn converge(r: &dyn Resource, cx: &Context) -> Vec<String> {
@@ -247,28 +320,47 @@ mod tests {
         let c = TestCluster::primary(dir.path(), "127.0.0.1");
         let cx = context(Path::new("/"), state.path());
         let mut admin = c.conn().connect().unwrap();
-        admin.batch_execute("CREATE ROLE stashuser; CREATE ROLE other").unwrap();
+        admin
+            .batch_execute("CREATE ROLE stashuser; CREATE ROLE other")
+            .unwrap();
 
         let r = db_for(&c, "stashdb", json!({"owner": "stashuser", "locale": "C"}));
-        assert_eq!(converge(r.as_ref(), &cx), ["ensure changed 'absent' to 'present'"]);
+        assert_eq!(
+            converge(r.as_ref(), &cx),
+            ["ensure changed 'absent' to 'present'"]
+        );
         let row = admin
             .query_one("SELECT pg_get_userbyid(datdba)::text, pg_encoding_to_char(encoding)::text FROM pg_database WHERE datname = 'stashdb'", &[])
             .unwrap();
-        assert_eq!((row.get::<_, String>(0), row.get::<_, String>(1)), ("stashuser".into(), "UTF8".into()));
+        assert_eq!(
+            (row.get::<_, String>(0), row.get::<_, String>(1)),
+            ("stashuser".into(), "UTF8".into())
+        );
 
         // The owner converges.
-        admin.batch_execute("ALTER DATABASE stashdb OWNER TO other").unwrap();
-        assert_eq!(converge(r.as_ref(), &cx), ["owner changed 'other' to 'stashuser'"]);
+        admin
+            .batch_execute("ALTER DATABASE stashdb OWNER TO other")
+            .unwrap();
+        assert_eq!(
+            converge(r.as_ref(), &cx),
+            ["owner changed 'other' to 'stashuser'"]
+        );
 
         // Encoding cannot change: an error that says why, nothing done.
         let latin = db_for(&c, "stashdb", json!({"encoding": "LATIN1"}));
         let err = latin.check(&cx).unwrap_err().to_string();
-        assert!(err.contains("fixed when a database is created") && err.contains("'UTF8'"), "{err}");
+        assert!(
+            err.contains("fixed when a database is created") && err.contains("'UTF8'"),
+            "{err}"
+        );
         assert!(latin.apply(&cx, &[]).is_err());
 
         // Absent drops it.
         let gone = db_for(&c, "stashdb", json!({"ensure": "absent"}));
-        assert_eq!(converge(gone.as_ref(), &cx), ["ensure changed 'present' to 'absent'"]);
+        assert_eq!(
+            converge(gone.as_ref(), &cx),
+            ["ensure changed 'present' to 'absent'"]
+        );
 
         // A missing owner is the server's error, named.
         let orphan = db_for(&c, "x", json!({"owner": "nobody_here"}));

@@ -81,9 +81,28 @@ enum Options {
     Map(std::collections::BTreeMap<String, String>),
 }
 
-const TYPES: &[&str] = &["local", "host", "hostssl", "hostnossl", "hostgssenc", "hostnogssenc"];
+const TYPES: &[&str] = &[
+    "local",
+    "host",
+    "hostssl",
+    "hostnossl",
+    "hostgssenc",
+    "hostnogssenc",
+];
 const METHODS: &[&str] = &[
-    "trust", "reject", "scram-sha-256", "md5", "password", "gss", "sspi", "ident", "peer", "pam", "ldap", "radius", "cert",
+    "trust",
+    "reject",
+    "scram-sha-256",
+    "md5",
+    "password",
+    "gss",
+    "sspi",
+    "ident",
+    "peer",
+    "pam",
+    "ldap",
+    "radius",
+    "cert",
 ];
 
 /// One validated rule.
@@ -150,7 +169,9 @@ impl HbaRule {
         } else {
             (f.get(3).cloned(), f.get(4..))
         };
-        let rest = rest.filter(|r| !r.is_empty()).ok_or_else(|| format!("'{line}': missing fields (type database user [address] method [options])"))?;
+        let rest = rest.filter(|r| !r.is_empty()).ok_or_else(|| {
+            format!("'{line}': missing fields (type database user [address] method [options])")
+        })?;
         HbaRule {
             kind,
             database: f[1].clone(),
@@ -166,7 +187,10 @@ impl HbaRule {
         let options = match m.options {
             None => vec![],
             Some(Options::Line(s)) => fields(&s)?,
-            Some(Options::Map(map)) => map.iter().map(|(k, v)| format!("{k}={}", field(v))).collect(),
+            Some(Options::Map(map)) => map
+                .iter()
+                .map(|(k, v)| format!("{k}={}", field(v)))
+                .collect(),
         };
         HbaRule {
             kind: m.kind,
@@ -182,10 +206,18 @@ impl HbaRule {
     fn validated(self) -> Result<HbaRule, String> {
         let me = self.render(&[0; 5]);
         if !TYPES.contains(&self.kind.as_str()) {
-            return Err(format!("'{me}': type '{}' is not one of {}", self.kind, TYPES.join(", ")));
+            return Err(format!(
+                "'{me}': type '{}' is not one of {}",
+                self.kind,
+                TYPES.join(", ")
+            ));
         }
         if !METHODS.contains(&self.method.as_str()) {
-            return Err(format!("'{me}': method '{}' is not one of {}", self.method, METHODS.join(", ")));
+            return Err(format!(
+                "'{me}': method '{}' is not one of {}",
+                self.method,
+                METHODS.join(", ")
+            ));
         }
         match (&self.kind[..], &self.address) {
             ("local", Some(_)) => return Err(format!("'{me}': local rules have no address")),
@@ -199,8 +231,13 @@ impl HbaRule {
         if let Some(o) = self.options.iter().find(|o| !o.contains('=')) {
             return Err(format!("'{me}': option '{o}' is not name=value"));
         }
-        let all = [&self.kind, &self.database, &self.user, &self.method].into_iter().chain(&self.options);
-        if all.chain(&self.address).any(|f| f.contains(['\n', '\r', '#'])) {
+        let all = [&self.kind, &self.database, &self.user, &self.method]
+            .into_iter()
+            .chain(&self.options);
+        if all
+            .chain(&self.address)
+            .any(|f| f.contains(['\n', '\r', '#']))
+        {
             return Err(format!("'{me}': fields must not hold newlines or '#'"));
         }
         Ok(self)
@@ -228,7 +265,9 @@ impl HbaRule {
 /// `addr/len` and `addr mask` must be valid; names and keywords pass.
 fn check_address(a: &str) -> Result<(), String> {
     if let Some((ip, len)) = a.split_once('/') {
-        let ip: IpAddr = ip.parse().map_err(|_| format!("'{a}': '{ip}' is not an IP address"))?;
+        let ip: IpAddr = ip
+            .parse()
+            .map_err(|_| format!("'{a}': '{ip}' is not an IP address"))?;
         let max = if ip.is_ipv4() { 32 } else { 128 };
         match len.parse::<u8>() {
             Ok(n) if n <= max => Ok(()),
@@ -304,7 +343,14 @@ pub fn default_rules(su: &str) -> Vec<HbaRule> {
 pub fn render(title: &str, rules: &[HbaRule]) -> String {
     let mut widths = [4, 8, 4, 7, 6]; // the column titles
     for r in rules {
-        let cols = [&r.kind, &r.database, &r.user, r.address.as_ref().unwrap_or(&String::new()), &r.method].map(|s| s.len());
+        let cols = [
+            &r.kind,
+            &r.database,
+            &r.user,
+            r.address.as_ref().unwrap_or(&String::new()),
+            &r.method,
+        ]
+        .map(|s| s.len());
         for (w, c) in widths.iter_mut().zip(cols) {
             *w = (*w).max(c);
         }
@@ -361,11 +407,22 @@ pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceE
     let id = &decl.id;
     let datadir = id.title.trim_end_matches('/').to_string();
     if !datadir.starts_with('/') || p.file.as_ref().is_some_and(|f| !f.starts_with('/')) {
-        return Err(ResourceError::Invalid(format!("{id}: the data dir (title) and file must be absolute paths")));
+        return Err(ResourceError::Invalid(format!(
+            "{id}: the data dir (title) and file must be absolute paths"
+        )));
     }
-    let conn = pg::conn_from_attrs(p.host.as_deref(), p.port, p.superuser.as_deref(), p.superuser_password.as_deref())
-        .map_err(|e| ResourceError::Invalid(format!("{id}: {e}")))?;
-    let mut rules = if p.defaults { default_rules(&conn.user) } else { vec![] };
+    let conn = pg::conn_from_attrs(
+        p.host.as_deref(),
+        p.port,
+        p.superuser.as_deref(),
+        p.superuser_password.as_deref(),
+    )
+    .map_err(|e| ResourceError::Invalid(format!("{id}: {e}")))?;
+    let mut rules = if p.defaults {
+        default_rules(&conn.user)
+    } else {
+        vec![]
+    };
     let own = rules_of(decl, p.rules)?;
     for w in lint(&own) {
         tracing::warn!(resource = %id, "{w}");
@@ -388,7 +445,13 @@ impl PgHba {
             .map_err(|e| pg::sql_error(&format!("{}: reading pg_hba_file_rules", self.id), e))?;
         Ok(rows
             .iter()
-            .map(|r| format!("line {}: {}", r.get::<_, Option<i32>>(0).unwrap_or(0), r.get::<_, String>(1)))
+            .map(|r| {
+                format!(
+                    "line {}: {}",
+                    r.get::<_, Option<i32>>(0).unwrap_or(0),
+                    r.get::<_, String>(1)
+                )
+            })
             .collect())
     }
 
@@ -415,7 +478,12 @@ impl Resource for PgHba {
         if old.as_deref() == Some(self.content.as_bytes()) {
             return Ok(vec![]);
         }
-        Ok(vec![fsutil::content_change(&path, old.as_deref(), self.content.as_bytes(), false)])
+        Ok(vec![fsutil::content_change(
+            &path,
+            old.as_deref(),
+            self.content.as_bytes(),
+            false,
+        )])
     }
 
     fn apply(&self, cx: &Context, _changes: &[Change]) -> Result<(), ResourceError> {

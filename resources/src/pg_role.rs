@@ -97,10 +97,17 @@ pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceE
     if name.is_empty() || name.len() > 63 || name.contains('\0') {
         return Err(invalid("a role name is 1-63 bytes".into()));
     }
-    let conn = pg::conn_from_attrs(p.host.as_deref(), p.port, p.connect_as.as_deref(), p.superuser_password.as_deref())
-        .map_err(|e| invalid(e.to_string()))?;
+    let conn = pg::conn_from_attrs(
+        p.host.as_deref(),
+        p.port,
+        p.connect_as.as_deref(),
+        p.superuser_password.as_deref(),
+    )
+    .map_err(|e| invalid(e.to_string()))?;
     if name == conn.user && (p.ensure == Ensure::Absent || !p.superuser || !p.login) {
-        return Err(invalid(format!("the agent connects as {name}: it must stay a superuser that can log in")));
+        return Err(invalid(format!(
+            "the agent connects as {name}: it must stay a superuser that can log in"
+        )));
     }
     if let Some(pw) = &p.password {
         crate::redact::register(pw);
@@ -109,13 +116,21 @@ pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceE
         }
     }
     if p.connection_limit.is_some_and(|n| n < -1) {
-        return Err(invalid("connection_limit must be -1 (no limit) or more".into()));
+        return Err(invalid(
+            "connection_limit must be -1 (no limit) or more".into(),
+        ));
     }
     Ok(Box::new(PgRole {
         id: id.clone(),
         name,
         ensure: p.ensure,
-        flags: [p.login, p.superuser, p.createdb, p.createrole, p.replication],
+        flags: [
+            p.login,
+            p.superuser,
+            p.createdb,
+            p.createrole,
+            p.replication,
+        ],
         password: p.password,
         connection_limit: p.connection_limit,
         conn,
@@ -149,9 +164,17 @@ impl PgRole {
         let yes_no = |b: bool| Some(b.to_string());
         match (self.ensure, cur) {
             (Ensure::Absent, None) => vec![],
-            (Ensure::Absent, Some(_)) => vec![Change::new("ensure", Some("present".into()), Some("absent".into()))],
+            (Ensure::Absent, Some(_)) => vec![Change::new(
+                "ensure",
+                Some("present".into()),
+                Some("absent".into()),
+            )],
             (Ensure::Present, None) => {
-                let mut c = vec![Change::new("ensure", Some("absent".into()), Some("present".into()))];
+                let mut c = vec![Change::new(
+                    "ensure",
+                    Some("absent".into()),
+                    Some("present".into()),
+                )];
                 if self.password.is_some() {
                     c.push(Change::new("password", None, None).sensitive(true));
                 }
@@ -162,13 +185,23 @@ impl PgRole {
                     .iter()
                     .zip(self.flags.iter().zip(cur.flags))
                     .filter(|(_, (want, have))| **want != *have)
-                    .map(|((name, _), (want, have))| Change::new(*name, yes_no(have), yes_no(*want)))
+                    .map(|((name, _), (want, have))| {
+                        Change::new(*name, yes_no(have), yes_no(*want))
+                    })
                     .collect();
                 if let Some(n) = self.connection_limit.filter(|n| *n != cur.connection_limit) {
-                    c.push(Change::new("connection_limit", Some(cur.connection_limit.to_string()), Some(n.to_string())));
+                    c.push(Change::new(
+                        "connection_limit",
+                        Some(cur.connection_limit.to_string()),
+                        Some(n.to_string()),
+                    ));
                 }
                 if let Some(pw) = &self.password {
-                    if !cur.verifier.as_deref().is_some_and(|v| password_matches(v, pw, &self.name)) {
+                    if !cur
+                        .verifier
+                        .as_deref()
+                        .is_some_and(|v| password_matches(v, pw, &self.name))
+                    {
                         c.push(Change::new("password", None, None).sensitive(true));
                     }
                 }
@@ -182,7 +215,13 @@ impl PgRole {
         let mut sql: Vec<String> = FLAGS
             .iter()
             .zip(self.flags)
-            .map(|((_, kw), on)| if on { kw.to_string() } else { format!("NO{kw}") })
+            .map(|((_, kw), on)| {
+                if on {
+                    kw.to_string()
+                } else {
+                    format!("NO{kw}")
+                }
+            })
             .collect();
         if let Some(n) = self.connection_limit {
             sql.push(format!("CONNECTION LIMIT {n}"));
@@ -216,14 +255,21 @@ impl Resource for PgRole {
         let password = changes.iter().any(|c| c.property == "password");
         let sql = match (self.ensure, cur) {
             (Ensure::Absent, _) => format!("DROP ROLE {role}"),
-            (Ensure::Present, None) => format!("CREATE ROLE {role} WITH {}", self.options(password)),
-            (Ensure::Present, Some(_)) => format!("ALTER ROLE {role} WITH {}", self.options(password)),
+            (Ensure::Present, None) => {
+                format!("CREATE ROLE {role} WITH {}", self.options(password))
+            }
+            (Ensure::Present, Some(_)) => {
+                format!("ALTER ROLE {role} WITH {}", self.options(password))
+            }
         };
         // The verifier is not the password, but it still stays out of logs.
         tracing::debug!(resource = %self.id, "{}", sql.split(" PASSWORD ").next().unwrap_or(""));
-        client
-            .batch_execute(&sql)
-            .map_err(|e| pg::sql_error(&format!("{}: {}", self.id, sql.split(" WITH ").next().unwrap_or("")), e))
+        client.batch_execute(&sql).map_err(|e| {
+            pg::sql_error(
+                &format!("{}: {}", self.id, sql.split(" WITH ").next().unwrap_or("")),
+                e,
+            )
+        })
     }
 }
 
@@ -254,12 +300,20 @@ fn scram_matches(stored: &str, password: &str) -> Option<bool> {
     let (without_proof, proof) = client_final.rsplit_once(",p=")?;
     let auth_message = format!("n=,r={client_nonce},{server_first},{without_proof}");
     let signature = hmac_sha256(&stored_key, auth_message.as_bytes());
-    let client_key: Vec<u8> = b64_decode(proof)?.iter().zip(signature).map(|(p, s)| p ^ s).collect();
+    let client_key: Vec<u8> = b64_decode(proof)?
+        .iter()
+        .zip(signature)
+        .map(|(p, s)| p ^ s)
+        .collect();
     if Sha256::digest(&client_key).as_slice() != stored_key.as_slice() {
         return Some(false);
     }
     let server_signature = b64_encode(&hmac_sha256(&server_key, auth_message.as_bytes()));
-    Some(client.finish(format!("v={server_signature}").as_bytes()).is_ok())
+    Some(
+        client
+            .finish(format!("v={server_signature}").as_bytes())
+            .is_ok(),
+    )
 }
 
 /// HMAC-SHA-256 (RFC 2104) over the sha2 crate.
@@ -270,8 +324,15 @@ fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
     } else {
         k[..key.len()].copy_from_slice(key);
     }
-    let inner = Sha256::new().chain_update(k.map(|b| b ^ 0x36)).chain_update(msg).finalize();
-    Sha256::new().chain_update(k.map(|b| b ^ 0x5c)).chain_update(inner).finalize().into()
+    let inner = Sha256::new()
+        .chain_update(k.map(|b| b ^ 0x36))
+        .chain_update(msg)
+        .finalize();
+    Sha256::new()
+        .chain_update(k.map(|b| b ^ 0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
 }
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -279,7 +340,10 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 fn b64_encode(bytes: &[u8]) -> String {
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
         for i in 0..4 {
             if i <= chunk.len() {
                 out.push(B64[(n >> (18 - 6 * i)) as usize & 63] as char);

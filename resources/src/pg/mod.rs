@@ -55,7 +55,10 @@ impl Conn {
 
     /// A libpq-style description, without the password.
     pub fn describe(&self) -> String {
-        format!("host={} port={} user={} dbname={}", self.host, self.port, self.user, self.dbname)
+        format!(
+            "host={} port={} user={} dbname={}",
+            self.host, self.port, self.user, self.dbname
+        )
     }
 
     /// Opens a connection.
@@ -71,7 +74,11 @@ impl Conn {
             cfg.password(p);
         }
         cfg.connect(postgres::NoTls).map_err(|e| {
-            ResourceError::Failed(format!("connecting to {}: {}", self.describe(), redact::redact(&e.to_string())))
+            ResourceError::Failed(format!(
+                "connecting to {}: {}",
+                self.describe(),
+                redact::redact(&e.to_string())
+            ))
         })
     }
 }
@@ -118,19 +125,32 @@ pub fn chown_to_os_user(path: &Path) -> Result<(), ResourceError> {
 
 /// Major version of a data dir (its `PG_VERSION` file), if initialised.
 pub fn data_dir_version(datadir: &Path) -> Option<u32> {
-    std::fs::read_to_string(datadir.join("PG_VERSION")).ok()?.trim().parse().ok()
+    std::fs::read_to_string(datadir.join("PG_VERSION"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Major version of the binaries in `bindir` (`pg_ctl --version`).
 pub fn bin_version(runner: &crate::runner::Runner, bindir: &Path) -> Result<u32, ResourceError> {
-    let out = runner.run(&Cmd::new(&[bindir.join("pg_ctl").display().to_string(), "--version".into()]))?;
-    parse_version(&out.stdout)
-        .ok_or_else(|| ResourceError::Failed(format!("cannot read a version from '{}'", out.stdout.trim())))
+    let out = runner.run(&Cmd::new(&[
+        bindir.join("pg_ctl").display().to_string(),
+        "--version".into(),
+    ]))?;
+    parse_version(&out.stdout).ok_or_else(|| {
+        ResourceError::Failed(format!(
+            "cannot read a version from '{}'",
+            out.stdout.trim()
+        ))
+    })
 }
 
 /// `pg_ctl (PostgreSQL) 15.18 (Debian ...)` → 15; `9.6.24` → 9.
 pub fn parse_version(text: &str) -> Option<u32> {
-    let token = text.split_whitespace().find(|t| t.chars().next().is_some_and(|c| c.is_ascii_digit()))?;
+    let token = text
+        .split_whitespace()
+        .find(|t| t.chars().next().is_some_and(|c| c.is_ascii_digit()))?;
     token.split('.').next()?.parse().ok()
 }
 
@@ -166,7 +186,12 @@ pub fn conn_from_attrs(
     if port == 0 {
         return Err(ResourceError::Invalid("port must be 1-65535".into()));
     }
-    Ok(Conn::new(host, port, superuser.unwrap_or("postgres"), password))
+    Ok(Conn::new(
+        host,
+        port,
+        superuser.unwrap_or("postgres"),
+        password,
+    ))
 }
 
 /// How long "is the server up?" probes wait before deciding it is not.
@@ -178,7 +203,10 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// dir has no live postmaster either: a server that runs but refuses us
 /// (wrong password, pg_hba) is an error, because silently skipping the
 /// reload would leave the new configuration unapplied.
-pub fn connect_if_running(conn: &Conn, datadir: &Path) -> Result<Option<postgres::Client>, ResourceError> {
+pub fn connect_if_running(
+    conn: &Conn,
+    datadir: &Path,
+) -> Result<Option<postgres::Client>, ResourceError> {
     let mut probe = conn.clone();
     probe.connect_timeout = PROBE_TIMEOUT;
     match probe.connect() {
@@ -249,7 +277,10 @@ mod tests {
 
     #[test]
     fn versions_and_quoting() {
-        assert_eq!(parse_version("pg_ctl (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"), Some(15));
+        assert_eq!(
+            parse_version("pg_ctl (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"),
+            Some(15)
+        );
         assert_eq!(parse_version("pg_ctl (PostgreSQL) 9.6.24"), Some(9));
         assert_eq!(parse_version("nothing"), None);
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");

@@ -13,7 +13,11 @@ pub const PASSWORD: &str = "test-superuser-pw";
 
 /// A free TCP port on `addr`.
 pub fn free_port(addr: &str) -> u16 {
-    TcpListener::bind((addr, 0)).expect("bind").local_addr().unwrap().port()
+    TcpListener::bind((addr, 0))
+        .expect("bind")
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Makes `dir` (and its parents inside a temp dir) usable by the postgres
@@ -35,7 +39,12 @@ pub fn open_for_postgres(dir: &Path) {
 
 /// A declaration for type tests: `type[title]` with JSON attributes, the
 /// named ones marked Sensitive.
-pub fn decl(type_name: &str, title: &str, attrs: serde_json::Value, sensitive: &[&str]) -> crate::core::Decl {
+pub fn decl(
+    type_name: &str,
+    title: &str,
+    attrs: serde_json::Value,
+    sensitive: &[&str],
+) -> crate::core::Decl {
     crate::core::Decl {
         id: crate::core::ResourceId::new(type_name, title),
         attrs: attrs.as_object().expect("attributes are a map").clone(),
@@ -71,7 +80,22 @@ impl TestCluster {
         let d = datadir.display().to_string();
         let pw = format!("--pwfile={}", pwfile.display());
         runner
-            .run(&bin_cmd(&bindir, "initdb", &["-D", &d, "-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256", &pw, "-E", "UTF8", "--locale=C"]))
+            .run(&bin_cmd(
+                &bindir,
+                "initdb",
+                &[
+                    "-D",
+                    &d,
+                    "-U",
+                    "postgres",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    &pw,
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                ],
+            ))
             .expect("initdb");
         let port = free_port(addr);
         let conf = format!(
@@ -92,7 +116,13 @@ impl TestCluster {
             .unwrap()
             .write_all(hba.as_bytes())
             .unwrap();
-        let c = TestCluster { datadir, addr: addr.to_string(), port, bindir, runner };
+        let c = TestCluster {
+            datadir,
+            addr: addr.to_string(),
+            port,
+            bindir,
+            runner,
+        };
         c.start();
         c
     }
@@ -100,18 +130,34 @@ impl TestCluster {
     /// A handle on an existing data dir (not started), stopped on drop like
     /// the others.
     pub fn existing(datadir: PathBuf, addr: &str, port: u16) -> TestCluster {
-        TestCluster { datadir, addr: addr.to_string(), port, bindir: PathBuf::from(DEFAULT_BINDIR), runner: Runner::default() }
+        TestCluster {
+            datadir,
+            addr: addr.to_string(),
+            port,
+            bindir: PathBuf::from(DEFAULT_BINDIR),
+            runner: Runner::default(),
+        }
     }
 
     pub fn start(&self) {
         let d = self.datadir.display().to_string();
         let log = self.datadir.join("server.log").display().to_string();
-        self.runner.run(&bin_cmd(&self.bindir, "pg_ctl", &["-D", &d, "-l", &log, "-w", "start"])).expect("pg_ctl start");
+        self.runner
+            .run(&bin_cmd(
+                &self.bindir,
+                "pg_ctl",
+                &["-D", &d, "-l", &log, "-w", "start"],
+            ))
+            .expect("pg_ctl start");
     }
 
     pub fn stop(&self) {
         let d = self.datadir.display().to_string();
-        let _ = self.runner.run(&bin_cmd(&self.bindir, "pg_ctl", &["-D", &d, "-m", "fast", "-w", "stop"]));
+        let _ = self.runner.run(&bin_cmd(
+            &self.bindir,
+            "pg_ctl",
+            &["-D", &d, "-m", "fast", "-w", "stop"],
+        ));
     }
 
     /// A superuser connection description.
@@ -124,7 +170,11 @@ impl Drop for TestCluster {
     fn drop(&mut self) {
         if self.datadir.join("postmaster.pid").exists() {
             let d = self.datadir.display().to_string();
-            let _ = self.runner.run(&bin_cmd(&self.bindir, "pg_ctl", &["-D", &d, "-m", "immediate", "-w", "stop"]));
+            let _ = self.runner.run(&bin_cmd(
+                &self.bindir,
+                "pg_ctl",
+                &["-D", &d, "-m", "immediate", "-w", "stop"],
+            ));
         }
     }
 }
