@@ -186,10 +186,7 @@ fn set_user(command: &mut Command, user: &str) -> Result<(), ResourceError> {
     if nix::unistd::geteuid() == pw.uid {
         return Ok(());
     }
-    command
-        .env("HOME", &pw.dir)
-        .env("USER", user)
-        .env("LOGNAME", user);
+    command.env("HOME", &pw.dir).env("USER", user).env("LOGNAME", user);
     let (uid, gid) = (pw.uid, pw.gid);
     let name = std::ffi::CString::new(user).map_err(|e| ResourceError::Invalid(e.to_string()))?;
     // SAFETY: runs in the forked child before exec; it only changes this
