@@ -1,10 +1,375 @@
-//! `pg_role` resource type (placeholder until implemented).
+//! `pg_role`: a role of a running cluster: its attributes and password.
+//!
+//! The password is compared without ever leaving the agent in clear: the
+//! stored SCRAM verifier (`pg_authid.rolpassword`) is checked the way the
+//! server checks a login — the declared password plays the client of a
+//! SCRAM exchange (postgres-protocol's own client, so SASLprep is the
+//! server's), and the proof is verified against the stored key; md5
+//! verifiers are recomputed as `md5(password || rolname)`. A new password
+//! is sent as a client-side computed SCRAM verifier, so the plain text is in
+//! neither the SQL text nor the server log.
 
-use crate::core::{Decl, Resource, ResourceError, TypeEnv};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::core::{Change, Context, Decl, Resource, ResourceError, ResourceId, TypeEnv};
+use crate::pg::{self, quote_ident, quote_literal};
+
+/// Attributes of `- pg_role: <role name>`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    /// `present` (default) or `absent` (DROP ROLE; fails while the role
+    /// owns objects).
+    #[serde(default)]
+    ensure: Ensure,
+    /// May log in (default true).
+    #[serde(default = "yes")]
+    login: bool,
+    /// Is a superuser (default false). The role the agent connects as
+    /// cannot be declared without it.
+    #[serde(default)]
+    superuser: bool,
+    /// May create databases (default false).
+    #[serde(default)]
+    createdb: bool,
+    /// May create roles (default false).
+    #[serde(default)]
+    createrole: bool,
+    /// May start streaming replication (default false).
+    #[serde(default)]
+    replication: bool,
+    /// Password (Sensitive). Not declared = not managed.
+    password: Option<String>,
+    /// Maximum concurrent connections (-1 = no limit). Not declared = not
+    /// managed.
+    connection_limit: Option<i32>,
+    /// Server address or socket directory (default `127.0.0.1`).
+    host: Option<String>,
+    /// Server port (default 5432).
+    port: Option<u16>,
+    /// Role the agent connects as (default `postgres`). Named so because
+    /// `superuser` is this role's flag here.
+    connect_as: Option<String>,
+    /// Password of `connect_as` (Sensitive).
+    superuser_password: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Ensure {
+    #[default]
+    Present,
+    Absent,
+}
+
+/// The role flags, in `CREATE ROLE` keyword order.
+const FLAGS: [(&str, &str); 5] = [
+    ("login", "LOGIN"),
+    ("superuser", "SUPERUSER"),
+    ("createdb", "CREATEDB"),
+    ("createrole", "CREATEROLE"),
+    ("replication", "REPLICATION"),
+];
+
+/// A typed `pg_role` resource.
+#[derive(Debug)]
+pub struct PgRole {
+    id: ResourceId,
+    name: String,
+    ensure: Ensure,
+    /// Same order as [`FLAGS`].
+    flags: [bool; 5],
+    password: Option<String>,
+    connection_limit: Option<i32>,
+    conn: pg::Conn,
+}
 
 pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceError> {
-    Err(ResourceError::Invalid(format!(
-        "{}: type not implemented yet",
-        decl.id
-    )))
+    let p: Params = decl.params()?;
+    let id = &decl.id;
+    let invalid = |msg: String| ResourceError::Invalid(format!("{id}: {msg}"));
+    let name = id.title.clone();
+    if name.is_empty() || name.len() > 63 || name.contains('\0') {
+        return Err(invalid("a role name is 1-63 bytes".into()));
+    }
+    let conn = pg::conn_from_attrs(
+        p.host.as_deref(),
+        p.port,
+        p.connect_as.as_deref(),
+        p.superuser_password.as_deref(),
+    )
+    .map_err(|e| invalid(e.to_string()))?;
+    if name == conn.user && (p.ensure == Ensure::Absent || !p.superuser || !p.login) {
+        return Err(invalid(format!(
+            "the agent connects as {name}: it must stay a superuser that can log in"
+        )));
+    }
+    if let Some(pw) = &p.password {
+        crate::redact::register(pw);
+        if pw.is_empty() || pw.contains('\0') {
+            return Err(invalid("password must not be empty".into()));
+        }
+    }
+    if p.connection_limit.is_some_and(|n| n < -1) {
+        return Err(invalid(
+            "connection_limit must be -1 (no limit) or more".into(),
+        ));
+    }
+    Ok(Box::new(PgRole {
+        id: id.clone(),
+        name,
+        ensure: p.ensure,
+        flags: [
+            p.login,
+            p.superuser,
+            p.createdb,
+            p.createrole,
+            p.replication,
+        ],
+        password: p.password,
+        connection_limit: p.connection_limit,
+        conn,
+    }))
 }
+
+/// The role as the server has it.
+struct Current {
+    flags: [bool; 5],
+    connection_limit: i32,
+    verifier: Option<String>,
+}
+
+impl PgRole {
+    fn current(&self, client: &mut postgres::Client) -> Result<Option<Current>, ResourceError> {
+        let row = client
+            .query_opt(
+                "SELECT rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolconnlimit, rolpassword \
+                 FROM pg_authid WHERE rolname = $1",
+                &[&self.name],
+            )
+            .map_err(|e| pg::sql_error(&format!("{}: reading pg_authid", self.id), e))?;
+        Ok(row.map(|r| Current {
+            flags: [r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)],
+            connection_limit: r.get(5),
+            verifier: r.get(6),
+        }))
+    }
+
+    fn changes(&self, cur: &Option<Current>) -> Vec<Change> {
+        let yes_no = |b: bool| Some(b.to_string());
+        match (self.ensure, cur) {
+            (Ensure::Absent, None) => vec![],
+            (Ensure::Absent, Some(_)) => vec![Change::new(
+                "ensure",
+                Some("present".into()),
+                Some("absent".into()),
+            )],
+            (Ensure::Present, None) => {
+                let mut c = vec![Change::new(
+                    "ensure",
+                    Some("absent".into()),
+                    Some("present".into()),
+                )];
+                if self.password.is_some() {
+                    c.push(Change::new("password", None, None).sensitive(true));
+                }
+                c
+            }
+            (Ensure::Present, Some(cur)) => {
+                let mut c: Vec<Change> = FLAGS
+                    .iter()
+                    .zip(self.flags.iter().zip(cur.flags))
+                    .filter(|(_, (want, have))| **want != *have)
+                    .map(|((name, _), (want, have))| {
+                        Change::new(*name, yes_no(have), yes_no(*want))
+                    })
+                    .collect();
+                if let Some(n) = self.connection_limit.filter(|n| *n != cur.connection_limit) {
+                    c.push(Change::new(
+                        "connection_limit",
+                        Some(cur.connection_limit.to_string()),
+                        Some(n.to_string()),
+                    ));
+                }
+                if let Some(pw) = &self.password {
+                    if !cur
+                        .verifier
+                        .as_deref()
+                        .is_some_and(|v| password_matches(v, pw, &self.name))
+                    {
+                        c.push(Change::new("password", None, None).sensitive(true));
+                    }
+                }
+                c
+            }
+        }
+    }
+
+    /// `LOGIN NOSUPERUSER ... [CONNECTION LIMIT n] [PASSWORD 'verifier']`.
+    fn options(&self, with_password: bool) -> String {
+        let mut sql: Vec<String> = FLAGS
+            .iter()
+            .zip(self.flags)
+            .map(|((_, kw), on)| {
+                if on {
+                    kw.to_string()
+                } else {
+                    format!("NO{kw}")
+                }
+            })
+            .collect();
+        if let Some(n) = self.connection_limit {
+            sql.push(format!("CONNECTION LIMIT {n}"));
+        }
+        if let (true, Some(pw)) = (with_password, &self.password) {
+            let verifier = postgres_protocol::password::scram_sha_256(pw.as_bytes());
+            sql.push(format!("PASSWORD {}", quote_literal(&verifier)));
+        }
+        sql.join(" ")
+    }
+}
+
+impl Resource for PgRole {
+    fn id(&self) -> &ResourceId {
+        &self.id
+    }
+
+    fn check(&self, _cx: &Context) -> Result<Vec<Change>, ResourceError> {
+        let mut client = self.conn.connect()?;
+        Ok(self.changes(&self.current(&mut client)?))
+    }
+
+    fn apply(&self, _cx: &Context, _changes: &[Change]) -> Result<(), ResourceError> {
+        let mut client = self.conn.connect()?;
+        let cur = self.current(&mut client)?;
+        let changes = self.changes(&cur);
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let role = quote_ident(&self.name);
+        let password = changes.iter().any(|c| c.property == "password");
+        let sql = match (self.ensure, cur) {
+            (Ensure::Absent, _) => format!("DROP ROLE {role}"),
+            (Ensure::Present, None) => {
+                format!("CREATE ROLE {role} WITH {}", self.options(password))
+            }
+            (Ensure::Present, Some(_)) => {
+                format!("ALTER ROLE {role} WITH {}", self.options(password))
+            }
+        };
+        // The verifier is not the password, but it still stays out of logs.
+        tracing::debug!(resource = %self.id, "{}", sql.split(" PASSWORD ").next().unwrap_or(""));
+        client.batch_execute(&sql).map_err(|e| {
+            pg::sql_error(
+                &format!("{}: {}", self.id, sql.split(" WITH ").next().unwrap_or("")),
+                e,
+            )
+        })
+    }
+}
+
+/// True when the stored verifier `stored` accepts `password` for `role`.
+pub fn password_matches(stored: &str, password: &str, role: &str) -> bool {
+    if stored.starts_with("md5") {
+        return postgres_protocol::password::md5(password.as_bytes(), role) == stored;
+    }
+    scram_matches(stored, password).unwrap_or(false)
+}
+
+/// Plays a SCRAM-SHA-256 login against `SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>`:
+/// the client proof must give the stored key, and the server signature from
+/// the server key must satisfy the client.
+fn scram_matches(stored: &str, password: &str) -> Option<bool> {
+    use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+    let rest = stored.strip_prefix("SCRAM-SHA-256$")?;
+    let (iter_salt, keys) = rest.split_once('$')?;
+    let (iterations, salt) = iter_salt.split_once(':')?;
+    let (stored_key, server_key) = keys.split_once(':')?;
+    let (stored_key, server_key) = (b64_decode(stored_key)?, b64_decode(server_key)?);
+    let mut client = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
+    let first = String::from_utf8(client.message().to_vec()).ok()?;
+    let client_nonce = first.rsplit_once("r=")?.1.to_string();
+    let server_first = format!("r={client_nonce}agent,s={salt},i={iterations}");
+    client.update(server_first.as_bytes()).ok()?;
+    let client_final = String::from_utf8(client.message().to_vec()).ok()?;
+    let (without_proof, proof) = client_final.rsplit_once(",p=")?;
+    let auth_message = format!("n=,r={client_nonce},{server_first},{without_proof}");
+    let signature = hmac_sha256(&stored_key, auth_message.as_bytes());
+    let client_key: Vec<u8> = b64_decode(proof)?
+        .iter()
+        .zip(signature)
+        .map(|(p, s)| p ^ s)
+        .collect();
+    if Sha256::digest(&client_key).as_slice() != stored_key.as_slice() {
+        return Some(false);
+    }
+    let server_signature = b64_encode(&hmac_sha256(&server_key, auth_message.as_bytes()));
+    Some(
+        client
+            .finish(format!("v={server_signature}").as_bytes())
+            .is_ok(),
+    )
+}
+
+/// HMAC-SHA-256 (RFC 2104) over the sha2 crate.
+fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    let mut k = [0u8; 64];
+    if key.len() > 64 {
+        k[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        k[..key.len()].copy_from_slice(key);
+    }
+    let inner = Sha256::new()
+        .chain_update(k.map(|b| b ^ 0x36))
+        .chain_update(msg)
+        .finalize();
+    Sha256::new()
+        .chain_update(k.map(|b| b ^ 0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn b64_encode(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(B64[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn b64_decode(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim_end_matches('=');
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in text.bytes() {
+        let v = B64.iter().position(|&x| x == c)? as u32;
+        acc = ((acc << 6) | v) & 0x3fff; // at most 13 pending bits
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests;

@@ -169,6 +169,108 @@ pub fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
+/// The connection attributes shared by the SQL-speaking types (`host`,
+/// `port`, `superuser`, `superuser_password`), with their defaults applied:
+/// `127.0.0.1`, 5432, `postgres`, no password.
+pub fn conn_from_attrs(
+    host: Option<&str>,
+    port: Option<u16>,
+    superuser: Option<&str>,
+    password: Option<&str>,
+) -> Result<Conn, ResourceError> {
+    let host = host.unwrap_or("127.0.0.1");
+    if host.is_empty() {
+        return Err(ResourceError::Invalid("host must not be empty".into()));
+    }
+    let port = port.unwrap_or(5432);
+    if port == 0 {
+        return Err(ResourceError::Invalid("port must be 1-65535".into()));
+    }
+    Ok(Conn::new(
+        host,
+        port,
+        superuser.unwrap_or("postgres"),
+        password,
+    ))
+}
+
+/// How long "is the server up?" probes wait before deciding it is not.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A connection if the server of `datadir` is running, `None` if it is not.
+///
+/// A refused or timed-out connection means "not running" only when the data
+/// dir has no live postmaster either: a server that runs but refuses us
+/// (wrong password, pg_hba) is an error, because silently skipping the
+/// reload would leave the new configuration unapplied.
+pub fn connect_if_running(
+    conn: &Conn,
+    datadir: &Path,
+) -> Result<Option<postgres::Client>, ResourceError> {
+    let mut probe = conn.clone();
+    probe.connect_timeout = PROBE_TIMEOUT;
+    match probe.connect() {
+        Ok(client) => Ok(Some(client)),
+        Err(e) => match postmaster_pid(datadir) {
+            Some(pid) => Err(ResourceError::Failed(format!(
+                "the server of {} is running (pid {pid}) but does not accept the agent: {e}",
+                datadir.display()
+            ))),
+            None => {
+                tracing::debug!(datadir = %datadir.display(), "server not running: {e}");
+                Ok(None)
+            }
+        },
+    }
+}
+
+/// The pid of a live postmaster of `datadir` (first line of postmaster.pid).
+pub fn postmaster_pid(datadir: &Path) -> Option<i32> {
+    let text = std::fs::read_to_string(datadir.join("postmaster.pid")).ok()?;
+    let pid: i32 = text.lines().next()?.trim().parse().ok()?;
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) | Err(nix::errno::Errno::EPERM) => Some(pid),
+        Err(_) => None,
+    }
+}
+
+/// Writes a server configuration file (postgresql.conf, pg_hba.conf, an
+/// include): backup of the old content when `backup` is set, atomic
+/// replacement, and the ownership the server needs. An existing file keeps
+/// its owner and mode; a new one belongs to [`os_user`] with mode 0600 — a
+/// root-owned 0600 file would lock the server out of its own configuration.
+pub fn write_config(
+    cx: &crate::core::Context,
+    path: &Path,
+    content: &[u8],
+    backup: bool,
+) -> Result<(), ResourceError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let old = std::fs::metadata(path).ok();
+    if backup {
+        crate::fsutil::replace_file(cx, path, content, None)?;
+    } else {
+        crate::fsutil::write_atomic(path, content, None)?;
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    match old {
+        Some(meta) => {
+            std::os::unix::fs::chown(path, Some(meta.uid()), Some(meta.gid()))
+                .map_err(|e| ResourceError::io(path, e))?;
+            // chown clears set-id bits; put the mode back.
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+                .map_err(|e| ResourceError::io(path, e))
+        }
+        None => {
+            chown_to_os_user(path)?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| ResourceError::io(path, e))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

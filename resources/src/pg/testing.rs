@@ -37,6 +37,27 @@ pub fn open_for_postgres(dir: &Path) {
     chown_to_os_user(dir).unwrap();
 }
 
+/// A declaration for type tests: `type[title]` with JSON attributes, the
+/// named ones marked Sensitive.
+pub fn decl(
+    type_name: &str,
+    title: &str,
+    attrs: serde_json::Value,
+    sensitive: &[&str],
+) -> crate::core::Decl {
+    crate::core::Decl {
+        id: crate::core::ResourceId::new(type_name, title),
+        attrs: attrs.as_object().expect("attributes are a map").clone(),
+        sensitive: sensitive.iter().map(|s| s.to_string()).collect(),
+        location: Default::default(),
+    }
+}
+
+/// A context rooted at `root` with its backup store in `state`.
+pub fn context(root: &Path, state: &Path) -> crate::core::Context {
+    crate::core::Context::new(root, crate::backup::BackupStore::new(state))
+}
+
 /// A running test cluster.
 pub struct TestCluster {
     pub datadir: PathBuf,
@@ -104,6 +125,18 @@ impl TestCluster {
         };
         c.start();
         c
+    }
+
+    /// A handle on an existing data dir (not started), stopped on drop like
+    /// the others.
+    pub fn existing(datadir: PathBuf, addr: &str, port: u16) -> TestCluster {
+        TestCluster {
+            datadir,
+            addr: addr.to_string(),
+            port,
+            bindir: PathBuf::from(DEFAULT_BINDIR),
+            runner: Runner::default(),
+        }
     }
 
     pub fn start(&self) {

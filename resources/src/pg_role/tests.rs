@@ -1,0 +1,205 @@
+//! Tests of `pg_role`: password verifiers (against ones the server made),
+//! and roles on a real server.
+
+use super::*;
+use crate::pg::testing::{context, decl, TestCluster, PASSWORD};
+use serde_json::json;
+use std::path::Path;
+
+#[test]
+fn hmac_and_base64_match_their_references() {
+    // RFC 4231, test case 2.
+    assert_eq!(
+        hex::encode(hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    );
+    // RFC 4231, test case 6 (key longer than a block).
+    assert_eq!(
+        hex::encode(hmac_sha256(
+            &[0xaa; 131],
+            b"Test Using Larger Than Block-Size Key - Hash Key First"
+        )),
+        "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+    );
+    for (raw, enc) in [
+        ("", ""),
+        ("f", "Zg=="),
+        ("fo", "Zm8="),
+        ("foo", "Zm9v"),
+        ("foobar", "Zm9vYmFy"),
+    ] {
+        assert_eq!(b64_encode(raw.as_bytes()), enc);
+        assert_eq!(b64_decode(enc).unwrap(), raw.as_bytes());
+    }
+    assert_eq!(b64_decode("not base64!"), None);
+}
+
+#[test]
+fn verifiers_made_client_side_verify() {
+    let v = postgres_protocol::password::scram_sha_256(b"s3cret");
+    assert!(password_matches(&v, "s3cret", "app"));
+    assert!(!password_matches(&v, "s3creT", "app"));
+    // SASLprep: a non-ASCII space is a plain space to SCRAM.
+    let v = postgres_protocol::password::scram_sha_256("a\u{00a0}b".as_bytes());
+    assert!(password_matches(&v, "a b", "app"));
+    let md5 = postgres_protocol::password::md5(b"pw", "app");
+    assert!(password_matches(&md5, "pw", "app"));
+    assert!(!password_matches(&md5, "pw", "other"));
+    assert!(!password_matches("SCRAM-SHA-256$garbage", "pw", "app"));
+    assert!(!password_matches("", "pw", "app"));
+}
+
+#[test]
+fn build_validates() {
+    let env = TypeEnv::default();
+    assert!(build(
+        &decl("pg_role", "app", json!({"createdb": true}), &[]),
+        &env
+    )
+    .is_ok());
+    for (title, bad) in [
+        ("app", json!({"connection_limit": -2})),
+        ("app", json!({"password": ""})),
+        ("app", json!({"ensure": "gone"})),
+        ("app", json!({"login": "yes"})),
+        ("postgres", json!({})),
+        ("postgres", json!({"superuser": true, "ensure": "absent"})),
+        ("", json!({})),
+    ] {
+        assert!(
+            build(&decl("pg_role", title, bad.clone(), &[]), &env).is_err(),
+            "{title} {bad}"
+        );
+    }
+    assert!(build(
+        &decl("pg_role", "postgres", json!({"superuser": true}), &[]),
+        &env
+    )
+    .is_ok());
+}
+
+fn role_for(c: &TestCluster, name: &str, attrs: serde_json::Value) -> Box<dyn Resource> {
+    let mut attrs = attrs;
+    attrs["port"] = json!(c.port);
+    attrs["superuser_password"] = json!(PASSWORD);
+    build(
+        &decl("pg_role", name, attrs, &["password", "superuser_password"]),
+        &TypeEnv::default(),
+    )
+    .unwrap()
+}
+
+fn converge(r: &dyn Resource, cx: &Context) -> Vec<String> {
+    let changes = r.check(cx).unwrap();
+    r.apply(cx, &changes).unwrap();
+    assert!(r.check(cx).unwrap().is_empty(), "{} not idempotent", r.id());
+    changes.iter().map(Change::line).collect()
+}
+
+#[test]
+fn roles_on_a_real_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let c = TestCluster::primary(dir.path(), "127.0.0.1");
+    let cx = context(Path::new("/"), state.path());
+    let pw = "role-pw-'quote\"";
+
+    let r = role_for(
+        &c,
+        "stash user",
+        json!({"password": pw, "createdb": true, "connection_limit": 5}),
+    );
+    let lines = converge(r.as_ref(), &cx);
+    assert_eq!(
+        lines,
+        [
+            "ensure changed 'absent' to 'present'",
+            "password changed [redacted] to [redacted]"
+        ]
+    );
+    // The role logs in with its password over scram-sha-256.
+    let mut login = pg::Conn::new("127.0.0.1", c.port, "stash user", Some(pw))
+        .connect()
+        .unwrap();
+    login.query_one("SELECT 1", &[]).unwrap();
+    drop(login);
+    let mut admin = c.conn().connect().unwrap();
+    let row = admin
+        .query_one("SELECT rolcreatedb, rolconnlimit, rolpassword FROM pg_authid WHERE rolname = 'stash user'", &[])
+        .unwrap();
+    assert!(row.get::<_, bool>(0));
+    assert_eq!(row.get::<_, i32>(1), 5);
+    assert!(row.get::<_, String>(2).starts_with("SCRAM-SHA-256$4096:"));
+
+    // Server-made verifiers (scram and md5) verify too: no change.
+    admin
+        .batch_execute("ALTER ROLE \"stash user\" PASSWORD 'role-pw-''quote\"'")
+        .unwrap();
+    assert!(r.check(&cx).unwrap().is_empty());
+    admin.batch_execute("SET password_encryption = 'md5'; ALTER ROLE \"stash user\" PASSWORD 'role-pw-''quote\"'").unwrap();
+    assert!(r.check(&cx).unwrap().is_empty());
+    // Drift in flags and password is put back, the password never printed.
+    admin
+        .batch_execute("ALTER ROLE \"stash user\" NOCREATEDB REPLICATION PASSWORD 'other'")
+        .unwrap();
+    let lines = converge(r.as_ref(), &cx);
+    assert_eq!(
+        lines,
+        [
+            "createdb changed 'false' to 'true'",
+            "replication changed 'true' to 'false'",
+            "password changed [redacted] to [redacted]"
+        ]
+    );
+    assert!(lines.iter().all(|l| !l.contains(pw)));
+    assert!(pg::Conn::new("127.0.0.1", c.port, "stash user", Some(pw))
+        .connect()
+        .is_ok());
+
+    // Absent drops it; a second run has nothing to do.
+    let gone = role_for(&c, "stash user", json!({"ensure": "absent"}));
+    assert_eq!(
+        converge(gone.as_ref(), &cx),
+        ["ensure changed 'present' to 'absent'"]
+    );
+    let n: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_roles WHERE rolname = 'stash user'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn a_role_that_owns_objects_cannot_be_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let c = TestCluster::primary(dir.path(), "127.0.0.1");
+    let cx = context(Path::new("/"), state.path());
+    let mut admin = c.conn().connect().unwrap();
+    admin
+        .batch_execute("CREATE ROLE owner1; CREATE TABLE t (x int); ALTER TABLE t OWNER TO owner1")
+        .unwrap();
+    let r = role_for(&c, "owner1", json!({"ensure": "absent"}));
+    let changes = r.check(&cx).unwrap();
+    let err = r.apply(&cx, &changes).unwrap_err().to_string();
+    assert!(err.contains("2BP01"), "{err}");
+    // Not reachable: the error names the server.
+    let r = build(
+        &decl(
+            "pg_role",
+            "x",
+            json!({"port": pg::testing::free_port("127.0.0.1")}),
+            &[],
+        ),
+        &TypeEnv::default(),
+    )
+    .unwrap();
+    assert!(r
+        .check(&cx)
+        .unwrap_err()
+        .to_string()
+        .contains("connecting to"));
+}
