@@ -15,6 +15,9 @@ use crate::core::ResourceError;
 use crate::redact;
 use crate::runner::Cmd;
 
+pub mod attr;
+pub mod recovery;
+pub mod seed;
 #[doc(hidden)]
 pub mod testing;
 
