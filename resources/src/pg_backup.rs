@@ -107,9 +107,7 @@ fn parse(decl: &Decl, env: &TypeEnv) -> Result<PgBackup, ResourceError> {
         .unwrap_or_else(|| format!("/usr/local/sbin/agent-pg-backup-{title}"));
     for (name, path) in [("backup_dir", &p.backup_dir), ("script", &script)] {
         if !path.starts_with('/') || path.contains(['\n', '\r']) {
-            return Err(invalid(format!(
-                "{name} '{path}' must be an absolute path"
-            )));
+            return Err(invalid(format!("{name} '{path}' must be an absolute path")));
         }
     }
     let one_line = [&p.replication_user, &p.password];
@@ -129,8 +127,8 @@ fn parse(decl: &Decl, env: &TypeEnv) -> Result<PgBackup, ResourceError> {
         sensitive: Default::default(),
         location: decl.location.clone(),
     };
-    let cron = crate::cron::build(&cron_decl, env)
-        .map_err(|e| invalid(format!("crontab entry: {e}")))?;
+    let cron =
+        crate::cron::build(&cron_decl, env).map_err(|e| invalid(format!("crontab entry: {e}")))?;
     Ok(PgBackup {
         id: id.clone(),
         backup_dir: p.backup_dir.trim_end_matches('/').to_string(),
@@ -289,8 +287,12 @@ impl Resource for PgBackup {
             let path = cx.path(node)?;
             let old = fsutil::read_optional(&path)?;
             if old.as_deref() != Some(want.as_bytes()) {
-                let mut c =
-                    fsutil::content_change(Path::new(node), old.as_deref(), want.as_bytes(), sensitive);
+                let mut c = fsutil::content_change(
+                    Path::new(node),
+                    old.as_deref(),
+                    want.as_bytes(),
+                    sensitive,
+                );
                 c.property = property.into();
                 changes.push(c);
             } else if mode_of(&path) != Some(mode) {
@@ -350,22 +352,10 @@ impl Resource for PgBackup {
 pub(crate) mod tests {
     use super::*;
     use crate::backup::BackupStore;
+    use crate::pg::standby_testing::{create_repl_role, REPL_PASSWORD, REPL_USER};
     use crate::pg::testing::TestCluster;
     use crate::runner::{Cmd, Runner};
     use std::str::FromStr;
-
-    pub(crate) const REPL_USER: &str = "repl";
-    pub(crate) const REPL_PASSWORD: &str = "repl-secret-pw";
-
-    /// Creates the replication role the backups and standbys use.
-    pub(crate) fn create_repl_role(cluster: &TestCluster) {
-        let mut client = cluster.conn().connect().unwrap();
-        client
-            .batch_execute(&format!(
-                "CREATE ROLE {REPL_USER} REPLICATION LOGIN PASSWORD '{REPL_PASSWORD}'"
-            ))
-            .unwrap();
-    }
 
     fn decl(title: &str, attrs: serde_json::Value) -> Decl {
         Decl {
@@ -385,7 +375,11 @@ pub(crate) mod tests {
     /// A `pg_backup` of `cluster` into `<base>/backups`, its script at
     /// `<base>/bin/backup`, installed as plain files (not through a Context,
     /// whose crontab would be the machine's).
-    pub(crate) fn install_script(cluster: &TestCluster, base: &Path, keep: u32) -> (PathBuf, PathBuf) {
+    pub(crate) fn install_script(
+        cluster: &TestCluster,
+        base: &Path,
+        keep: u32,
+    ) -> (PathBuf, PathBuf) {
         let bin = base.join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         let r = parse(
@@ -426,7 +420,10 @@ pub(crate) mod tests {
         create_repl_role(&cluster);
         let (script, backups) = install_script(&cluster, &dir.path().join("b"), 2);
         let text = std::fs::read_to_string(&script).unwrap();
-        assert!(!text.contains(REPL_PASSWORD), "password only in the pgpass file");
+        assert!(
+            !text.contains(REPL_PASSWORD),
+            "password only in the pgpass file"
+        );
         let mut taken = Vec::new();
         for run in 0..3 {
             if run > 0 {
@@ -504,7 +501,10 @@ pub(crate) mod tests {
         for d in ["root/var/spool/cron/crontabs", "root/usr/local/sbin"] {
             std::fs::create_dir_all(dir.path().join(d)).unwrap();
         }
-        let cx = Context::new(dir.path().join("root"), BackupStore::new(&dir.path().join("state")));
+        let cx = Context::new(
+            dir.path().join("root"),
+            BackupStore::new(&dir.path().join("state")),
+        );
         (dir, cx)
     }
 
@@ -522,7 +522,9 @@ pub(crate) mod tests {
                 "/var/spool/cron/crontabs/root".into()
             ]
         );
-        assert!(r.autorequires().contains(&ResourceId::new("file", "/mnt/db_bkup")));
+        assert!(r
+            .autorequires()
+            .contains(&ResourceId::new("file", "/mnt/db_bkup")));
         let changes = r.check(&cx).unwrap();
         let props: Vec<&str> = changes.iter().map(|c| c.property.as_str()).collect();
         assert_eq!(props, ["script", "pgpass", "crontab"]);
@@ -539,10 +541,12 @@ pub(crate) mod tests {
         assert_eq!(mode("usr/local/sbin/agent-pg-backup-stash"), 0o700);
         assert_eq!(mode("usr/local/sbin/agent-pg-backup-stash.pgpass"), 0o600);
         assert_eq!(
-            std::fs::read_to_string(root.join("usr/local/sbin/agent-pg-backup-stash.pgpass")).unwrap(),
+            std::fs::read_to_string(root.join("usr/local/sbin/agent-pg-backup-stash.pgpass"))
+                .unwrap(),
             "127.0.0.1:5433:*:repl:pw\\:with\\\\odd\n"
         );
-        let script = std::fs::read_to_string(root.join("usr/local/sbin/agent-pg-backup-stash")).unwrap();
+        let script =
+            std::fs::read_to_string(root.join("usr/local/sbin/agent-pg-backup-stash")).unwrap();
         assert!(script.contains("-p 5433 -U 'repl' -w"), "{script}");
         assert!(script.contains("PGPASSFILE='/usr/local/sbin/agent-pg-backup-stash.pgpass'"));
         assert!(!script.contains("pw:with"));
@@ -564,7 +568,11 @@ pub(crate) mod tests {
             std::fs::Permissions::from_mode(0o755),
         )
         .unwrap();
-        std::fs::write(root.join("usr/local/sbin/agent-pg-backup-stash.pgpass"), "old").unwrap();
+        std::fs::write(
+            root.join("usr/local/sbin/agent-pg-backup-stash.pgpass"),
+            "old",
+        )
+        .unwrap();
         let changes = r.check(&cx).unwrap();
         let props: Vec<&str> = changes.iter().map(|c| c.property.as_str()).collect();
         assert_eq!(props, ["script mode", "pgpass"]);
@@ -589,7 +597,10 @@ pub(crate) mod tests {
             ("t", with("port", json!("nope"))),
             ("t", with("unknown", json!(1))),
         ] {
-            assert!(build(&decl(title, attrs.clone()), &debian()).is_err(), "{title} {attrs}");
+            assert!(
+                build(&decl(title, attrs.clone()), &debian()).is_err(),
+                "{title} {attrs}"
+            );
         }
     }
 }

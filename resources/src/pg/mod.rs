@@ -18,6 +18,8 @@ use crate::runner::Cmd;
 pub mod attr;
 pub mod recovery;
 pub mod seed;
+#[cfg(test)]
+pub mod standby_testing;
 #[doc(hidden)]
 pub mod testing;
 

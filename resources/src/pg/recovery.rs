@@ -186,7 +186,10 @@ mod tests {
 
     #[test]
     fn setting_names() {
-        assert_eq!(setting_name("  Primary_Conninfo = 'x'"), Some("primary_conninfo".into()));
+        assert_eq!(
+            setting_name("  Primary_Conninfo = 'x'"),
+            Some("primary_conninfo".into())
+        );
         assert_eq!(setting_name("a.b=1"), Some("a.b".into()));
         assert_eq!(setting_name("# primary_conninfo = 'x'"), None);
         assert_eq!(setting_name("standby_mode on"), None);
@@ -198,10 +201,19 @@ mod tests {
         let content = "standby_mode = 'on'\nprimary_conninfo = 'host=db1 password=s3'\ntrigger_file = '/var/lib/pgsql/data/trigger_failover.txt'";
         validate(11, content).unwrap();
         let files = recovery_files(11, content, AUTO);
-        assert_eq!(files, vec![("recovery.conf".to_string(), format!("{content}\n"))]);
-        assert!(validate(11, "primary_conninfo = 'h'\n").unwrap_err().contains("standby_mode"));
+        assert_eq!(
+            files,
+            vec![("recovery.conf".to_string(), format!("{content}\n"))]
+        );
+        assert!(validate(11, "primary_conninfo = 'h'\n")
+            .unwrap_err()
+            .contains("standby_mode"));
         assert!(validate(9, "standby_mode = off\nprimary_conninfo = 'h'\n").is_err());
-        assert!(validate(11, "standby_mode = on\nprimary_conninfo = 'h'\npromote_trigger_file = 'x'\n").is_err());
+        assert!(validate(
+            11,
+            "standby_mode = on\nprimary_conninfo = 'h'\npromote_trigger_file = 'x'\n"
+        )
+        .is_err());
     }
 
     #[test]
@@ -225,7 +237,9 @@ mod tests {
         );
         assert!(validate(15, "standby_mode = 'on'\nprimary_conninfo = 'h'\n").is_err());
         assert!(validate(15, "primary_conninfo = 'h'\ntrigger_file = 'x'\n").is_err());
-        assert!(validate(15, "promote_trigger_file = 'x'\n").unwrap_err().contains("primary_conninfo"));
+        assert!(validate(15, "promote_trigger_file = 'x'\n")
+            .unwrap_err()
+            .contains("primary_conninfo"));
         assert!(validate(15, "primary_conninfo 'h'\n").is_err());
     }
 
@@ -235,9 +249,14 @@ mod tests {
         validate(16, content).unwrap();
         let files = recovery_files(16, content, "");
         // The last value of a repeated name wins, as in the server.
-        assert_eq!(files[0].1, "primary_conninfo = 'host=db2'\napplication_name = 'standby'\n");
-        assert!(validate(16, "primary_conninfo = 'h'\npromote_trigger_file = '/t'\n")
-            .unwrap_err()
-            .contains("removed in 16"));
+        assert_eq!(
+            files[0].1,
+            "primary_conninfo = 'host=db2'\napplication_name = 'standby'\n"
+        );
+        assert!(
+            validate(16, "primary_conninfo = 'h'\npromote_trigger_file = '/t'\n")
+                .unwrap_err()
+                .contains("removed in 16")
+        );
     }
 }

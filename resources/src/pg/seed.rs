@@ -106,7 +106,8 @@ pub fn chown_tree(path: &Path) -> Result<(), ResourceError> {
 }
 
 fn chown_rec(path: &Path, uid: u32, gid: u32) -> Result<(), ResourceError> {
-    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(|e| ResourceError::io(path, e))?;
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+        .map_err(|e| ResourceError::io(path, e))?;
     let meta = fs::symlink_metadata(path).map_err(|e| ResourceError::io(path, e))?;
     if meta.is_dir() {
         for entry in fs::read_dir(path).map_err(|e| ResourceError::io(path, e))? {
@@ -159,14 +160,22 @@ mod tests {
         assert!(!stale.exists());
 
         let tmp = temp_dir(&datadir);
-        assert!(tmp.to_string_lossy().ends_with(&format!("data.seeding-{}", std::process::id())));
+        assert!(tmp
+            .to_string_lossy()
+            .ends_with(&format!("data.seeding-{}", std::process::id())));
         create_private(&tmp).unwrap();
         copy_tree(&src, &tmp).unwrap();
         chown_tree(&tmp).unwrap();
         install(&tmp, &datadir).unwrap();
         assert!(!tmp.exists());
-        assert_eq!(fs::read_to_string(datadir.join("base/1/123")).unwrap(), "rel");
-        assert_eq!(fs::read_link(datadir.join("link")).unwrap(), Path::new("base"));
+        assert_eq!(
+            fs::read_to_string(datadir.join("base/1/123")).unwrap(),
+            "rel"
+        );
+        assert_eq!(
+            fs::read_link(datadir.join("link")).unwrap(),
+            Path::new("base")
+        );
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&datadir), 0o700);
         assert_eq!(mode(&datadir.join("base/1/123")), 0o600);
