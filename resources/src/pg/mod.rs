@@ -15,6 +15,11 @@ use crate::core::ResourceError;
 use crate::redact;
 use crate::runner::Cmd;
 
+pub mod attr;
+pub mod recovery;
+pub mod seed;
+#[cfg(test)]
+pub mod standby_testing;
 #[doc(hidden)]
 pub mod testing;
 

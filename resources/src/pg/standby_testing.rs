@@ -1,0 +1,120 @@
+//! Test support for the replication types (`pg_standby`, `pg_backup`): a
+//! replication role on a test primary, a standby server started on a seeded
+//! data dir (stopped on drop, also when the test panics), and the checks
+//! that it really is a streaming standby.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::pg::testing::{free_port, TestCluster, PASSWORD};
+use crate::pg::{bin_cmd, Conn, DEFAULT_BINDIR};
+use crate::runner::Runner;
+
+pub const REPL_USER: &str = "repl";
+pub const REPL_PASSWORD: &str = "repl-secret-pw";
+
+/// Creates the replication role backups and standbys connect as.
+pub fn create_repl_role(cluster: &TestCluster) {
+    let mut client = cluster.conn().connect().unwrap();
+    client
+        .batch_execute(&format!(
+            "CREATE ROLE {REPL_USER} REPLICATION LOGIN PASSWORD '{REPL_PASSWORD}'"
+        ))
+        .unwrap();
+}
+
+/// A server started on a data dir, on its own port and socket dir.
+pub struct Running {
+    datadir: PathBuf,
+    port: u16,
+}
+
+impl Running {
+    pub fn start(datadir: &Path) -> Running {
+        let port = free_port("127.0.0.1");
+        // The copied postgresql.conf names the primary's port and socket dir.
+        let opts = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}",
+            datadir.display()
+        );
+        let d = datadir.display().to_string();
+        let log = datadir.join("standby.log").display().to_string();
+        let r = Running {
+            datadir: datadir.to_path_buf(),
+            port,
+        };
+        Runner::default()
+            .run(&bin_cmd(
+                Path::new(DEFAULT_BINDIR),
+                "pg_ctl",
+                &["-D", &d, "-l", &log, "-o", &opts, "-w", "start"],
+            ))
+            .unwrap_or_else(|e| {
+                panic!("{e}\n{}", std::fs::read_to_string(&log).unwrap_or_default())
+            });
+        r
+    }
+
+    pub fn client(&self) -> postgres::Client {
+        Conn::new("127.0.0.1", self.port, "postgres", Some(PASSWORD))
+            .connect()
+            .unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let d = self.datadir.display().to_string();
+        let _ = Runner::default().run(&bin_cmd(
+            Path::new(DEFAULT_BINDIR),
+            "pg_ctl",
+            &["-D", &d, "-m", "immediate", "-w", "stop"],
+        ));
+    }
+}
+
+/// Calls `f` every 100 ms until it gives a value; panics after `limit`.
+pub fn poll<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn in_recovery(c: &mut postgres::Client) -> bool {
+    c.query_one("select pg_is_in_recovery()", &[])
+        .unwrap()
+        .get(0)
+}
+
+/// The server is a standby and a row written on the primary shows up on it
+/// within 5 s.
+pub fn assert_streams(primary: &TestCluster, running: &Running, value: i32) {
+    let mut p = primary.conn().connect().unwrap();
+    p.batch_execute(&format!(
+        "create table if not exists t (x int); insert into t values ({value})"
+    ))
+    .unwrap();
+    let mut s = running.client();
+    assert!(in_recovery(&mut s));
+    poll("the row on the standby", Duration::from_secs(5), || {
+        s.query_opt("select x from t where x = $1", &[&value])
+            .ok()
+            .flatten()
+            .map(|_| ())
+    });
+}
+
+/// No `<datadir>.seeding-*` temp dir is left in `base`.
+pub fn no_seeding_dirs(base: &Path) {
+    let left: Vec<_> = std::fs::read_dir(base)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".seeding-"))
+        .collect();
+    assert!(left.is_empty(), "temp dirs left: {left:?}");
+}
