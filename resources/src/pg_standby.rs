@@ -134,10 +134,9 @@ pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceE
         ));
     }
     let source = match (p.method.unwrap_or(Method::Basebackup), p.backup_dir) {
-        (Method::Basebackup, None) => Source::Basebackup,
-        (Method::Basebackup, Some(_)) => {
-            return Err(invalid("backup_dir is only used by method restore".into()))
-        }
+        // A site may name its backup dir for every standby and switch the
+        // method per node; with basebackup it is simply not read.
+        (Method::Basebackup, _) => Source::Basebackup,
         (Method::Restore, Some(d)) if d.starts_with('/') => Source::Restore { backup_dir: d },
         (Method::Restore, _) => {
             return Err(invalid(

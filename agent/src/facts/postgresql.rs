@@ -30,7 +30,7 @@ fn installed(prefixes: &[(&str, &str)]) -> Vec<(u32, PathBuf)> {
             }
         }
     }
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
     found
 }
 
