@@ -148,12 +148,12 @@ impl Settings {
         })
     }
 
-    fn facts(&self) -> Result<Value> {
+    pub fn facts(&self) -> Result<Value> {
         facts::collect(&self.fact_opts)
     }
 
     /// `--node`, else the hostname fact.
-    fn node_name(&self, facts: &Value) -> Result<String> {
+    pub fn node_name(&self, facts: &Value) -> Result<String> {
         if let Some(n) = &self.node {
             return Ok(n.clone());
         }
@@ -163,14 +163,14 @@ impl Settings {
             .context("no --node given and no networking.hostname fact")
     }
 
-    fn hiera(&self) -> Result<Arc<Hiera>> {
+    pub fn hiera(&self) -> Result<Arc<Hiera>> {
         Ok(Arc::new(Hiera::load(&self.hiera_config).with_context(
             || format!("loading {}", self.hiera_config.display()),
         )?))
     }
 
     /// The node's roles from site.yaml (none when there is no site).
-    fn roles(&self, node: &str) -> Result<Vec<String>> {
+    pub fn roles(&self, node: &str) -> Result<Vec<String>> {
         if !self.manifests.join("site.yaml").exists() {
             return Ok(vec![]);
         }
@@ -179,7 +179,7 @@ impl Settings {
 
     /// Adds `db_master` & co. (see `dbmaster`); returns the split-brain
     /// error, which leaves `db_master` unset.
-    fn add_cluster_facts(
+    pub fn add_cluster_facts(
         &self,
         facts: &mut Value,
         node: &str,
@@ -190,7 +190,7 @@ impl Settings {
         crate::dbmaster::add_facts(facts, hiera, &scope, &self.state, persist)
     }
 
-    fn root_path(&self) -> PathBuf {
+    pub fn root_path(&self) -> PathBuf {
         self.root.clone().unwrap_or_else(|| PathBuf::from("/"))
     }
 }
