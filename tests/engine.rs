@@ -85,33 +85,27 @@ fn lookup_bundled_seed_data() {
 }
 
 #[test]
-fn bundled_site_applies_then_is_idempotent_and_noop_shows_drift() {
+fn bundled_base_role_applies_then_is_idempotent_and_noop_shows_drift() {
+    // A node matching no site.yaml entry gets `default: [roles/base]`.
     let sb = Sandbox::bundled();
-    let first = sb.agent(&["apply", "--node", "stash-server", "--detailed-exitcodes"]);
+    let first = sb.agent(&["apply", "--node", "web-1", "--detailed-exitcodes"]);
     first.code(2);
     let hosts = sb.read_root("etc/hosts");
     assert!(
         hosts.contains("172.16.254.11\tstash-server\tstash"),
         "{hosts}"
     );
-    let props = sb.read_root("var/atlassian/application-data/stash/shared/stash-config.properties");
     assert!(
-        props.contains("jdbc.url=jdbc:postgresql://stash-server:5432/stashdb"),
-        "{props}"
-    );
-    assert!(
-        props.contains("jdbc.password=stash-db-Pa55"),
-        "the file itself holds the secret"
+        hosts.contains("172.16.254.12\tproduction-db-standby\tdb-standby"),
+        "{hosts}"
     );
     let motd = sb.read_root("etc/motd");
     assert!(
-        motd.contains("stash-server: Stash and the primary PostgreSQL"),
+        motd.contains("Managed by agent") && motd.contains("Node web-1"),
         "{motd}"
     );
-    let crontab = sb.read_root("var/spool/cron/crontabs/root");
-    assert!(crontab.contains("@weekly pg_basebackup"), "{crontab}");
 
-    let second = sb.agent(&["apply", "--node", "stash-server", "--detailed-exitcodes"]);
+    let second = sb.agent(&["apply", "--node", "web-1", "--detailed-exitcodes"]);
     second.code(0).stdout_has("0 changed, 0 failed");
 
     // Drift by hand, then a noop run: exit 2, a diff, nothing written.
@@ -122,25 +116,19 @@ fn bundled_site_applies_then_is_idempotent_and_noop_shows_drift() {
     )
     .unwrap();
     let before = sb.snapshot();
-    let noop = sb.agent(&[
-        "apply",
-        "--node",
-        "stash-server",
-        "--noop",
-        "--detailed-exitcodes",
-    ]);
+    let noop = sb.agent(&["apply", "--node", "web-1", "--noop", "--detailed-exitcodes"]);
     noop.code(2)
         .stdout_has("-172.16.254.11\tstash-server\twrong")
         .stdout_has("+172.16.254.11\tstash-server\tstash");
     assert_eq!(before, sb.snapshot(), "noop changed the sandbox");
-    let fix = sb.agent(&["apply", "--node", "stash-server", "--detailed-exitcodes"]);
+    let fix = sb.agent(&["apply", "--node", "web-1", "--detailed-exitcodes"]);
     fix.code(2);
     let hosts = fs::read_to_string(&hosts_path).unwrap();
     assert!(
         hosts.starts_with("127.0.0.1 localhost\n"),
         "unmanaged line kept: {hosts}"
     );
-    sb.agent(&["apply", "--node", "stash-server", "--detailed-exitcodes"])
+    sb.agent(&["apply", "--node", "web-1", "--detailed-exitcodes"])
         .code(0);
 
     let report: serde_json::Value =
@@ -148,6 +136,21 @@ fn bundled_site_applies_then_is_idempotent_and_noop_shows_drift() {
             .unwrap();
     assert_eq!(report["summary"]["changed"], 0);
     assert!(report["resources"].as_array().unwrap().len() > 5);
+}
+
+#[test]
+fn bundled_stash_and_standby_roles_compile() {
+    let sb = Sandbox::bundled();
+    sb.agent(&["validate", "--node", "stash-server"])
+        .code(0)
+        .stdout_has("roles/stash_server");
+    sb.agent(&["validate", "--node", "production-db-standby"])
+        .code(0)
+        .stdout_has("roles/db_standby");
+    let dot = sb.agent(&["graph", "--node", "stash-server"]);
+    dot.code(0)
+        .stdout_has("digraph")
+        .stdout_has("\"pg_cluster[/var/lib/postgresql/15/main]\" -> ");
 }
 
 fn fixture(manifest: &str) -> Sandbox {

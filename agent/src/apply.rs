@@ -104,7 +104,11 @@ pub fn apply(
             .graph
             .predecessors(i)
             .find(|&p| matches!(status[p], Some(Status::Failed | Status::Skipped)));
-        if let Some(p) = blocked {
+        if crate::signals::stop_requested() {
+            // A clean stop: the resource in hand finished; the rest waits.
+            out.status = Status::Skipped;
+            out.message = Some("skipped: the agent is stopping".into());
+        } else if let Some(p) = blocked {
             out.status = Status::Skipped;
             let why = if status[p] == Some(Status::Failed) {
                 "failed"

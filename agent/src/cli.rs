@@ -99,6 +99,10 @@ pub enum Command {
     Validate,
     /// Print the catalog's dependency graph in Graphviz dot.
     Graph,
+    /// Drift correction: apply on a cron schedule until stopped.
+    Run(crate::daemon::RunArgs),
+    /// Re-evaluate watched facts (db_master) and apply as soon as one changes.
+    Watch(crate::watch::WatchArgs),
 }
 
 /// Validated settings shared by the subcommands.
@@ -237,6 +241,8 @@ fn run(cli: Cli) -> Result<u8> {
             show_sensitive,
         } => cmd_lookup(&settings, &key, explain, merge.as_deref(), show_sensitive),
         Command::Validate => cmd_validate(&settings),
+        Command::Run(args) => crate::daemon::run(&settings, args),
+        Command::Watch(args) => crate::watch::run(&settings, args),
         Command::Graph => {
             let (compiled, _) = compile_node(&settings, false)?;
             report::print(&compiled.catalog.to_dot());
@@ -265,7 +271,21 @@ fn compile_node(settings: &Settings, persist: bool) -> Result<(compile::Compiled
     Ok((compiled, node))
 }
 
-fn cmd_apply(settings: &Settings, noop: bool, detailed: bool, lock_wait: Duration) -> Result<u8> {
+/// What one apply did.
+pub struct ApplyResult {
+    pub node: String,
+    pub summary: Summary,
+}
+
+impl ApplyResult {
+    pub fn exit_code(&self, detailed: bool) -> u8 {
+        self.summary.exit_code(detailed)
+    }
+}
+
+/// One whole run: facts, compile, preflight, lock, apply, report. Used by
+/// `apply` and by the long-running modes (`run`, `watch`).
+pub fn apply_once(settings: &Settings, noop: bool, lock_wait: Duration) -> Result<ApplyResult> {
     let started = Instant::now();
     let started_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -309,7 +329,11 @@ fn cmd_apply(settings: &Settings, noop: bool, detailed: bool, lock_wait: Duratio
             .write("last_run_report.json", report.to_json().as_bytes())?;
     }
     report::print_summary(&node, &summary, noop);
-    Ok(summary.exit_code(detailed))
+    Ok(ApplyResult { node, summary })
+}
+
+fn cmd_apply(settings: &Settings, noop: bool, detailed: bool, lock_wait: Duration) -> Result<u8> {
+    Ok(apply_once(settings, noop, lock_wait)?.exit_code(detailed))
 }
 
 fn cmd_facts(settings: &Settings, names: &[String], json: bool, yaml: bool) -> Result<u8> {

@@ -319,7 +319,15 @@ impl CompileCx<'_> {
             "notify" => meta.notify = refs(v)?,
             "subscribe" => meta.subscribe = refs(v)?,
             "tags" => meta.tags = list(v)?,
-            "noop" => meta.noop = v.as_bool().ok_or("noop: expected true or false")?,
+            // A rendered string ("{{#if facts.x}}true{{else}}false{{/if}}") counts too.
+            "noop" => {
+                meta.noop = match &v {
+                    Value::Bool(b) => *b,
+                    Value::String(s) if s.trim() == "true" => true,
+                    Value::String(s) if s.trim() == "false" || s.trim().is_empty() => false,
+                    other => return Err(format!("noop: expected true or false, got {other}")),
+                }
+            }
             _ => unreachable!("META lists the handled keys"),
         }
         Ok(())

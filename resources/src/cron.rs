@@ -140,6 +140,41 @@ pub fn validate_schedule(expr: &str) -> Result<(), String> {
     ))
 }
 
+/// A schedule (`@macro` or five cron(8) fields) as a `cron::Schedule`, to
+/// compute fire times (`agent run --schedule`). Sunday written `7` (alone or
+/// ending a range, `5-7`) is rewritten as `0` first, since the crate's
+/// numbering has no eighth day.
+pub fn schedule(expr: &str) -> Result<cron::Schedule, String> {
+    validate_schedule(expr)?;
+    let expr = expr.trim();
+    let text = if expr.starts_with('@') {
+        match expr {
+            "@reboot" => return Err("@reboot is not a time of day".into()),
+            "@annually" => "@yearly".to_string(),
+            m => m.to_string(),
+        }
+    } else {
+        let f: Vec<&str> = expr.split_whitespace().collect();
+        let dow: Vec<String> = f[4]
+            .split(',')
+            .map(|part| match part {
+                "7" => "0".to_string(),
+                p if p.ends_with("-7") => format!("{}-6,0", &p[..p.len() - 2]),
+                p => p.to_string(),
+            })
+            .collect();
+        format!(
+            "0 {} {} {} {} {}",
+            f[0],
+            f[1],
+            f[2],
+            f[3],
+            crate_weekdays(&dow.join(","))
+        )
+    };
+    cron::Schedule::from_str(&text).map_err(|e| e.to_string())
+}
+
 fn crate_parse(expr: &str) -> Result<(), String> {
     cron::Schedule::from_str(expr)
         .map(|_| ())
@@ -466,6 +501,28 @@ impl Resource for Cron {
 
     fn paths(&self) -> Vec<String> {
         vec![self.target.clone()]
+    }
+}
+
+#[cfg(test)]
+mod schedule_tests {
+    use super::*;
+    use chrono::{Datelike, TimeZone, Timelike};
+
+    #[test]
+    fn fire_times_follow_cron8_numbering() {
+        let from = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 27, 10, 7, 0)
+            .unwrap(); // a Friday
+        let next = |e: &str| schedule(e).unwrap().after(&from).next().unwrap();
+        let n = next("*/15 * * * *");
+        assert_eq!((n.hour(), n.minute()), (10, 15));
+        assert_eq!(next("0 3 * * 0").weekday(), chrono::Weekday::Sun);
+        assert_eq!(next("0 3 * * 7").weekday(), chrono::Weekday::Sun);
+        assert_eq!(next("0 3 * * 1").weekday(), chrono::Weekday::Mon);
+        assert_eq!(next("0 12 * * 5-7").weekday(), chrono::Weekday::Fri);
+        assert_eq!(next("@weekly").weekday(), chrono::Weekday::Sun);
+        assert!(schedule("@reboot").is_err());
     }
 }
 

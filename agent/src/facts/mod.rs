@@ -59,6 +59,18 @@ pub fn collect(opts: &FactOptions) -> anyhow::Result<Value> {
     let mut facts = Value::Object(self::core::collect());
     // Domain fact sources go here, each merged with `merge_top_level`, before
     // external facts so an operator can still pin any of them from facts.d.
+    // The agent itself (Facter has facterversion): manifests use its path
+    // to run the binary's own helpers, such as the stand-in Stash.
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    merge_top_level(
+        &mut facts,
+        Map::from_iter([(
+            "agent".to_string(),
+            serde_json::json!({"version": env!("CARGO_PKG_VERSION"), "path": exe}),
+        )]),
+    );
     if let Some(pg) = postgresql::collect() {
         merge_top_level(&mut facts, pg);
     }

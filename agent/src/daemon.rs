@@ -1,0 +1,112 @@
+//! `agent run --schedule CRON [--splay D]`: drift correction as a
+//! long-running loop. Applies at every fire time of a cron(8) schedule
+//! (local time) plus a random splay, one run at a time (the state dir lock),
+//! one log line per run, and a clean stop on SIGTERM/SIGINT: the resource in
+//! hand finishes, the rest is skipped, and the report is written.
+
+use std::hash::BuildHasher;
+use std::time::Duration;
+
+use anyhow::Result;
+use chrono::Local;
+
+use crate::cli::{apply_once, Settings};
+use crate::{report, signals};
+
+/// Flags of `agent run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Five-field cron expression or @hourly/@daily/@weekly...
+    #[arg(long, default_value = "*/30 * * * *")]
+    pub schedule: String,
+    /// Random delay added to each run (e.g. 30s, 5m), so a fleet does not run at once.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    pub splay: Duration,
+    /// Apply once now, then follow the schedule.
+    #[arg(long)]
+    pub now: bool,
+    /// Stop after this many runs (tests, cron-driven one-shots).
+    #[arg(long)]
+    pub max_runs: Option<u64>,
+}
+
+/// A random duration in `0..=max` (not cryptographic: spreading load only).
+pub fn random_splay(max: Duration) -> Duration {
+    if max.is_zero() {
+        return Duration::ZERO;
+    }
+    let r = std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now());
+    Duration::from_millis(r % (max.as_millis() as u64 + 1))
+}
+
+/// Time until the next fire time of `schedule`.
+pub fn until_next(schedule: &cron::Schedule) -> Option<(chrono::DateTime<Local>, Duration)> {
+    let now = Local::now();
+    let next = schedule.after(&now).next()?;
+    Some((next, (next - now).to_std().unwrap_or(Duration::ZERO)))
+}
+
+pub fn run(settings: &Settings, args: RunArgs) -> Result<u8> {
+    let schedule = resources::cron::schedule(&args.schedule)
+        .map_err(|e| anyhow::anyhow!("--schedule '{}': {e}", args.schedule))?;
+    signals::install();
+    let mut runs = 0u64;
+    let mut last_code = 0;
+    let mut first = args.now;
+    while !signals::stop_requested() {
+        if !first {
+            let Some((at, wait)) = until_next(&schedule) else {
+                anyhow::bail!("schedule '{}' never fires again", args.schedule);
+            };
+            let splay = random_splay(args.splay);
+            report::print(&format!(
+                "Notice: next run at {} (+{} splay)",
+                at.format("%Y-%m-%d %H:%M:%S %Z"),
+                humantime::format_duration(splay)
+            ));
+            if !signals::sleep(wait + splay) {
+                break;
+            }
+        }
+        first = false;
+        report::print(&format!(
+            "Notice: scheduled run started at {}",
+            Local::now().format("%Y-%m-%d %H:%M:%S")
+        ));
+        last_code = match apply_once(settings, false, Duration::from_secs(5)) {
+            Ok(r) => r.exit_code(true),
+            Err(e) => {
+                report::print_errors("run", &[format!("{e:#}")]);
+                1
+            }
+        };
+        runs += 1;
+        if args.max_runs.is_some_and(|m| runs >= m) {
+            break;
+        }
+    }
+    if signals::stop_requested() {
+        report::print("Notice: stopped");
+    }
+    Ok(if last_code & 4 != 0 || last_code == 1 {
+        1
+    } else {
+        0
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splay_stays_in_range_and_next_is_soon() {
+        for _ in 0..100 {
+            assert!(random_splay(Duration::from_secs(2)) <= Duration::from_secs(2));
+        }
+        assert_eq!(random_splay(Duration::ZERO), Duration::ZERO);
+        let every_minute = resources::cron::schedule("* * * * *").unwrap();
+        let (_, wait) = until_next(&every_minute).unwrap();
+        assert!(wait <= Duration::from_secs(60));
+    }
+}

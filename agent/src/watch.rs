@@ -1,0 +1,178 @@
+//! `agent watch`: reactive convergence. Every `--interval` it re-evaluates
+//! the watched facts (`db_master` by default, more with `--fact`) and applies
+//! at once when one changed; the `--schedule` fires a fallback run as `agent
+//! run` would. Cluster events (from the `db_cluster` fact) fire hooks with a
+//! JSON document on stdin (see `hooks`). Stops cleanly on SIGTERM/SIGINT.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use serde_json::Value;
+
+use crate::cli::{apply_once, Settings};
+use crate::hooks::{self, ClusterView, Hooks};
+use crate::{daemon, facts, report, signals};
+
+/// Flags of `agent watch`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WatchArgs {
+    /// How often the watched facts are re-evaluated.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "250ms")]
+    pub interval: Duration,
+    /// A fact to watch besides db_master (repeatable; dotted names work).
+    #[arg(long = "fact")]
+    pub facts: Vec<String>,
+    /// Fallback drift-correction schedule (cron expression).
+    #[arg(long, default_value = "*/30 * * * *")]
+    pub schedule: String,
+    /// Executables run on cluster events (agent_up, heartbeat, master_down, master_up, slave_down, slave_up).
+    #[arg(long, default_value = "/etc/agent/hooks.d")]
+    pub hooks_dir: PathBuf,
+    /// Time limit of one hook.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    pub hook_timeout: Duration,
+    /// How often the heartbeat hook runs.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    pub heartbeat: Duration,
+    /// Stop after this long (tests and demos).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub max_time: Option<Duration>,
+}
+
+/// Facts of this iteration: everything `apply` would see, db_master included.
+fn evaluate(settings: &Settings) -> Result<(Value, String)> {
+    let mut all = settings.facts()?;
+    let node = settings.node_name(&all)?;
+    let hiera = settings.hiera()?;
+    settings.add_cluster_facts(&mut all, &node, &hiera, true)?;
+    Ok((all, node))
+}
+
+fn watched_values(all: &Value, names: &[String]) -> Vec<Option<Value>> {
+    names
+        .iter()
+        .map(|n| facts::get_path(all, n).cloned())
+        .collect()
+}
+
+fn show(v: &Option<Value>) -> String {
+    match v {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => "(none)".into(),
+    }
+}
+
+pub fn run(settings: &Settings, args: WatchArgs) -> Result<u8> {
+    signals::install();
+    let schedule = resources::cron::schedule(&args.schedule)
+        .map_err(|e| anyhow::anyhow!("--schedule '{}': {e}", args.schedule))?;
+    let mut names = vec!["db_master".to_string()];
+    names.extend(args.facts.iter().cloned());
+    let hooks = Hooks {
+        dir: args.hooks_dir.clone(),
+        timeout: args.hook_timeout,
+    };
+    let started = Instant::now();
+
+    let (all, node) = evaluate(settings)?;
+    let cluster_name = cluster_name(settings, &all, &node);
+    let mut view = ClusterView::from_facts(&all).unwrap_or_default();
+    let mut values = watched_values(&all, &names);
+    report::print(&format!(
+        "Notice: watching {} every {} (db_master is {})",
+        names.join(", "),
+        humantime::format_duration(args.interval),
+        show(&values[0])
+    ));
+    let mut pending = hooks.fire(&hooks::event(
+        &cluster_name,
+        &node,
+        "agent_up",
+        None,
+        "the agent started watching",
+        &view,
+    ));
+    converge(settings, "start");
+    let mut next_scheduled = daemon::until_next(&schedule).map(|(_, d)| Instant::now() + d);
+    let mut next_heartbeat = Instant::now() + args.heartbeat;
+
+    while signals::sleep(args.interval) {
+        if args.max_time.is_some_and(|m| started.elapsed() >= m) {
+            break;
+        }
+        pending.retain(|t| !t.is_finished());
+        let (all, _) = match evaluate(settings) {
+            Ok(x) => x,
+            Err(e) => {
+                report::print_errors("watch", &[format!("{e:#}")]);
+                continue;
+            }
+        };
+        let now_view = ClusterView::from_facts(&all).unwrap_or_default();
+        for (trigger, about, reason) in hooks::diff(&view, &now_view) {
+            report::print(&format!("Notice: cluster event {trigger}: {reason}"));
+            pending.extend(hooks.fire(&hooks::event(
+                &cluster_name,
+                &node,
+                &trigger,
+                Some(&about),
+                &reason,
+                &now_view,
+            )));
+        }
+        view = now_view;
+        let now_values = watched_values(&all, &names);
+        if now_values != values {
+            for (i, n) in names.iter().enumerate() {
+                if now_values[i] != values[i] {
+                    report::print(&format!(
+                        "Notice: {n} changed from {} to {}",
+                        show(&values[i]),
+                        show(&now_values[i])
+                    ));
+                }
+            }
+            values = now_values;
+            converge(settings, "a watched fact changed");
+        } else if next_scheduled.is_some_and(|t| Instant::now() >= t) {
+            converge(settings, "schedule");
+            next_scheduled = daemon::until_next(&schedule).map(|(_, d)| Instant::now() + d);
+        }
+        if Instant::now() >= next_heartbeat {
+            pending.extend(hooks.fire(&hooks::event(
+                &cluster_name,
+                &node,
+                "heartbeat",
+                None,
+                "heartbeat",
+                &view,
+            )));
+            next_heartbeat = Instant::now() + args.heartbeat;
+        }
+    }
+    // Let hooks in flight finish (each is bounded by its timeout).
+    for t in pending {
+        let _ = t.join();
+    }
+    report::print("Notice: watch stopped");
+    Ok(0)
+}
+
+fn converge(settings: &Settings, why: &str) {
+    report::print(&format!("Notice: applying ({why})"));
+    if let Err(e) = apply_once(settings, false, Duration::from_secs(30)) {
+        report::print_errors("watch", &[format!("{e:#}")]);
+    }
+}
+
+fn cluster_name(settings: &Settings, all: &Value, node: &str) -> String {
+    let scope = crate::compile::scope(all, node, &settings.roles(node).unwrap_or_default());
+    settings
+        .hiera()
+        .ok()
+        .and_then(|h| h.lookup("db_cluster::name", &scope, None).ok())
+        .and_then(|f| f.value.as_str().map(String::from))
+        .unwrap_or_else(|| "db".into())
+}
