@@ -103,6 +103,8 @@ pub enum Command {
     Run(crate::daemon::RunArgs),
     /// Re-evaluate watched facts (db_master) and apply as soon as one changes.
     Watch(crate::watch::WatchArgs),
+    /// A throw-away two-node cluster on loopback, failed over, with timings.
+    Demo(crate::demo::DemoArgs),
 }
 
 /// Validated settings shared by the subcommands.
@@ -243,6 +245,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Validate => cmd_validate(&settings),
         Command::Run(args) => crate::daemon::run(&settings, args),
         Command::Watch(args) => crate::watch::run(&settings, args),
+        Command::Demo(args) => crate::demo::run(&settings, args),
         Command::Graph => {
             let (compiled, _) = compile_node(&settings, false)?;
             report::print(&compiled.catalog.to_dot());

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod compile;
 pub mod daemon;
 pub mod dbmaster;
+pub mod demo;
 pub mod facts;
 pub mod hiera;
 pub mod hooks;
