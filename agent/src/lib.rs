@@ -11,4 +11,6 @@ pub mod hiera;
 pub mod manifest;
 pub mod render;
 pub mod report;
+pub mod standin;
 pub mod state;
+pub mod timer;
