@@ -15,5 +15,7 @@ pub mod manifest;
 pub mod render;
 pub mod report;
 pub mod signals;
+pub mod standin;
 pub mod state;
+pub mod timer;
 pub mod watch;
