@@ -12,7 +12,10 @@ use resources::pg::{bin_cmd, DEFAULT_BINDIR};
 use resources::runner::Runner;
 
 fn main() {
-    let runs: usize = std::env::var("RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let runs: usize = std::env::var("RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
     let dir = tempfile::tempdir().unwrap();
     let primary = TestCluster::primary(&dir.path().join("primary"), "127.0.0.1");
     let standby = Standby::start(dir.path(), &primary);
@@ -21,11 +24,26 @@ fn main() {
     let silent_port = silent.local_addr().unwrap().port();
 
     println!("db_master probe latency: `agent facts db_master`, whole process, {runs} runs each");
-    println!("{:<44} {:>9} {:>9} {:>9}   target", "nodes", "median", "min", "max");
+    println!(
+        "{:<44} {:>9} {:>9} {:>9}   target",
+        "nodes", "median", "min", "max"
+    );
     let scenarios = [
-        ("primary + standby, both up", vec![primary.port, standby.port], "<= 50 ms"),
-        ("primary + a closed port", vec![primary.port, closed], "<= 50 ms"),
-        ("primary + a node that never answers", vec![primary.port, silent_port], "<= 1.1 s"),
+        (
+            "primary + standby, both up",
+            vec![primary.port, standby.port],
+            "<= 50 ms",
+        ),
+        (
+            "primary + a closed port",
+            vec![primary.port, closed],
+            "<= 50 ms",
+        ),
+        (
+            "primary + a node that never answers",
+            vec![primary.port, silent_port],
+            "<= 1.1 s",
+        ),
     ];
     for (name, ports, target) in scenarios {
         let site = dir.path().join(format!("site-{}", ports[1]));
@@ -34,7 +52,14 @@ fn main() {
         for _ in 0..runs {
             let started = Instant::now();
             let out = Command::new(env!("CARGO_BIN_EXE_agent"))
-                .args(["facts", "db_master", "--node", "bench", "--manifests", "/nonexistent"])
+                .args([
+                    "facts",
+                    "db_master",
+                    "--node",
+                    "bench",
+                    "--manifests",
+                    "/nonexistent",
+                ])
                 .arg("--hiera-config")
                 .arg(site.join("hiera.yaml"))
                 .arg("--state-dir")
@@ -44,7 +69,11 @@ fn main() {
                 .unwrap();
             times.push(started.elapsed());
             let got = String::from_utf8_lossy(&out.stdout);
-            assert_eq!(got.trim(), format!("127.0.0.1:{}", primary.port), "{name}: db_master");
+            assert_eq!(
+                got.trim(),
+                format!("127.0.0.1:{}", primary.port),
+                "{name}: db_master"
+            );
         }
         times.sort();
         let ms = |d: &Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
@@ -61,11 +90,18 @@ fn main() {
 
 fn write_hiera(site: &Path, ports: &[u16]) {
     std::fs::create_dir_all(site.join("data")).unwrap();
-    std::fs::write(site.join("hiera.yaml"), "version: 5\nhierarchy:\n  - name: common\n    path: common.yaml\n").unwrap();
+    std::fs::write(
+        site.join("hiera.yaml"),
+        "version: 5\nhierarchy:\n  - name: common\n    path: common.yaml\n",
+    )
+    .unwrap();
     let nodes: Vec<String> = ports.iter().map(|p| format!("'127.0.0.1:{p}'")).collect();
     std::fs::write(
         site.join("data/common.yaml"),
-        format!("db_cluster::nodes: [{}]\ndb_cluster::probe_password: '{PASSWORD}'\n", nodes.join(", ")),
+        format!(
+            "db_cluster::nodes: [{}]\ndb_cluster::probe_password: '{PASSWORD}'\n",
+            nodes.join(", ")
+        ),
     )
     .unwrap();
 }
@@ -86,14 +122,32 @@ impl Standby {
         let mut backup = bin_cmd(
             bindir,
             "pg_basebackup",
-            &["-h", "127.0.0.1", "-p", &p, "-U", "postgres", "-D", &d, "-R", "-X", "stream", "--checkpoint=fast", "-w"],
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &p,
+                "-U",
+                "postgres",
+                "-D",
+                &d,
+                "-R",
+                "-X",
+                "stream",
+                "--checkpoint=fast",
+                "-w",
+            ],
         );
         backup.env.push(("PGPASSWORD".into(), PASSWORD.into()));
         Runner::default().run(&backup).expect("pg_basebackup");
         let opts = format!("-p {port} -c unix_socket_directories={d}");
         let log = format!("{d}/server.log");
         Runner::default()
-            .run(&bin_cmd(bindir, "pg_ctl", &["-D", &d, "-o", &opts, "-l", &log, "-w", "start"]))
+            .run(&bin_cmd(
+                bindir,
+                "pg_ctl",
+                &["-D", &d, "-o", &opts, "-l", &log, "-w", "start"],
+            ))
             .expect("standby starts");
         Standby { datadir, port }
     }
@@ -102,6 +156,10 @@ impl Standby {
 impl Drop for Standby {
     fn drop(&mut self) {
         let d = self.datadir.display().to_string();
-        let _ = Runner::default().run(&bin_cmd(Path::new(DEFAULT_BINDIR), "pg_ctl", &["-D", &d, "-m", "immediate", "-w", "stop"]));
+        let _ = Runner::default().run(&bin_cmd(
+            Path::new(DEFAULT_BINDIR),
+            "pg_ctl",
+            &["-D", &d, "-m", "immediate", "-w", "stop"],
+        ));
     }
 }

@@ -105,6 +105,11 @@ pub enum Command {
     Watch(crate::watch::WatchArgs),
     /// A throw-away two-node cluster on loopback, failed over, with timings.
     Demo(crate::demo::DemoArgs),
+    /// Install drift correction: a systemd timer, or a cron.d entry without systemd.
+    InstallTimer(crate::timer::InstallTimerArgs),
+    /// The stand-in Stash (tests and the demo): heartbeats through jdbc.url.
+    #[command(hide = true)]
+    StashStandin(crate::standin::StandinArgs),
 }
 
 /// Validated settings shared by the subcommands.
@@ -246,6 +251,8 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Run(args) => crate::daemon::run(&settings, args),
         Command::Watch(args) => crate::watch::run(&settings, args),
         Command::Demo(args) => crate::demo::run(&settings, args),
+        Command::InstallTimer(args) => crate::timer::run(&settings, args),
+        Command::StashStandin(args) => crate::standin::run(&settings, args),
         Command::Graph => {
             let (compiled, _) = compile_node(&settings, false)?;
             report::print(&compiled.catalog.to_dot());

@@ -61,7 +61,8 @@ impl DemoNode {
         format!("{}:{}", self.addr, self.port)
     }
     pub fn properties(&self) -> PathBuf {
-        self.root().join("var/atlassian/application-data/stash/shared/stash-config.properties")
+        self.root()
+            .join("var/atlassian/application-data/stash/shared/stash-config.properties")
     }
     pub fn stash_log(&self) -> PathBuf {
         self.root().join("var/log/stash/heartbeat.log")
@@ -87,18 +88,31 @@ pub struct Cluster {
 
 impl Cluster {
     /// Lays out both nodes and the demo Hiera level under `base`.
-    pub fn create(settings: &Settings, base: PathBuf, owns_base: bool, keep: bool) -> Result<Cluster> {
+    pub fn create(
+        manifests: &Path,
+        hiera: &Path,
+        base: PathBuf,
+        owns_base: bool,
+        keep: bool,
+    ) -> Result<Cluster> {
         std::fs::create_dir_all(&base)?;
         let base = std::fs::canonicalize(&base)?;
         // The postgres OS user (when we are root) must reach the data dirs.
         std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755))?;
         let port = |addr: &str| -> Result<u16> {
             Ok(std::net::TcpListener::bind((addr, 0))
-                .with_context(|| format!("cannot bind {addr}: the demo needs loopback addresses 127.0.0.11/12"))?
+                .with_context(|| {
+                    format!("cannot bind {addr}: the demo needs loopback addresses 127.0.0.11/12")
+                })?
                 .local_addr()?
                 .port())
         };
-        let primary = DemoNode { name: "stash-server", addr: "127.0.0.11", port: port("127.0.0.11")?, dir: base.join("stash-server") };
+        let primary = DemoNode {
+            name: "stash-server",
+            addr: "127.0.0.11",
+            port: port("127.0.0.11")?,
+            dir: base.join("stash-server"),
+        };
         let standby = DemoNode {
             name: "production-db-standby",
             addr: "127.0.0.12",
@@ -111,20 +125,34 @@ impl Cluster {
                 std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))?;
             }
         }
-        let manifests = std::fs::canonicalize(&settings.manifests)
-            .with_context(|| format!("manifests dir {}", settings.manifests.display()))?;
-        let repo_hiera = std::fs::canonicalize(&settings.hiera_config)
-            .with_context(|| format!("hiera config {}", settings.hiera_config.display()))?;
+        let manifests = std::fs::canonicalize(manifests)
+            .with_context(|| format!("manifests dir {}", manifests.display()))?;
+        let repo_hiera = std::fs::canonicalize(hiera)
+            .with_context(|| format!("hiera config {}", hiera.display()))?;
         let hiera_config = write_demo_hiera(&base, &repo_hiera, &primary, &standby)?;
         let hooks_dir = base.join("hooks.d");
         write_recorder_hooks(&hooks_dir, &base.join("events.jsonl"))?;
         let hiera = crate::hiera::Hiera::load(&hiera_config)?;
         let scope = serde_json::json!({"trusted": {"certname": primary.name}, "facts": {}});
-        let password = match hiera.lookup(SITE_SUPERUSER_PASSWORD_KEY, &scope, None)?.value {
+        let password = match hiera
+            .lookup(SITE_SUPERUSER_PASSWORD_KEY, &scope, None)?
+            .value
+        {
             serde_json::Value::String(s) => s,
             other => other.to_string(),
         };
-        Ok(Cluster { base, primary, standby, manifests, hiera_config, password, hooks_dir, watch: None, keep, owns_base })
+        Ok(Cluster {
+            base,
+            primary,
+            standby,
+            manifests,
+            hiera_config,
+            password,
+            hooks_dir,
+            watch: None,
+            keep,
+            owns_base,
+        })
     }
 
     /// `agent ARGS` for a node, as a child process (as a user would run it).
@@ -154,15 +182,28 @@ impl Cluster {
             .output()
             .context("running agent apply")?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        std::fs::write(node.dir.join(format!("apply-{}.log", now_ms())), format!("{text}{}", String::from_utf8_lossy(&out.stderr)))?;
+        std::fs::write(
+            node.dir.join(format!("apply-{}.log", now_ms())),
+            format!("{text}{}", String::from_utf8_lossy(&out.stderr)),
+        )?;
         let code = out.status.code().unwrap_or(-1);
         if code != 0 && code != 2 {
-            bail!("agent apply on {} exited {code}:\n{}{}", node.name, text, String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "agent apply on {} exited {code}:\n{}{}",
+                node.name,
+                text,
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let changed = text
             .lines()
             .rev()
-            .find_map(|l| l.split(": ").nth(1).and_then(|s| s.split(' ').next()).and_then(|n| n.parse().ok()))
+            .find_map(|l| {
+                l.split(": ")
+                    .nth(2)
+                    .and_then(|s| s.split(' ').next())
+                    .and_then(|n| n.parse().ok())
+            })
             .unwrap_or(0);
         Ok((code, changed))
     }
@@ -187,20 +228,40 @@ impl Cluster {
         let interval = humantime::format_duration(interval).to_string();
         let hooks = self.hooks_dir.display().to_string();
         let child = self
-            .agent(&self.primary, &["watch", "--interval", &interval, "--hooks-dir", &hooks, "--hook-timeout", "5s"])
+            .agent(
+                &self.primary,
+                &[
+                    "watch",
+                    "--interval",
+                    &interval,
+                    "--hooks-dir",
+                    &hooks,
+                    "--hook-timeout",
+                    "5s",
+                ],
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
             .context("starting agent watch")?;
         self.watch = Some(child);
+        // Its first apply converges at start; fail over only once it is done.
+        let log = self.base.join("watch.log");
+        wait_until("agent watch's first apply", Duration::from_secs(60), || {
+            std::fs::read_to_string(&log)
+                .is_ok_and(|t| t.contains("Applied catalog") || t.contains("Error"))
+        })?;
         Ok(())
     }
 
     /// Stops everything the demo started: watch, the stand-in, both servers.
     pub fn stop_all(&mut self) {
         if let Some(mut w) = self.watch.take() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(w.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(w.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline && matches!(w.try_wait(), Ok(None)) {
                 std::thread::sleep(Duration::from_millis(20));
@@ -209,8 +270,14 @@ impl Cluster {
             let _ = w.wait();
         }
         for node in [&self.primary, &self.standby] {
-            if let Some(pid) = std::fs::read_to_string(node.stash_pidfile()).ok().and_then(|p| p.trim().parse::<i32>().ok()) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+            if let Some(pid) = std::fs::read_to_string(node.stash_pidfile())
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok())
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
             }
             if node.datadir().join("postmaster.pid").exists() {
                 let _ = self.pg_ctl(node, &["-m", "immediate", "-w", "stop"]);
@@ -230,7 +297,12 @@ impl Drop for Cluster {
 
 /// A Hiera config: the demo's per-node level first, then the site's own
 /// hierarchy with its data dir made absolute.
-fn write_demo_hiera(base: &Path, repo_hiera: &Path, primary: &DemoNode, standby: &DemoNode) -> Result<PathBuf> {
+fn write_demo_hiera(
+    base: &Path,
+    repo_hiera: &Path,
+    primary: &DemoNode,
+    standby: &DemoNode,
+) -> Result<PathBuf> {
     let text = std::fs::read_to_string(repo_hiera)?;
     let mut doc: serde_yaml::Value = serde_yaml::from_str(&text)?;
     let repo_dir = repo_hiera.parent().unwrap_or(Path::new("/"));
@@ -273,7 +345,7 @@ pgsql_server::ipv4acls:
   - 'host stashdb stashuser 127.0.0.0/8 scram-sha-256'
   - 'host replication replicator 127.0.0.0/8 scram-sha-256'
 db_cluster::nodes: {nodes}
-db_cluster::probe_timeout_ms: 400
+db_cluster::self: '{label}'
 stash::db_master_default: '{plabel}'
 cluster::hosts: {hosts}
 "#,
@@ -286,8 +358,11 @@ cluster::hosts: {hosts}
             paddr = primary.addr,
             pport = primary.port,
             plabel = primary.label(),
+            label = n.label(),
         );
-        let p = base.join("hiera-demo/nodes").join(format!("{}.yaml", n.name));
+        let p = base
+            .join("hiera-demo/nodes")
+            .join(format!("{}.yaml", n.name));
         std::fs::create_dir_all(p.parent().expect("has parent"))?;
         std::fs::write(p, data)?;
     }
@@ -297,16 +372,28 @@ cluster::hosts: {hosts}
 /// Hooks that append every event to a JSON-lines file, to show them.
 fn write_recorder_hooks(dir: &Path, out: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;
-    for trigger in ["agent_up", "master_down", "master_up", "slave_down", "slave_up"] {
+    for trigger in [
+        "agent_up",
+        "master_down",
+        "master_up",
+        "slave_down",
+        "slave_up",
+    ] {
         let p = dir.join(format!("{trigger}.record"));
-        std::fs::write(&p, format!("#!/bin/sh\n{{ cat; echo; }} >> '{}'\n", out.display()))?;
+        std::fs::write(
+            &p,
+            format!("#!/bin/sh\n{{ cat; echo; }} >> '{}'\n", out.display()),
+        )?;
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
     }
     Ok(())
 }
 
 fn now_ms() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
 }
 
 /// Polls `ok` every 20 ms until it holds; an error after `limit` or on Ctrl-C.
@@ -344,7 +431,10 @@ pub fn jdbc_url(path: &Path) -> Option<String> {
 }
 
 fn line(t0: Instant, at: Instant, text: &str) {
-    report::print(&format!("  T{:+7.3}s  {text}", at.saturating_duration_since(t0).as_secs_f64()));
+    report::print(&format!(
+        "  T{:+7.3}s  {text}",
+        at.saturating_duration_since(t0).as_secs_f64()
+    ));
 }
 
 /// Figures of one failover, for the benchmark and the test.
@@ -363,7 +453,14 @@ pub fn provision(c: &Cluster, verbose: bool) -> Result<()> {
     let t0 = Instant::now();
     let (_, n1) = c.apply(&c.primary)?;
     if verbose {
-        line(t0, Instant::now(), &format!("stash-server provisioned: primary PostgreSQL on {}, Stash started ({n1} changes)", c.primary.label()));
+        line(
+            t0,
+            Instant::now(),
+            &format!(
+                "stash-server provisioned: primary PostgreSQL on {}, Stash started ({n1} changes)",
+                c.primary.label()
+            ),
+        );
     }
     let (_, n2) = c.apply(&c.standby)?;
     if verbose {
@@ -373,25 +470,46 @@ pub fn provision(c: &Cluster, verbose: bool) -> Result<()> {
         c.conn(&c.primary)
             .connect()
             .ok()
-            .and_then(|mut db| db.query("select 1 from pg_stat_replication where state = 'streaming'", &[]).ok())
+            .and_then(|mut db| {
+                db.query(
+                    "select 1 from pg_stat_replication where state = 'streaming'",
+                    &[],
+                )
+                .ok()
+            })
             .is_some_and(|rows| rows.len() == 1)
     })?;
     if verbose {
-        line(t0, streaming, "streaming replication: pg_stat_replication on the primary shows the standby");
+        line(
+            t0,
+            streaming,
+            "streaming replication: pg_stat_replication on the primary shows the standby",
+        );
     }
     let (a, b) = (c.apply(&c.primary)?, c.apply(&c.standby)?);
     if a.0 != 0 || b.0 != 0 {
-        bail!("a second apply still changed something (exit codes {} and {}): see {}", a.0, b.0, c.base.display());
+        bail!(
+            "a second apply still changed something (exit codes {} and {}): see {}",
+            a.0,
+            b.0,
+            c.base.display()
+        );
     }
     if verbose {
-        line(t0, Instant::now(), "second apply on both nodes: 0 changes (idempotent)");
+        line(
+            t0,
+            Instant::now(),
+            "second apply on both nodes: 0 changes (idempotent)",
+        );
     }
     Ok(())
 }
 
 /// Fails the primary over the seed's way and measures the convergence.
 pub fn failover(c: &Cluster, verbose: bool) -> Result<Failover> {
-    let before = wait_until("Stash to write heartbeats", Duration::from_secs(20), || stash_writes(&c.primary.stash_log()).len() >= 5)?;
+    let before = wait_until("Stash to write heartbeats", Duration::from_secs(20), || {
+        stash_writes(&c.primary.stash_log()).len() >= 5
+    })?;
     std::thread::sleep(Duration::from_millis(500));
     let old_url = jdbc_url(&c.primary.properties()).unwrap_or_default();
     let t = Instant::now();
@@ -400,18 +518,37 @@ pub fn failover(c: &Cluster, verbose: bool) -> Result<Failover> {
     let writes_before = stash_writes(&c.primary.stash_log()).len();
     std::fs::write(c.standby.datadir().join("trigger_failover.txt"), "")?;
     if verbose {
-        line(before, before, &format!("Stash writing a heartbeat row every 100 ms to {old_url}"));
-        line(t, t, &format!("primary stopped (pg_ctl stop -m immediate); touched {}", c.standby.datadir().join("trigger_failover.txt").display()));
+        line(
+            before,
+            before,
+            &format!("Stash writing a heartbeat row every 100 ms to {old_url}"),
+        );
+        line(
+            t,
+            t,
+            &format!(
+                "primary stopped (pg_ctl stop -m immediate); touched {}",
+                c.standby.datadir().join("trigger_failover.txt").display()
+            ),
+        );
     }
-    let promoted = wait_until("the standby to be promoted", Duration::from_secs(30), || {
-        c.conn(&c.standby)
-            .connect()
-            .ok()
-            .and_then(|mut db| db.query_one("select pg_is_in_recovery()", &[]).ok())
-            .is_some_and(|r| !r.get::<_, bool>(0))
-    })?;
+    let promoted = wait_until(
+        "the standby to be promoted",
+        Duration::from_secs(30),
+        || {
+            c.conn(&c.standby)
+                .connect()
+                .ok()
+                .and_then(|mut db| db.query_one("select pg_is_in_recovery()", &[]).ok())
+                .is_some_and(|r| !r.get::<_, bool>(0))
+        },
+    )?;
     if verbose {
-        line(t, promoted, &format!("standby promoted: {} accepts writes", c.standby.label()));
+        line(
+            t,
+            promoted,
+            &format!("standby promoted: {} accepts writes", c.standby.label()),
+        );
     }
     let state_file = c.primary.state().join("db_master.json");
     let new_label = c.standby.label();
@@ -419,29 +556,54 @@ pub fn failover(c: &Cluster, verbose: bool) -> Result<Failover> {
         std::fs::read_to_string(&state_file).is_ok_and(|s| s.contains(&new_label))
     })?;
     if verbose {
-        line(t, changed, &format!("db_master fact changed to {new_label} (agent watch)"));
+        line(
+            t,
+            changed,
+            &format!("db_master fact changed to {new_label} (agent watch)"),
+        );
     }
     let converged = wait_until("jdbc.url to converge", Duration::from_secs(30), || {
         jdbc_url(&c.primary.properties()).is_some_and(|u| u.contains(&new_label))
     })?;
     if verbose {
-        line(t, converged, &format!("jdbc.url converged: {}", jdbc_url(&c.primary.properties()).unwrap_or_default()));
+        line(
+            t,
+            converged,
+            &format!(
+                "jdbc.url converged: {}",
+                jdbc_url(&c.primary.properties()).unwrap_or_default()
+            ),
+        );
     }
-    let writing = wait_until("Stash to write on the new primary", Duration::from_secs(30), || {
-        stash_writes(&c.primary.stash_log()).iter().any(|l| l.contains(&new_label))
-    })?;
+    let writing = wait_until(
+        "Stash to write on the new primary",
+        Duration::from_secs(30),
+        || {
+            stash_writes(&c.primary.stash_log())
+                .iter()
+                .any(|l| l.contains(&new_label))
+        },
+    )?;
     let lost_rows = c
         .conn(&c.standby)
         .db("stashdb")
         .connect()
         .ok()
         .and_then(|mut db| {
-            db.query_one("select count(*) from heartbeat where at < $1::text::timestamptz", &[&wall_t.to_rfc3339()]).ok()
+            db.query_one(
+                "select count(*) from heartbeat where at < $1::text::timestamptz",
+                &[&wall_t.to_rfc3339()],
+            )
+            .ok()
         })
         .map(|r| writes_before as i64 - r.get::<_, i64>(0))
         .unwrap_or(-1);
     if verbose {
-        line(t, writing, "Stash restarted by the agent and writing heartbeats on the new primary");
+        line(
+            t,
+            writing,
+            "Stash restarted by the agent and writing heartbeats on the new primary",
+        );
         report::print(&format!(
             "  heartbeat rows lost: {lost_rows} of {writes_before} written before the stop (asynchronous replication: committed on the old primary, never streamed)"
         ));
@@ -460,21 +622,42 @@ pub fn run(settings: &Settings, args: DemoArgs) -> Result<u8> {
     signals::install();
     let (base, owns) = match &args.dir {
         Some(d) => (d.clone(), false),
-        None => (std::env::temp_dir().join(format!("agent-demo-{}", std::process::id())), true),
+        None => (
+            std::env::temp_dir().join(format!("agent-demo-{}", std::process::id())),
+            true,
+        ),
     };
-    report::print(&format!("agent demo: the Stash + HA PostgreSQL seed on loopback, in {}", base.display()));
-    let mut c = Cluster::create(settings, base, owns, args.keep)?;
+    report::print(&format!(
+        "agent demo: the Stash + HA PostgreSQL seed on loopback, in {}",
+        base.display()
+    ));
+    let mut c = Cluster::create(
+        &settings.manifests,
+        &settings.hiera_config,
+        base,
+        owns,
+        args.keep,
+    )?;
     report::print("Timeline:");
     provision(&c, true)?;
     c.start_watch(args.interval)?;
-    report::print(&format!("  agent watch started for stash-server (every {})", humantime::format_duration(args.interval)));
+    report::print(&format!(
+        "  agent watch started for stash-server (every {})",
+        humantime::format_duration(args.interval)
+    ));
     let f = failover(&c, true)?;
     std::thread::sleep(Duration::from_millis(300));
     let events = std::fs::read_to_string(c.base.join("events.jsonl")).unwrap_or_default();
     let triggers: Vec<String> = events
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| Some(format!("{} ({})", v["trigger"].as_str()?, v["reason"].as_str().unwrap_or(""))))
+        .filter_map(|v| {
+            Some(format!(
+                "{} ({})",
+                v["trigger"].as_str()?,
+                v["reason"].as_str().unwrap_or("")
+            ))
+        })
         .collect();
     report::print(&format!(
         "\nFailover converged in {:.2} s (primary stopped → Stash writing on the new primary).\n\
@@ -482,7 +665,11 @@ pub fn run(settings: &Settings, args: DemoArgs) -> Result<u8> {
          (every 30 min by default) and restarts Stash by hand.\n\
          Hooks fired: {}",
         f.stash_writing.as_secs_f64(),
-        if triggers.is_empty() { "none".to_string() } else { triggers.join("; ") }
+        if triggers.is_empty() {
+            "none".to_string()
+        } else {
+            triggers.join("; ")
+        }
     ));
     c.stop_all();
     report::print(&format!(

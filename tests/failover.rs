@@ -1,0 +1,160 @@
+//! The Stash + HA PostgreSQL site end to end, the same scenario as `agent
+//! demo`: both nodes from the real roles, drift corrected by a scheduled run,
+//! `agent watch` converging jdbc.url after the seed's trigger-file failover,
+//! Stash restarted exactly once, heartbeats resuming on the new primary, and
+//! a split brain left alone with a hook saying why.
+
+mod common;
+
+use std::time::Duration;
+
+use agent::demo::{self, Cluster};
+use common::repo;
+
+fn report(c: &Cluster) -> serde_json::Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(c.primary.state().join("last_run_report.json")).unwrap(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn stash_follows_the_primary_through_failover_and_split_brain() {
+    let base = tempfile::tempdir().unwrap();
+    let mut c = Cluster::create(
+        &repo().join("manifests"),
+        &repo().join("hiera/hiera.yaml"),
+        base.path().join("demo"),
+        false,
+        false,
+    )
+    .expect("cluster laid out");
+    demo::provision(&c, false).expect("provisioned, streaming, idempotent");
+    let url = demo::jdbc_url(&c.primary.properties()).unwrap();
+    assert_eq!(
+        url,
+        format!("jdbc:postgresql://{}/stashdb", c.primary.label())
+    );
+
+    // Drift: hand edits to the properties file and /etc/hosts; the next
+    // scheduled run restores exactly those.
+    let props = c.primary.properties();
+    let text = std::fs::read_to_string(&props).unwrap();
+    std::fs::write(
+        &props,
+        text.replace(&c.primary.label(), "somewhere-else:5432"),
+    )
+    .unwrap();
+    let hosts = c.primary.root().join("etc/hosts");
+    let text = std::fs::read_to_string(&hosts).unwrap();
+    std::fs::write(
+        &hosts,
+        text.replace(
+            "127.0.0.12\tproduction-db-standby",
+            "10.9.9.9\tproduction-db-standby",
+        ),
+    )
+    .unwrap();
+    let out = c
+        .agent(&c.primary, &["run", "--now", "--max-runs", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(demo::jdbc_url(&props).unwrap(), url);
+    assert!(std::fs::read_to_string(&hosts)
+        .unwrap()
+        .contains("127.0.0.12\tproduction-db-standby"));
+    let r = report(&c);
+    let mut changed: Vec<String> = r["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| !x["changes"].as_array().unwrap().is_empty())
+        .map(|x| x["id"].as_str().unwrap().to_string())
+        .collect();
+    changed.sort();
+    assert_eq!(
+        changed,
+        vec![
+            "host[production-db-standby]".to_string(),
+            format!(
+                "properties[/var/atlassian/application-data/stash/shared/stash-config.properties]"
+            )
+        ]
+    );
+
+    let starts_before = stash_starts(&c);
+    c.start_watch(Duration::from_millis(250)).unwrap();
+    let f = demo::failover(&c, false).expect("converged after failover");
+    assert_eq!(
+        demo::jdbc_url(&props).unwrap(),
+        format!("jdbc:postgresql://{}/stashdb", c.standby.label()),
+        "jdbc.url names the new primary"
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(
+        stash_starts(&c),
+        starts_before + 1,
+        "Stash restarted exactly once"
+    );
+    let writes_after = demo::stash_writes(&c.primary.stash_log());
+    assert!(
+        writes_after
+            .iter()
+            .rev()
+            .take(3)
+            .all(|l| l.contains(&c.standby.label())),
+        "heartbeats resume on the new primary"
+    );
+    assert!(f.stash_writing < Duration::from_secs(30));
+
+    // Split brain: the old primary comes back as a primary.
+    c.pg_ctl(&c.primary, &["-l", "/dev/null", "-w", "start"])
+        .unwrap();
+    let events = c.base.join("events.jsonl");
+    demo::wait_until(
+        "a master_up hook for the split brain",
+        Duration::from_secs(20),
+        || std::fs::read_to_string(&events).is_ok_and(|t| t.contains("split brain")),
+    )
+    .unwrap();
+    let split: serde_json::Value = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| {
+            e["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("split brain"))
+        })
+        .unwrap();
+    assert_eq!(split["trigger"], "master_up");
+    assert_eq!(split["split_brain"], true);
+    assert!(split["db_master"].is_null());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        demo::jdbc_url(&props).unwrap(),
+        format!("jdbc:postgresql://{}/stashdb", c.standby.label()),
+        "the url is left alone in a split brain"
+    );
+    assert_eq!(
+        stash_starts(&c),
+        starts_before + 1,
+        "and Stash is not restarted"
+    );
+    c.stop_all();
+}
+
+/// How many times the stand-in Stash started (its log says so each time).
+fn stash_starts(c: &Cluster) -> usize {
+    std::fs::read_to_string(c.primary.stash_log())
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(" started"))
+        .count()
+}
