@@ -23,8 +23,11 @@
 //!   provider: command
 //!   start: "/usr/local/bin/agent stash-standin --config /var/atlassian/application-data/stash/shared/stash-config.properties --daemonize --pidfile /run/stash-standin.pid --log /var/log/stash-standin.log"
 //!   status: "kill -0 $(cat /run/stash-standin.pid)"
-//!   stop: "kill $(cat /run/stash-standin.pid)"
+//!   stop: "kill $(cat /run/stash-standin.pid) && while [ -e /run/stash-standin.pid ]; do sleep 0.05; done"
 //! ```
+//!
+//! (The stop line waits for the pidfile to go, which the stand-in removes
+//! last, so a `status` right after it sees the service stopped.)
 
 use std::fs::File;
 use std::io::{Read as _, Write as _};

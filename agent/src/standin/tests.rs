@@ -309,7 +309,12 @@ fn a_multi_host_url_goes_to_the_primary_and_follows_a_switch() {
     poll(
         "writes to b after reconnecting",
         Duration::from_secs(30),
-        || read(&log).contains(&format!("to {at_b}\n")).then_some(()),
+        || {
+            read(&log)
+                .lines()
+                .any(|l| l.contains(" wrote seq=") && l.ends_with(&format!(" to {at_b}")))
+                .then_some(())
+        },
     );
     serving.stop();
     let text = read(&log);
