@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use resources::pg::testing::{free_port, TestCluster, PASSWORD};
 use resources::pg::{bin_cmd, DEFAULT_BINDIR};
 use resources::runner::Runner;
+use std::fs::Permissions;
 
 fn main() {
     let runs: usize = std::env::var("RUNS")
@@ -115,6 +116,13 @@ struct Standby {
 impl Standby {
     fn start(base: &Path, primary: &TestCluster) -> Standby {
         let datadir = base.join("standby");
+        // pg_basebackup fills an existing empty dir owned by the postgres OS user.
+        resources::pg::testing::open_for_postgres(&datadir);
+        std::fs::set_permissions(
+            &datadir,
+            <Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o700),
+        )
+        .unwrap();
         let port = free_port("127.0.0.1");
         let bindir = Path::new(DEFAULT_BINDIR);
         let d = datadir.display().to_string();

@@ -246,6 +246,35 @@ fn notify_refreshes_once_and_noop_refreshes_nothing() {
 }
 
 #[test]
+fn a_noop_resource_does_not_refresh_for_real() {
+    let sb = fixture(
+        r#"resources:
+  - file: /etc
+    ensure: directory
+  - file: /etc/app.conf
+    content: "v=2\n"
+    noop: "{{#if facts.kernel}}true{{else}}false{{/if}}"
+    notify: exec[restart-app]
+  - exec: restart-app
+    command: "echo restarted >> $AGENT_ROOT/etc/restarts"
+    refreshonly: true
+"#,
+    );
+    sb.root_file("etc/app.conf", "v=1\n");
+    let run = sb.agent(&["apply", "--detailed-exitcodes"]);
+    run.code(2).stdout_has("would refresh");
+    assert_eq!(
+        sb.read_root("etc/app.conf"),
+        "v=1\n",
+        "noop: true leaves the file"
+    );
+    assert!(
+        !sb.root().join("etc/restarts").exists(),
+        "and its notify triggers no real refresh"
+    );
+}
+
+#[test]
 fn sensitive_values_never_reach_output_report_or_diff() {
     let secret = "S3cr3t-Hunter2-xyz";
     let sb = fixture(

@@ -20,15 +20,22 @@ fn report(c: &Cluster) -> serde_json::Value {
 
 #[test]
 fn stash_follows_the_primary_through_failover_and_split_brain() {
-    let base = tempfile::tempdir().unwrap();
+    // FAILOVER_KEEP_DIR=DIR keeps the cluster's files (logs, reports) for a look.
+    let tmp = match std::env::var("FAILOVER_KEEP_DIR") {
+        Ok(d) => tempfile::TempDir::new_in(d).unwrap().keep(),
+        Err(_) => tempfile::tempdir().unwrap().keep(),
+    };
+    let _cleanup = RemoveOnDrop(tmp.clone(), std::env::var("FAILOVER_KEEP_DIR").is_err());
+    let base = tmp;
     let mut c = Cluster::create(
         &repo().join("manifests"),
         &repo().join("hiera/hiera.yaml"),
-        base.path().join("demo"),
+        base.join("demo"),
         false,
         false,
     )
     .expect("cluster laid out");
+    c.agent_bin = env!("CARGO_BIN_EXE_agent").into();
     demo::provision(&c, false).expect("provisioned, streaming, idempotent");
     let url = demo::jdbc_url(&c.primary.properties()).unwrap();
     assert_eq!(
@@ -157,4 +164,15 @@ fn stash_starts(c: &Cluster) -> usize {
         .lines()
         .filter(|l| l.contains(" started"))
         .count()
+}
+
+/// Removes the test's directory at the end (unless asked to keep it).
+struct RemoveOnDrop(std::path::PathBuf, bool);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if self.1 {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }

@@ -84,7 +84,9 @@ pub fn apply(
 ) -> Vec<Outcome> {
     let n = catalog.entries.len();
     let mut status: Vec<Option<Status>> = vec![None; n];
-    let mut refresh_from: Vec<Vec<String>> = vec![Vec::new(); n];
+    // Per resource: who asked for a refresh, and whether that source really
+    // changed (true) or only would have in noop (false: a "would refresh").
+    let mut refresh_from: Vec<Vec<(String, bool)>> = vec![Vec::new(); n];
     let mut outcomes = Vec::with_capacity(n);
     for &i in &catalog.order {
         let entry = &catalog.entries[i];
@@ -120,20 +122,26 @@ pub fn apply(
             let noop = opts.noop || entry.meta.noop;
             let changed = converge(entry.resource.as_ref(), cx, noop, &mut out);
             if changed {
+                let real = out.status == Status::Changed;
                 for &t in &catalog.refresh[i] {
-                    refresh_from[t].push(entry.id.to_string());
+                    refresh_from[t].push((entry.id.to_string(), real));
                 }
             }
+            let sources = refresh_from[i]
+                .iter()
+                .map(|(s, _)| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            // Only a source that really changed triggers a real refresh.
+            let real_refresh = refresh_from[i].iter().any(|(_, real)| *real);
             let just_applied =
                 out.status == Status::Changed && entry.resource.apply_implies_refresh();
             if just_applied && !refresh_from[i].is_empty() {
                 out.message = Some(format!(
-                    "refresh by {} not needed: changed in this run",
-                    refresh_from[i].join(", ")
+                    "refresh by {sources} not needed: changed in this run"
                 ));
             } else if !refresh_from[i].is_empty() && out.status != Status::Failed {
-                let sources = refresh_from[i].join(", ");
-                if noop {
+                if noop || !real_refresh {
                     out.message = Some(format!("would refresh (triggered by {sources})"));
                     if out.status == Status::Unchanged {
                         out.status = Status::Noop;

@@ -81,6 +81,8 @@ pub struct Cluster {
     pub hiera_config: PathBuf,
     pub password: String,
     pub hooks_dir: PathBuf,
+    /// The agent binary the nodes run (this one, for the demo).
+    pub agent_bin: PathBuf,
     watch: Option<Child>,
     keep: bool,
     owns_base: bool,
@@ -141,6 +143,7 @@ impl Cluster {
             serde_json::Value::String(s) => s,
             other => other.to_string(),
         };
+        let agent_bin = std::env::current_exe().context("the agent binary's own path")?;
         Ok(Cluster {
             base,
             primary,
@@ -149,6 +152,7 @@ impl Cluster {
             hiera_config,
             password,
             hooks_dir,
+            agent_bin,
             watch: None,
             keep,
             owns_base,
@@ -157,7 +161,7 @@ impl Cluster {
 
     /// `agent ARGS` for a node, as a child process (as a user would run it).
     pub fn agent(&self, node: &DemoNode, args: &[&str]) -> Command {
-        let mut cmd = Command::new(std::env::current_exe().expect("own path"));
+        let mut cmd = Command::new(&self.agent_bin);
         cmd.args(args)
             .arg("--node")
             .arg(node.name)
