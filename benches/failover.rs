@@ -10,7 +10,10 @@ use std::time::Duration;
 use agent::demo::{self, Cluster};
 
 fn main() {
-    let runs: usize = std::env::var("RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let runs: usize = std::env::var("RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut rows = Vec::new();
     for i in 0..runs {
@@ -38,16 +41,35 @@ fn main() {
     println!("failover convergence, agent watch --interval 250ms, {runs} failovers (ms after the primary stopped)");
     println!("{:<44} {:>9} {:>9} {:>9}", "step", "median", "min", "max");
     let steps: [(&str, Vec<f64>); 4] = [
-        ("standby promoted (trigger file)", rows.iter().map(|f| ms(f.promoted)).collect()),
-        ("db_master changed", rows.iter().map(|f| ms(f.db_master_changed)).collect()),
-        ("jdbc.url converged", rows.iter().map(|f| ms(f.url_converged)).collect()),
-        ("Stash writing on the new primary", rows.iter().map(|f| ms(f.stash_writing)).collect()),
+        (
+            "standby promoted (trigger file)",
+            rows.iter().map(|f| ms(f.promoted)).collect(),
+        ),
+        (
+            "db_master changed",
+            rows.iter().map(|f| ms(f.db_master_changed)).collect(),
+        ),
+        (
+            "jdbc.url converged",
+            rows.iter().map(|f| ms(f.url_converged)).collect(),
+        ),
+        (
+            "Stash writing on the new primary",
+            rows.iter().map(|f| ms(f.stash_writing)).collect(),
+        ),
     ];
     for (name, v) in steps {
         let (m, lo, hi) = median(v);
         println!("{name:<44} {m:>7.0}ms {lo:>7.0}ms {hi:>7.0}ms");
     }
-    let (m, lo, hi) = median(rows.iter().map(|f| ms(f.stash_writing) - ms(f.promoted)).collect());
-    println!("{:<44} {m:>7.0}ms {lo:>7.0}ms {hi:>7.0}ms   target <= 2000 ms", "promotion → Stash writing (convergence)");
+    let (m, lo, hi) = median(
+        rows.iter()
+            .map(|f| ms(f.stash_writing) - ms(f.promoted))
+            .collect(),
+    );
+    println!(
+        "{:<44} {m:>7.0}ms {lo:>7.0}ms {hi:>7.0}ms   target <= 2000 ms",
+        "promotion → Stash writing (convergence)"
+    );
     println!("comparison: the seed's manual procedure (edit jdbc.url, restart Stash by hand); Puppet's default run interval 30 min");
 }

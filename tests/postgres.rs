@@ -66,6 +66,7 @@ pgsql_server::ipv4acls:
   - 'host replication replicator 127.0.0.0/8 scram-sha-256'
 db_cluster::nodes: {nodes}
 db_cluster::probe_timeout_ms: 500
+db_cluster::self: '{addr}:{port}'
 "#,
             port = self.port,
             addr = self.addr,

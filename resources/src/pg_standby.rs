@@ -713,6 +713,12 @@ mod tests {
             a
         };
         assert!(build(&decl(d, base.clone()), &TypeEnv::default()).is_ok());
+        // A site may name the backup dir for every standby; basebackup ignores it.
+        assert!(build(
+            &decl(d, with("backup_dir", json!("/mnt/db_bkup"))),
+            &TypeEnv::default()
+        )
+        .is_ok());
         let no_content = {
             let mut a = base.clone();
             a.as_object_mut().unwrap().remove("content");
@@ -721,7 +727,6 @@ mod tests {
         for attrs in [
             no_content,
             with("method", json!("restore")),
-            with("backup_dir", json!("/mnt/db_bkup")),
             with("method", json!("rsync")),
             with("content", json!("primary_conninfo 'secret-pw'\n")),
             with("primary_port", json!(0)),
