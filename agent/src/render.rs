@@ -2,6 +2,11 @@
 //! off (a JDBC url's `&` stays `&`), strict mode (an unknown variable is an
 //! error), a `lookup` helper backed by Hiera, and a cache so that a string
 //! or template used by many resources is parsed once.
+//!
+//! Variables come as a [`Vars`] the caller builds once and updates in place
+//! (only `item` changes between `for_each` items): `Handlebars::render` would
+//! serialize the whole variable tree, every fact included, on each call,
+//! which made rendering most of a compile's cost.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +20,10 @@ use handlebars::{
 use serde_json::Value;
 
 use crate::hiera::{Hiera, HieraError};
+
+/// The variables of a render (`facts`, `node`, `role`, `item`...), kept as
+/// Handlebars' own context so rendering reads them without copying.
+pub type Vars = Context;
 
 /// `{{lookup 'key'}}` / `{{lookup 'key' default='x'}}`: the Hiera value,
 /// usable as text or as the argument of `#each`.
@@ -91,7 +100,7 @@ impl Renderer {
     }
 
     /// Renders a manifest string with `ctx` (facts, node, item...).
-    pub fn render_str(&mut self, text: &str, ctx: &Value) -> Result<Rendered, String> {
+    pub fn render_str(&mut self, text: &str, ctx: &Vars) -> Result<Rendered, String> {
         if !text.contains("{{") {
             return Ok(Rendered {
                 text: text.to_string(),
@@ -113,7 +122,7 @@ impl Renderer {
     }
 
     /// Renders a template file under the templates dir.
-    pub fn render_template(&mut self, rel: &str, ctx: &Value) -> Result<Rendered, String> {
+    pub fn render_template(&mut self, rel: &str, ctx: &Vars) -> Result<Rendered, String> {
         let key = format!("template {rel}");
         if !self.hb.has_template(&key) {
             let path = confine_template(&self.templates_dir, rel)?;
@@ -131,11 +140,11 @@ impl Renderer {
             .map_err(|e| format!("{e} (in {})", self.templates_dir.join(rel).display()))
     }
 
-    fn render_named(&self, name: &str, ctx: &Value) -> Result<Rendered, String> {
+    fn render_named(&self, name: &str, ctx: &Vars) -> Result<Rendered, String> {
         self.sensitive_seen.store(false, Ordering::Relaxed);
         let text = self
             .hb
-            .render(name, ctx)
+            .render_with_context(name, ctx)
             .map_err(|e| describe_render_error(&e))?;
         Ok(Rendered {
             text,
