@@ -194,3 +194,38 @@ fn tree_digest(root: &Path) {
     assert!(lines.contains(&format!("644 f ./files/d3/file-42.conf {sum}").as_str()));
     assert!(lines.contains(&"755 d ./files/d9"));
 }
+
+/// Staged writes (see resources::fsutil's batch) are on disk before any
+/// other type runs: an exec declared after a file, with no edge between
+/// them, reads the file's new content; a host entry builds on a file it
+/// depends on.
+#[test]
+fn staged_writes_land_before_other_types_look() {
+    let sb = Sandbox::new();
+    sb.site_file("manifests/site.yaml", "default: [r]\n")
+        .site_file("hiera/hiera.yaml", common::HIERA_YAML)
+        .site_file("hiera/data/common.yaml", "x: 1\n")
+        .site_file(
+            "manifests/r.yaml",
+            "resources:\n\
+             \x20 - file: /a\n    content: \"hello\\n\"\n\
+             \x20 - exec: \"grep -qx hello \\\"$AGENT_ROOT/a\\\" && cp \\\"$AGENT_ROOT/a\\\" \\\"$AGENT_ROOT/b\\\"\"\n\
+             \x20 - file: /etc\n    ensure: directory\n\
+             \x20 - file: /etc/hosts\n    content: \"127.0.0.1\\tlocalhost\\n\"\n\
+             \x20 - host: one.example\n    ip: 192.0.2.1\n\
+             \x20 - host: two.example\n    ip: 192.0.2.2\n",
+        );
+    let run = sb.agent(&["apply", "--node", "n", "--detailed-exitcodes"]);
+    run.code(2).stdout_has("0 failed");
+    assert_eq!(sb.read_root("b"), "hello\n");
+    assert_eq!(
+        sb.read_root("etc/hosts"),
+        "127.0.0.1\tlocalhost\n192.0.2.1\tone.example\n192.0.2.2\ttwo.example\n"
+    );
+    let leftovers: Vec<_> = walkdir::WalkDir::new(sb.root())
+        .into_iter()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".agent-tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
