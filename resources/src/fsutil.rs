@@ -59,7 +59,7 @@ pub fn confine(root: &Path, node_path: &Path) -> Result<PathBuf, ResourceError> 
     }
     // Symlinked parents (or the target itself, for reads) must stay inside root.
     let mut probe = root.to_path_buf();
-    let canon_root = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let canon_root = canonical_root(root);
     for comp in node_path.components().skip(1) {
         probe.push(comp);
         match fs::symlink_metadata(&probe) {
@@ -79,6 +79,27 @@ pub fn confine(root: &Path, node_path: &Path) -> Result<PathBuf, ResourceError> 
         }
     }
     Ok(joined)
+}
+
+/// `root` canonicalized, remembered for the last root asked about: a run
+/// confines thousands of paths under one root, and realpath costs a
+/// readlink per component each time.
+fn canonical_root(root: &Path) -> PathBuf {
+    static LAST: std::sync::Mutex<Option<(PathBuf, PathBuf)>> = std::sync::Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((r, canon)) = last.as_ref() {
+        if r == root {
+            return canon.clone();
+        }
+    }
+    match fs::canonicalize(root) {
+        Ok(canon) => {
+            *last = Some((root.to_path_buf(), canon.clone()));
+            canon
+        }
+        // Not there yet: nothing to remember.
+        Err(_) => root.to_path_buf(),
+    }
 }
 
 fn normalize(p: &Path) -> PathBuf {
