@@ -19,7 +19,7 @@ use serde_yaml::Value as Yaml;
 use crate::catalog::{Catalog, Entry, Meta};
 use crate::hiera::Hiera;
 use crate::manifest::{self, ManifestError, RawResource};
-use crate::render::{Renderer, Vars};
+use crate::render::{Lookups, Renderer, Vars};
 
 /// All the errors of one compile; nothing is applied when there is any.
 #[derive(Debug)]
@@ -99,11 +99,8 @@ const META: &[&str] = &[
 pub fn compile(input: Input<'_>) -> Result<Compiled, CompileErrors> {
     let loaded = manifest::load(input.manifests_dir, input.node)?;
     let scope = Arc::new(scope(input.facts, input.node, &loaded.roles));
-    let mut renderer = Renderer::new(
-        input.hiera.clone(),
-        scope.clone(),
-        input.manifests_dir.join("templates"),
-    );
+    let lookups = Arc::new(Lookups::new(input.hiera.clone(), scope.clone()));
+    let mut renderer = Renderer::new(lookups.clone(), input.manifests_dir.join("templates"));
     // Built once: each resource only sets or removes `item` in it.
     let mut vars = Vars::from(json!({
         "facts": input.facts,
@@ -117,6 +114,7 @@ pub fn compile(input: Input<'_>) -> Result<Compiled, CompileErrors> {
     let mut entries = Vec::new();
     let cx = CompileCx {
         renderer: &mut renderer,
+        lookups: &lookups,
         hiera: &input.hiera,
         scope: &scope,
         files_dir: input.manifests_dir.join("files"),
@@ -143,6 +141,9 @@ pub fn compile(input: Input<'_>) -> Result<Compiled, CompileErrors> {
 
 struct CompileCx<'a> {
     renderer: &'a mut Renderer,
+    /// Remembered lookups (strings); `for_each` lists go to `hiera` directly
+    /// so that a long list is not kept twice.
+    lookups: &'a Lookups,
     hiera: &'a Hiera,
     scope: &'a Value,
     files_dir: PathBuf,
@@ -339,10 +340,7 @@ impl CompileCx<'_> {
                 // A string that is exactly one lookup yields the Hiera value
                 // itself, with its type: a hash for `settings`, a list for `rules`.
                 if let Some(key) = whole_lookup(s) {
-                    let found = self
-                        .hiera
-                        .lookup(&key, self.scope, None)
-                        .map_err(|e| e.to_string())?;
+                    let found = self.lookups.lookup(&key).map_err(|e| e.to_string())?;
                     return Ok((found.value, found.sensitive));
                 }
                 let r = self.renderer.render_str(s, ctx)?;
