@@ -4,10 +4,18 @@
 //! failed or was skipped; `check`; if out of sync, `apply` unless noop; queue
 //! refreshes for what it notifies; run its own queued refresh. A failure
 //! never stops the run: it only skips the failed resource's dependents.
+//!
+//! The writes of `file` and `host` resources are staged in a batch (see
+//! `resources::fsutil`) and committed together — one sync instead of two
+//! fsyncs per file — before anything that could look at them: a resource of
+//! another type, a dependent of a staged resource, a file resource on or
+//! above a staged path, a refresh, and the end of the run. A write that
+//! fails to commit marks its resource failed.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use resources::{Change, Context};
+use resources::{fsutil, Change, Context};
 use serde::Serialize;
 
 use crate::catalog::Catalog;
@@ -88,8 +96,15 @@ pub fn apply(
     // changed (true) or only would have in noop (false: a "would refresh").
     let mut refresh_from: Vec<Vec<(String, bool)>> = vec![Vec::new(); n];
     let mut outcomes = Vec::with_capacity(n);
+    // outcome index of each entry, for commit failures found later
+    let mut pos = vec![usize::MAX; n];
+    fsutil::batch_begin();
     for &i in &catalog.order {
         let entry = &catalog.entries[i];
+        if fsutil::batch_has_pending() && must_commit_before(catalog, cx, i) {
+            let failed = fsutil::batch_commit();
+            mark_uncommitted(failed, &pos, &mut outcomes, &mut status, observer);
+        }
         let started = Instant::now();
         let mut out = Outcome {
             id: entry.id.to_string(),
@@ -120,7 +135,11 @@ pub fn apply(
             out.message = Some(format!("skipped because {} {why}", catalog.entries[p].id));
         } else {
             let noop = opts.noop || entry.meta.noop;
+            if stageable(catalog, i) {
+                fsutil::batch_stage(Some(i));
+            }
             let changed = converge(entry.resource.as_ref(), cx, noop, &mut out);
+            fsutil::batch_stage(None);
             if changed {
                 let real = out.status == Status::Changed;
                 for &t in &catalog.refresh[i] {
@@ -148,17 +167,30 @@ pub fn apply(
                     }
                 } else {
                     tracing::info!(resource = %entry.id, "refreshing (triggered by {sources})");
-                    match entry.resource.refresh(cx) {
-                        Ok(()) => {
-                            out.refreshed = true;
-                            out.message = Some(format!("refreshed (triggered by {sources})"));
-                            if out.status == Status::Unchanged {
-                                out.status = Status::Changed;
-                            }
-                        }
-                        Err(e) => {
+                    let mut failed = fsutil::batch_commit();
+                    for (owners, err) in &mut failed {
+                        if let Some(k) = owners.iter().position(|&o| o == i) {
+                            owners.remove(k);
                             out.status = Status::Failed;
-                            out.message = Some(format!("refresh failed: {e}"));
+                            out.message = Some(format!("write not committed: {err}"));
+                        }
+                    }
+                    mark_uncommitted(failed, &pos, &mut outcomes, &mut status, observer);
+                    if out.status == Status::Failed {
+                        // its own change never landed: no refresh on top
+                    } else {
+                        match entry.resource.refresh(cx) {
+                            Ok(()) => {
+                                out.refreshed = true;
+                                out.message = Some(format!("refreshed (triggered by {sources})"));
+                                if out.status == Status::Unchanged {
+                                    out.status = Status::Changed;
+                                }
+                            }
+                            Err(e) => {
+                                out.status = Status::Failed;
+                                out.message = Some(format!("refresh failed: {e}"));
+                            }
                         }
                     }
                 }
@@ -167,9 +199,63 @@ pub fn apply(
         out.duration_ms = duration_ms(started.elapsed());
         status[i] = Some(out.status);
         observer.resource_done(&out);
+        pos[i] = outcomes.len();
         outcomes.push(out);
     }
+    let failed = fsutil::batch_end();
+    mark_uncommitted(failed, &pos, &mut outcomes, &mut status, observer);
     outcomes
+}
+
+/// Types whose writes may be staged: they write only through fsutil and
+/// read their targets through it (or are committed first, see below).
+fn stageable(catalog: &Catalog, i: usize) -> bool {
+    matches!(catalog.entries[i].id.type_name.as_str(), "file" | "host")
+}
+
+/// Whether what is staged must reach the disk before entry `i` runs.
+fn must_commit_before(catalog: &Catalog, cx: &Context, i: usize) -> bool {
+    if !stageable(catalog, i)
+        || catalog
+            .graph
+            .predecessors(i)
+            .any(fsutil::batch_owns_pending)
+    {
+        return true;
+    }
+    // `file` looks at its path on disk: nothing staged may sit on or below it.
+    let entry = &catalog.entries[i];
+    entry.id.type_name == "file"
+        && entry.resource.paths().iter().any(|p| {
+            let disk = cx.root.join(Path::new(p.trim_start_matches('/')));
+            fsutil::batch_touches(&disk)
+        })
+}
+
+/// Marks the owners of writes that failed to commit as failed (and says so).
+fn mark_uncommitted(
+    failed: Vec<(Vec<usize>, resources::ResourceError)>,
+    pos: &[usize],
+    outcomes: &mut [Outcome],
+    status: &mut [Option<Status>],
+    observer: &mut dyn Observer,
+) {
+    for (owners, err) in failed {
+        for owner in owners {
+            let Some(out) = outcomes.get_mut(pos[owner]) else {
+                continue;
+            };
+            out.status = Status::Failed;
+            out.message = Some(format!("write not committed: {err}"));
+            status[owner] = Some(Status::Failed);
+            let notice = Outcome {
+                changes: vec![],
+                diffs: vec![],
+                ..out.clone()
+            };
+            observer.resource_done(&notice);
+        }
+    }
 }
 
 /// check → apply; true when the resource changed (or would have, in noop).

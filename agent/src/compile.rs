@@ -19,7 +19,7 @@ use serde_yaml::Value as Yaml;
 use crate::catalog::{Catalog, Entry, Meta};
 use crate::hiera::Hiera;
 use crate::manifest::{self, ManifestError, RawResource};
-use crate::render::Renderer;
+use crate::render::{Lookups, Renderer, Vars};
 
 /// All the errors of one compile; nothing is applied when there is any.
 #[derive(Debug)]
@@ -99,16 +99,14 @@ const META: &[&str] = &[
 pub fn compile(input: Input<'_>) -> Result<Compiled, CompileErrors> {
     let loaded = manifest::load(input.manifests_dir, input.node)?;
     let scope = Arc::new(scope(input.facts, input.node, &loaded.roles));
-    let mut renderer = Renderer::new(
-        input.hiera.clone(),
-        scope.clone(),
-        input.manifests_dir.join("templates"),
-    );
-    let base_ctx = json!({
+    let lookups = Arc::new(Lookups::new(input.hiera.clone(), scope.clone()));
+    let mut renderer = Renderer::new(lookups.clone(), input.manifests_dir.join("templates"));
+    // Built once: each resource only sets or removes `item` in it.
+    let mut vars = Vars::from(json!({
         "facts": input.facts,
         "node": { "name": input.node, "roles": loaded.roles, "role": role_name(&loaded.roles) },
         "role": role_name(&loaded.roles),
-    });
+    }));
     let env = TypeEnv {
         facts: input.facts.clone(),
     };
@@ -116,6 +114,7 @@ pub fn compile(input: Input<'_>) -> Result<Compiled, CompileErrors> {
     let mut entries = Vec::new();
     let cx = CompileCx {
         renderer: &mut renderer,
+        lookups: &lookups,
         hiera: &input.hiera,
         scope: &scope,
         files_dir: input.manifests_dir.join("files"),
@@ -123,7 +122,7 @@ pub fn compile(input: Input<'_>) -> Result<Compiled, CompileErrors> {
     };
     let mut cx = cx;
     for raw in &loaded.resources {
-        match cx.expand(raw, &base_ctx) {
+        match cx.expand(raw, &mut vars) {
             Ok(mut built) => entries.append(&mut built),
             Err(e) => errors.push(e.to_string()),
         }
@@ -142,6 +141,9 @@ pub fn compile(input: Input<'_>) -> Result<Compiled, CompileErrors> {
 
 struct CompileCx<'a> {
     renderer: &'a mut Renderer,
+    /// Remembered lookups (strings); `for_each` lists go to `hiera` directly
+    /// so that a long list is not kept twice.
+    lookups: &'a Lookups,
     hiera: &'a Hiera,
     scope: &'a Value,
     files_dir: PathBuf,
@@ -150,21 +152,27 @@ struct CompileCx<'a> {
 
 impl CompileCx<'_> {
     /// One raw resource → one entry per `for_each` item (or just one).
-    fn expand(&mut self, raw: &RawResource, base: &Value) -> Result<Vec<Entry>, ManifestError> {
+    /// `vars` holds no `item` before and after.
+    fn expand(&mut self, raw: &RawResource, vars: &mut Vars) -> Result<Vec<Entry>, ManifestError> {
         let at = |msg: String| ManifestError::new(raw.location.clone(), msg);
-        let items = match raw.attrs.iter().find(|(k, _)| k == "for_each") {
-            None => vec![None],
-            Some((_, v)) => self.items(v).map_err(at)?.into_iter().map(Some).collect(),
+        let Some((_, for_each)) = raw.attrs.iter().find(|(k, _)| k == "for_each") else {
+            return Ok(vec![self.build(raw, vars)?]);
         };
+        let items = self.items(for_each).map_err(at)?;
         let mut out = Vec::with_capacity(items.len());
+        let mut result = Ok(());
         for item in items {
-            let mut ctx = base.clone();
-            if let Some(item) = item {
-                ctx["item"] = item;
+            set_item(vars, Some(item));
+            match self.build(raw, vars) {
+                Ok(e) => out.push(e),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
             }
-            out.push(self.build(raw, &ctx)?);
         }
-        Ok(out)
+        set_item(vars, None);
+        result.map(|()| out)
     }
 
     /// The items of `for_each`: a YAML list, or exactly `{{lookup 'key'}}`.
@@ -194,7 +202,7 @@ impl CompileCx<'_> {
         }
     }
 
-    fn build(&mut self, raw: &RawResource, ctx: &Value) -> Result<Entry, ManifestError> {
+    fn build(&mut self, raw: &RawResource, ctx: &Vars) -> Result<Entry, ManifestError> {
         let loc = &raw.location;
         let at = |msg: String| ManifestError::new(loc.clone(), msg);
         let type_name = raw.type_name.to_ascii_lowercase();
@@ -334,16 +342,13 @@ impl CompileCx<'_> {
     }
 
     /// Renders every string inside `v`; true when a Sensitive value went in.
-    fn render_value(&mut self, v: &Value, ctx: &Value) -> Result<(Value, bool), String> {
+    fn render_value(&mut self, v: &Value, ctx: &Vars) -> Result<(Value, bool), String> {
         Ok(match v {
             Value::String(s) => {
                 // A string that is exactly one lookup yields the Hiera value
                 // itself, with its type: a hash for `settings`, a list for `rules`.
                 if let Some(key) = whole_lookup(s) {
-                    let found = self
-                        .hiera
-                        .lookup(&key, self.scope, None)
-                        .map_err(|e| e.to_string())?;
+                    let found = self.lookups.lookup(&key).map_err(|e| e.to_string())?;
                     return Ok((found.value, found.sensitive));
                 }
                 let r = self.renderer.render_str(s, ctx)?;
@@ -371,6 +376,20 @@ impl CompileCx<'_> {
             }
             other => (other.clone(), false),
         })
+    }
+}
+
+/// Sets (or, with `None`, removes) the `item` variable of `for_each`.
+fn set_item(vars: &mut Vars, item: Option<Value>) {
+    if let Value::Object(map) = vars.data_mut() {
+        match item {
+            Some(v) => {
+                map.insert("item".into(), v);
+            }
+            None => {
+                map.remove("item");
+            }
+        }
     }
 }
 

@@ -2,11 +2,16 @@
 //! off (a JDBC url's `&` stays `&`), strict mode (an unknown variable is an
 //! error), a `lookup` helper backed by Hiera, and a cache so that a string
 //! or template used by many resources is parsed once.
+//!
+//! Variables come as a [`Vars`] the caller builds once and updates in place
+//! (only `item` changes between `for_each` items): `Handlebars::render` would
+//! serialize the whole variable tree, every fact included, on each call,
+//! which made rendering most of a compile's cost.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use handlebars::{
     Context, Handlebars, Helper, HelperDef, RenderContext, RenderError, RenderErrorReason,
@@ -14,13 +19,49 @@ use handlebars::{
 };
 use serde_json::Value;
 
-use crate::hiera::{Hiera, HieraError};
+use crate::hiera::{Found, Hiera, HieraError};
+
+/// The variables of a render (`facts`, `node`, `role`, `item`...), kept as
+/// Handlebars' own context so rendering reads them without copying.
+pub type Vars = Context;
+
+/// Hiera lookups of one compile: the scope never changes during a compile,
+/// so a key found once is remembered (a template used by many resources
+/// looks the same keys up each time).
+pub struct Lookups {
+    hiera: Arc<Hiera>,
+    scope: Arc<Value>,
+    found: Mutex<HashMap<String, Found>>,
+}
+
+impl Lookups {
+    pub fn new(hiera: Arc<Hiera>, scope: Arc<Value>) -> Self {
+        Lookups {
+            hiera,
+            scope,
+            found: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `key` with the compile's scope and the key's own merge options.
+    pub fn lookup(&self, key: &str) -> Result<Found, HieraError> {
+        let memo = |m: &mut HashMap<String, Found>| m.get(key).cloned();
+        if let Some(found) = memo(&mut self.found.lock().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(found);
+        }
+        let found = self.hiera.lookup(key, &self.scope, None)?;
+        self.found
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string(), found.clone());
+        Ok(found)
+    }
+}
 
 /// `{{lookup 'key'}}` / `{{lookup 'key' default='x'}}`: the Hiera value,
 /// usable as text or as the argument of `#each`.
 struct LookupHelper {
-    hiera: Arc<Hiera>,
-    scope: Arc<Value>,
+    lookups: Arc<Lookups>,
     /// Set when a Sensitive value was looked up during the current render.
     sensitive_seen: Arc<AtomicBool>,
 }
@@ -37,7 +78,7 @@ impl HelperDef for LookupHelper {
             .param(0)
             .and_then(|p| p.value().as_str())
             .ok_or(RenderErrorReason::ParamNotFoundForIndex("lookup", 0))?;
-        match self.hiera.lookup(key, &self.scope, None) {
+        match self.lookups.lookup(key) {
             Ok(found) => {
                 if found.sensitive {
                     self.sensitive_seen.store(true, Ordering::Relaxed);
@@ -69,7 +110,7 @@ pub struct Rendered {
 }
 
 impl Renderer {
-    pub fn new(hiera: Arc<Hiera>, scope: Arc<Value>, templates_dir: PathBuf) -> Self {
+    pub fn new(lookups: Arc<Lookups>, templates_dir: PathBuf) -> Self {
         let mut hb = Handlebars::new();
         hb.set_strict_mode(true);
         hb.register_escape_fn(handlebars::no_escape);
@@ -77,8 +118,7 @@ impl Renderer {
         hb.register_helper(
             "lookup",
             Box::new(LookupHelper {
-                hiera,
-                scope,
+                lookups,
                 sensitive_seen: sensitive_seen.clone(),
             }),
         );
@@ -91,7 +131,7 @@ impl Renderer {
     }
 
     /// Renders a manifest string with `ctx` (facts, node, item...).
-    pub fn render_str(&mut self, text: &str, ctx: &Value) -> Result<Rendered, String> {
+    pub fn render_str(&mut self, text: &str, ctx: &Vars) -> Result<Rendered, String> {
         if !text.contains("{{") {
             return Ok(Rendered {
                 text: text.to_string(),
@@ -113,7 +153,7 @@ impl Renderer {
     }
 
     /// Renders a template file under the templates dir.
-    pub fn render_template(&mut self, rel: &str, ctx: &Value) -> Result<Rendered, String> {
+    pub fn render_template(&mut self, rel: &str, ctx: &Vars) -> Result<Rendered, String> {
         let key = format!("template {rel}");
         if !self.hb.has_template(&key) {
             let path = confine_template(&self.templates_dir, rel)?;
@@ -131,11 +171,11 @@ impl Renderer {
             .map_err(|e| format!("{e} (in {})", self.templates_dir.join(rel).display()))
     }
 
-    fn render_named(&self, name: &str, ctx: &Value) -> Result<Rendered, String> {
+    fn render_named(&self, name: &str, ctx: &Vars) -> Result<Rendered, String> {
         self.sensitive_seen.store(false, Ordering::Relaxed);
         let text = self
             .hb
-            .render(name, ctx)
+            .render_with_context(name, ctx)
             .map_err(|e| describe_render_error(&e))?;
         Ok(Rendered {
             text,

@@ -471,6 +471,9 @@ impl Resource for File {
         if current != want || content_differs {
             self.converge_kind(cx, &path, current, want)?;
         }
+        // A staged write (see fsutil's batch) is still its temp file: the
+        // ownership and mode go on that, and arrive with the rename.
+        let path = fsutil::current_path(&path);
         let Some(meta) = lstat(&path)? else {
             return Ok(());
         };

@@ -1,11 +1,27 @@
 //! Filesystem helpers shared by every type that writes files: root
 //! confinement, atomic replacement (temp file, fsync, rename, fsync of the
 //! directory), reading current content, and content changes with diffs.
+//!
+//! A run that writes many files would spend most of its time in fsync (two
+//! per file). So the engine may open a *batch* on its thread
+//! ([`batch_begin`]) and let the writes of chosen resources be staged
+//! ([`batch_stage`]): [`write_atomic`] then writes the temp file and stops;
+//! [`batch_commit`] syncs all temps at once (one `syncfs` per filesystem),
+//! renames each over its target, then fsyncs each touched directory once.
+//! The guarantee is unchanged: a reader sees the old or the new content,
+//! never part of it, and after a crash each file is old or new, because no
+//! rename happens before its data is on disk. While staged, a target still
+//! shows its old content on disk; [`read_optional`], [`current_path`] and
+//! [`write_atomic`] see the staged content, so a later writer of the same
+//! file (the `host` entries of one hosts file) builds on it. The engine
+//! commits before anything that could look at the disk otherwise.
 
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use similar::TextDiff;
@@ -43,7 +59,7 @@ pub fn confine(root: &Path, node_path: &Path) -> Result<PathBuf, ResourceError> 
     }
     // Symlinked parents (or the target itself, for reads) must stay inside root.
     let mut probe = root.to_path_buf();
-    let canon_root = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let canon_root = canonical_root(root);
     for comp in node_path.components().skip(1) {
         probe.push(comp);
         match fs::symlink_metadata(&probe) {
@@ -65,6 +81,27 @@ pub fn confine(root: &Path, node_path: &Path) -> Result<PathBuf, ResourceError> 
     Ok(joined)
 }
 
+/// `root` canonicalized, remembered for the last root asked about: a run
+/// confines thousands of paths under one root, and realpath costs a
+/// readlink per component each time.
+fn canonical_root(root: &Path) -> PathBuf {
+    static LAST: std::sync::Mutex<Option<(PathBuf, PathBuf)>> = std::sync::Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((r, canon)) = last.as_ref() {
+        if r == root {
+            return canon.clone();
+        }
+    }
+    match fs::canonicalize(root) {
+        Ok(canon) => {
+            *last = Some((root.to_path_buf(), canon.clone()));
+            canon
+        }
+        // Not there yet: nothing to remember.
+        Err(_) => root.to_path_buf(),
+    }
+}
+
 fn normalize(p: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for comp in p.components() {
@@ -79,8 +116,10 @@ fn normalize(p: &Path) -> PathBuf {
     out
 }
 
-/// Current content of a file; `None` when it does not exist.
+/// Current content of a file (staged content included); `None` when it
+/// does not exist.
 pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, ResourceError> {
+    let path = &current_path(path);
     match fs::read(path) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -120,14 +159,20 @@ fn temp_path(path: &Path) -> PathBuf {
 /// directory, fsync, rename over the target, fsync of the directory. A reader
 /// sees the old or the new content, never a mix. `mode` applies to the new
 /// file (else the old file's mode is kept, else 0644).
+///
+/// While the current resource's writes are staged (see the module doc), the
+/// temp file is written and left for [`batch_commit`].
 pub fn write_atomic(path: &Path, content: &[u8], mode: Option<u32>) -> Result<(), ResourceError> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     let mode = match mode {
         Some(m) => m,
-        None => fs::metadata(path)
+        None => fs::metadata(current_path(path))
             .map(|m| m.permissions().mode() & 0o7777)
             .unwrap_or(0o644),
     };
+    if staging() {
+        return stage(path, content, mode);
+    }
     let tmp = temp_path(path);
     let result = (|| {
         let mut f = fs::OpenOptions::new()
@@ -158,23 +203,257 @@ pub fn replace_file(
     content: &[u8],
     mode: Option<u32>,
 ) -> Result<(), ResourceError> {
-    if let Some(old) = read_optional(path)? {
-        cx.backup.save(path, &old)?;
+    // Staged content is this run's own intermediate state: the content on
+    // disk was saved when the run first replaced it.
+    if !is_staged(path) {
+        if let Some(old) = read_optional(path)? {
+            cx.backup.save(path, &old)?;
+        }
     }
     write_atomic(path, content, mode)
 }
 
-/// Removes temp files left in `dir` by killed runs.
+/// Removes temp files left in `dir` by killed runs (never this process's
+/// staged ones). Inside a batch each directory is cleaned once.
 pub fn clean_stale_temps(dir: &Path) {
+    let first = with_batch(|b| b.cleaned.insert(dir.to_path_buf())).unwrap_or(true);
+    if !first {
+        return;
+    }
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
+    let own = format!("{TEMP_MARK}.{}", std::process::id());
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with('.') && name.contains(TEMP_MARK) {
+        if name.starts_with('.') && name.contains(TEMP_MARK) && !name.ends_with(&own) {
             let _ = fs::remove_file(entry.path());
         }
+    }
+}
+
+/// A staged write: `tmp` holds the new content of `target`.
+struct Pending {
+    target: PathBuf,
+    tmp: PathBuf,
+    /// Resources (engine indices) whose changes it carries.
+    owners: Vec<usize>,
+}
+
+/// The staged writes of this thread's run.
+#[derive(Default)]
+struct Batch {
+    /// The resource whose writes are being staged now, if any.
+    owner: Option<usize>,
+    pending: Vec<Pending>,
+    /// target → index in `pending`.
+    index: HashMap<PathBuf, usize>,
+    /// Every ancestor directory of a pending target.
+    dirs: HashSet<PathBuf>,
+    owners: HashSet<usize>,
+    /// Directories already cleaned of stale temps in this batch.
+    cleaned: HashSet<PathBuf>,
+}
+
+thread_local! {
+    static BATCH: RefCell<Option<Batch>> = const { RefCell::new(None) };
+}
+
+fn with_batch<T>(f: impl FnOnce(&mut Batch) -> T) -> Option<T> {
+    BATCH.with(|b| b.borrow_mut().as_mut().map(f))
+}
+
+fn staging() -> bool {
+    with_batch(|b| b.owner.is_some()).unwrap_or(false)
+}
+
+fn is_staged(path: &Path) -> bool {
+    with_batch(|b| b.index.contains_key(path)).unwrap_or(false)
+}
+
+/// Opens a batch on this thread (writes are staged only inside
+/// [`batch_stage`] `(Some(owner))`).
+pub fn batch_begin() {
+    BATCH.with(|b| *b.borrow_mut() = Some(Batch::default()));
+}
+
+/// Stages the writes of resource `owner` from now on (`None`: write through).
+pub fn batch_stage(owner: Option<usize>) {
+    with_batch(|b| b.owner = owner);
+}
+
+/// True when resource `owner` has writes waiting for [`batch_commit`].
+pub fn batch_owns_pending(owner: usize) -> bool {
+    with_batch(|b| b.owners.contains(&owner)).unwrap_or(false)
+}
+
+/// True when anything is staged.
+pub fn batch_has_pending() -> bool {
+    with_batch(|b| !b.pending.is_empty()).unwrap_or(false)
+}
+
+/// True when `path` is a staged target or a directory holding one.
+pub fn batch_touches(path: &Path) -> bool {
+    with_batch(|b| b.index.contains_key(path) || b.dirs.contains(path)).unwrap_or(false)
+}
+
+/// Where the current content of `path` is: its staged temp, else `path`.
+pub fn current_path(path: &Path) -> PathBuf {
+    with_batch(|b| b.index.get(path).map(|&i| b.pending[i].tmp.clone()))
+        .flatten()
+        .unwrap_or_else(|| path.to_path_buf())
+}
+
+/// Writes the temp of `path` (no fsync) and records it. A second write of a
+/// staged target replaces its temp by rename, so a failed write leaves the
+/// previous staged content whole.
+fn stage(path: &Path, content: &[u8], mode: u32) -> Result<(), ResourceError> {
+    let tmp = temp_path(path);
+    let again = is_staged(path);
+    let write_to = if again {
+        let mut next = tmp.clone().into_os_string();
+        next.push(".next");
+        PathBuf::from(next)
+    } else {
+        tmp.clone()
+    };
+    let result = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&write_to)?;
+        f.write_all(content)?;
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        if again {
+            fs::rename(&write_to, &tmp)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&write_to);
+        return Err(ResourceError::io(path, e));
+    }
+    with_batch(|b| {
+        let owner = b.owner.expect("staging has an owner");
+        b.owners.insert(owner);
+        match b.index.get(path) {
+            Some(&i) => b.pending[i].owners.push(owner),
+            None => {
+                b.index.insert(path.to_path_buf(), b.pending.len());
+                b.pending.push(Pending {
+                    target: path.to_path_buf(),
+                    tmp,
+                    owners: vec![owner],
+                });
+                let mut dir = path.parent();
+                while let Some(d) = dir {
+                    if !b.dirs.insert(d.to_path_buf()) {
+                        break;
+                    }
+                    dir = d.parent();
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Up to this many staged files are fsynced one by one: cheaper than a
+/// `syncfs`, which also flushes everyone else's dirty data.
+const FSYNC_EACH_MAX: usize = 4;
+
+/// Makes every staged write durable and visible: sync the temps, rename
+/// each over its target, fsync each touched directory. Returns the owners
+/// of the writes that failed, with the error; those targets keep their old
+/// content (or, for a directory fsync failure, have the new one but maybe
+/// not durably). The batch stays open.
+pub fn batch_commit() -> Vec<(Vec<usize>, ResourceError)> {
+    let pending = with_batch(|b| {
+        b.index.clear();
+        b.dirs.clear();
+        b.owners.clear();
+        std::mem::take(&mut b.pending)
+    })
+    .unwrap_or_default();
+    if pending.is_empty() {
+        return vec![];
+    }
+    let mut failed = Vec::new();
+    // 1. Data on disk before any rename.
+    let mut bad_devs: HashMap<u64, io::Error> = HashMap::new();
+    let dev_of = |p: &Pending| fs::metadata(&p.tmp).map(|m| m.dev());
+    if pending.len() <= FSYNC_EACH_MAX {
+        for p in &pending {
+            if let Err(e) = fs::File::open(&p.tmp).and_then(|f| f.sync_all()) {
+                let dev = dev_of(p).unwrap_or(u64::MAX);
+                bad_devs.insert(dev, e);
+            }
+        }
+    } else {
+        let mut seen = HashSet::new();
+        for p in &pending {
+            let Ok(dev) = dev_of(p) else { continue };
+            if seen.insert(dev) {
+                if let Err(e) = syncfs(&p.tmp) {
+                    bad_devs.insert(dev, e);
+                }
+            }
+        }
+    }
+    // 2. Renames, in staging order; 3. each directory once.
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut dir_owners: HashMap<PathBuf, Vec<usize>> = HashMap::new();
+    for p in pending {
+        let result = match dev_of(&p) {
+            Err(e) => Err(e),
+            Ok(dev) => match bad_devs.get(&dev) {
+                Some(e) => Err(io::Error::new(e.kind(), format!("sync failed: {e}"))),
+                None => fs::rename(&p.tmp, &p.target),
+            },
+        };
+        match result {
+            Ok(()) => {
+                let dir = p.target.parent().unwrap_or(Path::new("/")).to_path_buf();
+                let owners = dir_owners.entry(dir.clone()).or_insert_with(|| {
+                    dirs.push(dir);
+                    Vec::new()
+                });
+                owners.extend(p.owners);
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&p.tmp);
+                failed.push((p.owners, ResourceError::io(&p.target, e)));
+            }
+        }
+    }
+    for dir in dirs {
+        if let Err(e) = fs::File::open(&dir).and_then(|d| d.sync_all()) {
+            let owners = dir_owners.remove(&dir).unwrap_or_default();
+            failed.push((owners, ResourceError::io(&dir, e)));
+        }
+    }
+    failed
+}
+
+/// Commits what is staged and closes the batch.
+pub fn batch_end() -> Vec<(Vec<usize>, ResourceError)> {
+    let failed = batch_commit();
+    BATCH.with(|b| *b.borrow_mut() = None);
+    failed
+}
+
+/// `syncfs(2)` on the filesystem holding `path`.
+fn syncfs(path: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = fs::File::open(path)?;
+    // SAFETY: a valid open descriptor for the duration of the call.
+    if unsafe { libc::syncfs(f.as_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -230,6 +509,67 @@ mod tests {
             1,
             "no temp file left"
         );
+    }
+
+    #[test]
+    fn batch_stages_then_commits_whole_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("sub/b"));
+        fs::create_dir(dir.path().join("sub")).unwrap();
+        fs::write(&a, b"old a\n").unwrap();
+        batch_begin();
+        batch_stage(Some(7));
+        write_atomic(&a, b"new a\n", None).unwrap();
+        write_atomic(&b, b"b1\n", Some(0o640)).unwrap();
+        // A second write of a staged file builds on the staged content.
+        assert_eq!(read_optional(&b).unwrap().unwrap(), b"b1\n");
+        write_atomic(&b, b"b2\n", None).unwrap();
+        batch_stage(None);
+        // Nothing visible yet: old content, no new file.
+        assert_eq!(fs::read(&a).unwrap(), b"old a\n");
+        assert!(!b.exists());
+        assert!(batch_owns_pending(7) && !batch_owns_pending(8));
+        assert!(batch_touches(&b) && batch_touches(&dir.path().join("sub")));
+        assert_eq!(read_optional(&a).unwrap().unwrap(), b"new a\n");
+        // Own staged temps survive the stale-temp sweep.
+        clean_stale_temps(dir.path());
+        assert!(current_path(&a).exists());
+        assert!(batch_end().is_empty());
+        assert_eq!(fs::read(&a).unwrap(), b"new a\n");
+        assert_eq!(fs::read(&b).unwrap(), b"b2\n");
+        assert_eq!(
+            fs::metadata(&b).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        assert_eq!(
+            fs::metadata(&a).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        let names: Vec<_> = fs::read_dir(dir.path().join("sub"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![OsString::from("b")], "no temp left");
+        // Outside a batch, writes go straight through.
+        write_atomic(&a, b"direct\n", None).unwrap();
+        assert_eq!(fs::read(&a).unwrap(), b"direct\n");
+    }
+
+    #[test]
+    fn a_batch_that_cannot_commit_names_its_owners_and_keeps_old_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        fs::write(&a, b"old\n").unwrap();
+        batch_begin();
+        batch_stage(Some(3));
+        write_atomic(&a, b"new\n", None).unwrap();
+        batch_stage(None);
+        // The temp vanishes before the commit (a killed writer, a cleaner).
+        fs::remove_file(current_path(&a)).unwrap();
+        let failed = batch_end();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].0, vec![3]);
+        assert_eq!(fs::read(&a).unwrap(), b"old\n");
     }
 
     #[test]

@@ -283,12 +283,17 @@ fn validate_level(
     text: &str,
 ) -> Result<Level, LevelError> {
     let name = raw.name;
-    let name_line = find_line(
-        text,
-        &format!(r#"\sname:\s+['"]?{}(?:[^\w]|$)"#, regex::escape(&name)),
-        1,
-    );
+    // Lines are only looked for when there is an error to point at: each
+    // search compiles a regex, which a valid level should not pay for.
+    let name_line = || {
+        find_line(
+            text,
+            &format!(r#"\sname:\s+['"]?{}(?:[^\w]|$)"#, regex::escape(&name)),
+            1,
+        )
+    };
     let near = |key: &str| {
+        let name_line = name_line();
         find_line(text, &format!(r"(?:^|\s){key}:"), name_line.unwrap_or(1)).or(name_line)
     };
     let fns = backends(
@@ -299,13 +304,13 @@ fn validate_level(
     );
     if fns.len() > 1 {
         return Err((
-            name_line,
+            name_line(),
             format!("only one of data_hash, lookup_key, data_dig or hiera3_backend can be defined in hierarchy '{name}'"),
         ));
     }
     let Some(backend) = fns.into_iter().next().or_else(|| default_fn.clone()) else {
         let msg = format!("hierarchy '{name}' has no data provider function");
-        return Err((name_line, format!("{msg} (add `data_hash: yaml_data`)")));
+        return Err((name_line(), format!("{msg} (add `data_hash: yaml_data`)")));
     };
     let format = match &backend {
         Backend::Data(f) if f == "yaml_data" => Format::Yaml,
@@ -354,13 +359,13 @@ fn validate_level(
     }
     if specs.len() > 1 {
         return Err((
-            name_line,
+            name_line(),
             format!("only one of path, paths, glob, globs or mapped_paths can be defined in hierarchy '{name}'"),
         ));
     }
     let Some((key, locations)) = specs.pop() else {
         return Err((
-            name_line,
+            name_line(),
             format!("hierarchy '{name}' needs one of path, paths, glob, globs or mapped_paths"),
         ));
     };

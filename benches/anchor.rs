@@ -1,0 +1,392 @@
+//! The anchor benchmark: the shared anchor workload (`benches/anchor/`, 1108
+//! resources) timed as whole processes, the way `puppet apply` and
+//! `cf-agent` were timed on a machine of this kind, and printed beside their
+//! figures and our targets.
+//!
+//! `cargo bench --bench anchor` runs the scenarios (first run on an empty
+//! root, no-op run, `--noop` on the converged root, fixed start-up with a
+//! one-resource catalog, `agent facts`): median / min / max over `RUNS`
+//! (default 10) runs and the peak RSS from `wait4`.
+//!
+//! `SCALE=10000,100000 cargo bench --bench anchor` (or `-- --scale
+//! 10000,100000`) runs the same generator with N plain files (N/100
+//! directories of 100) instead, beside the 1k baseline: first-run and no-op
+//! time, time and RSS per resource, against the scaling targets.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn main() {
+    let runs: usize = env_num("RUNS", 10);
+    let scale: Option<Vec<usize>> = scale_arg().map(|s| {
+        s.split(',')
+            .filter(|x| !x.trim().is_empty())
+            .map(|x| x.trim().parse().expect("SCALE is a list of numbers"))
+            .collect()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    match scale {
+        Some(sizes) => scale_mode(dir.path(), &sizes),
+        None => anchor_mode(dir.path(), runs),
+    }
+}
+
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `SCALE=...` or `--scale ...` (cargo bench passes `--bench` too: ignored).
+fn scale_arg() -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--scale") {
+        return args.get(i + 1).cloned();
+    }
+    std::env::var("SCALE").ok().filter(|s| !s.is_empty())
+}
+
+/// The anchor site and where one run of it writes.
+struct Site {
+    manifests: PathBuf,
+    hiera: PathBuf,
+    root: PathBuf,
+    state: PathBuf,
+    facts_dir: PathBuf,
+}
+
+impl Site {
+    fn args(&self, extra: &[&str]) -> Vec<String> {
+        let mut a: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        for (flag, p) in [
+            ("--root", &self.root),
+            ("--state-dir", &self.state),
+            ("--manifests", &self.manifests),
+            ("--hiera-config", &self.hiera),
+            ("--facts-dir", &self.facts_dir),
+        ] {
+            a.push(flag.into());
+            a.push(p.display().to_string());
+        }
+        a.push("--node".into());
+        a.push("anchor-node".into());
+        a
+    }
+
+    fn wipe(&self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+fn anchor_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/anchor")
+}
+
+/// The committed anchor site, run into `tmp`.
+fn anchor_site(tmp: &Path) -> Site {
+    let facts_dir = tmp.join("facts.d");
+    std::fs::create_dir_all(&facts_dir).unwrap();
+    Site {
+        manifests: anchor_dir().join("manifests"),
+        hiera: anchor_dir().join("hiera/hiera.yaml"),
+        root: tmp.join("anchor-root"),
+        state: tmp.join("anchor-state"),
+        facts_dir,
+    }
+}
+
+fn anchor_mode(tmp: &Path, runs: usize) {
+    let site = anchor_site(tmp);
+    let apply = site.args(&["apply", "--detailed-exitcodes"]);
+    let first = measure(runs, || site.wipe(), &apply, 2);
+    let noop_run = measure(runs, || {}, &apply, 0);
+    let dry = measure(
+        runs,
+        || {},
+        &site.args(&["apply", "--noop", "--detailed-exitcodes"]),
+        0,
+    );
+    // Fixed cost: one converged resource, same flags.
+    let tiny = tmp.join("tiny");
+    write_files(
+        &tiny,
+        &[
+            ("manifests/site.yaml", "default: [one]\n".into()),
+            (
+                "manifests/one.yaml",
+                "resources:\n  - file: /\n    ensure: directory\n".into(),
+            ),
+            (
+                "hiera/hiera.yaml",
+                "version: 5\nhierarchy:\n  - name: common\n    path: common.yaml\n".into(),
+            ),
+            ("hiera/data/common.yaml", "x: 1\n".into()),
+        ],
+    );
+    let one = Site {
+        manifests: tiny.join("manifests"),
+        hiera: tiny.join("hiera/hiera.yaml"),
+        root: tmp.join("tiny-root"),
+        state: tmp.join("tiny-state"),
+        facts_dir: site.facts_dir.clone(),
+    };
+    let startup = measure(
+        runs,
+        || {},
+        &one.args(&["apply", "--detailed-exitcodes"]),
+        0,
+    );
+    let facts = measure(
+        runs,
+        || {},
+        &[
+            "facts".to_string(),
+            "--facts-dir".into(),
+            site.facts_dir.display().to_string(),
+        ],
+        0,
+    );
+
+    println!("anchor workload: 1108 resources (1042 files, 16 dirs), {runs} runs each, whole process, median [min-max]");
+    println!(
+        "{:<22} {:>26} {:>9} {:>10} | {:>13} {:>15} | {:>8}",
+        "scenario", "agent (wall)", "CPU", "peak RSS", "puppet 7.23", "cf-agent 3.21", "target"
+    );
+    row(
+        "first run (rm R)",
+        &first,
+        "4.95 s",
+        "0.25-0.40 s",
+        "<= 100 ms",
+    );
+    row("no-op run", &noop_run, "2.54 s", "0.162 s", "<= 40 ms");
+    row("--noop on converged", &dry, "2.50 s", "-", "-");
+    row("fixed start-up", &startup, "1.25 s", "0.036 s", "<= 5 ms");
+    row("agent facts", &facts, "facter 0.271 s", "-", "<= 10 ms");
+    let peak = [&first, &noop_run, &dry, &startup]
+        .iter()
+        .map(|f| f.peak_rss_kib)
+        .max()
+        .unwrap_or(0);
+    println!(
+        "peak RSS over the apply scenarios: {:.1} MiB (puppet 97-127 MiB, cf-agent 22.7 MiB, facter 24.5 MiB; target <= 10 MiB)",
+        peak as f64 / 1024.0
+    );
+}
+
+fn scale_mode(tmp: &Path, sizes: &[usize]) {
+    let runs = env_num("RUNS", 3);
+    let mut sizes: Vec<usize> = sizes.to_vec();
+    if !sizes.contains(&1000) {
+        sizes.insert(0, 1000);
+    }
+    println!("scale: the anchor workload with N plain files in N/100 dirs; first run once, no-op median of {runs}");
+    println!(
+        "{:>8} {:>10} {:>12} {:>12} {:>12} {:>13} {:>10} {:>14}",
+        "files",
+        "resources",
+        "first run",
+        "no-op",
+        "no-op CPU",
+        "no-op/res",
+        "peak RSS",
+        "RSS growth/res"
+    );
+    let mut base: Option<(f64, i64, usize)> = None;
+    for n in sizes {
+        let site = scaled_site(&tmp.join(format!("n{n}")), n);
+        let resources = n + n.div_ceil(100) + 98;
+        let apply = site.args(&["apply", "--detailed-exitcodes"]);
+        let first = measure(1, || site.wipe(), &apply, 2);
+        let noop = measure(runs, || {}, &apply, 0);
+        let noop_s = noop.median().as_secs_f64();
+        let rss = first.peak_rss_kib.max(noop.peak_rss_kib);
+        let growth = match base {
+            Some((_, base_rss, base_res)) if resources > base_res => format!(
+                "{:.2} KiB",
+                (rss - base_rss) as f64 / (resources - base_res) as f64
+            ),
+            _ => "-".into(),
+        };
+        println!(
+            "{:>8} {:>10} {:>10.3} s {:>9.1} ms {:>9.1} ms {:>10.1} us {:>6.1} MiB {:>14}",
+            n,
+            resources,
+            first.median().as_secs_f64(),
+            noop_s * 1e3,
+            noop.median_cpu().as_secs_f64() * 1e3,
+            noop_s * 1e6 / resources as f64,
+            rss as f64 / 1024.0,
+            growth
+        );
+        if let Some((base_s, _, _)) = base {
+            println!(
+                "{:>8} no-op is {:.1}x the 1k no-op (target for 100k: <= 120x); RSS growth target <= 1 KiB/resource",
+                "",
+                noop_s / base_s
+            );
+        } else {
+            base = Some((noop_s, rss, resources));
+        }
+        site.wipe();
+    }
+}
+
+/// The anchor site with `anchor_files` (and `anchor_dirs`) for `n` files.
+fn scaled_site(tmp: &Path, n: usize) -> Site {
+    let site_dir = tmp.join("site");
+    copy_tree(&anchor_dir(), &site_dir);
+    let common = site_dir.join("hiera/data/common.yaml");
+    let text = std::fs::read_to_string(&common).unwrap();
+    let keep = text
+        .split("anchor_dirs:")
+        .next()
+        .expect("common.yaml lists anchor_dirs before anchor_files");
+    let dirs = n.div_ceil(100);
+    let mut out = keep.to_string();
+    let list: Vec<String> = (0..dirs).map(|d| d.to_string()).collect();
+    let _ = writeln!(out, "anchor_dirs: [{}]", list.join(", "));
+    out.push_str("anchor_files:\n");
+    for i in 0..n {
+        let _ = writeln!(out, "  - {{d: {}, n: {}}}", i / 100, i % 100);
+    }
+    std::fs::write(&common, out).unwrap();
+    let facts_dir = tmp.join("facts.d");
+    std::fs::create_dir_all(&facts_dir).unwrap();
+    Site {
+        manifests: site_dir.join("manifests"),
+        hiera: site_dir.join("hiera/hiera.yaml"),
+        root: tmp.join("root"),
+        state: tmp.join("state"),
+        facts_dir,
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for e in walkdir::WalkDir::new(from) {
+        let e = e.unwrap();
+        let dest = to.join(e.path().strip_prefix(from).unwrap());
+        if e.file_type().is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
+fn write_files(base: &Path, files: &[(&str, String)]) {
+    for (rel, text) in files {
+        let p = base.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+}
+
+struct Figures {
+    times: Vec<Duration>,
+    /// user + system CPU time of each run, sorted: steadier than wall time
+    /// on a busy machine.
+    cpu: Vec<Duration>,
+    peak_rss_kib: i64,
+}
+
+impl Figures {
+    fn median(&self) -> Duration {
+        self.times[self.times.len() / 2]
+    }
+
+    fn median_cpu(&self) -> Duration {
+        self.cpu[self.cpu.len() / 2]
+    }
+}
+
+fn measure(runs: usize, mut before: impl FnMut(), args: &[String], expect: i32) -> Figures {
+    let mut times = Vec::with_capacity(runs);
+    let mut cpu = Vec::with_capacity(runs);
+    let mut peak = 0;
+    for _ in 0..runs.max(1) {
+        before();
+        let r = run(args);
+        assert_eq!(r.code, expect, "agent {args:?} exited {}", r.code);
+        times.push(r.wall);
+        cpu.push(r.cpu);
+        peak = peak.max(r.peak_rss_kib);
+    }
+    times.sort();
+    cpu.sort();
+    Figures {
+        times,
+        cpu,
+        peak_rss_kib: peak,
+    }
+}
+
+/// One finished agent process.
+struct RunResult {
+    wall: Duration,
+    cpu: Duration,
+    peak_rss_kib: i64,
+    code: i32,
+}
+
+/// Runs the agent once; CPU time and peak RSS come from wait4's rusage.
+#[allow(clippy::zombie_processes)] // reaped by wait4 below, which std cannot see
+fn run(args: &[String]) -> RunResult {
+    let started = Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_agent"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .env_remove("AGENT_LOG")
+        .spawn()
+        .expect("agent starts");
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child; status and usage are valid out-pointers.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert!(pid > 0, "wait4 failed");
+    let elapsed = started.elapsed();
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    RunResult {
+        wall: elapsed,
+        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+        peak_rss_kib: usage.ru_maxrss,
+        code,
+    }
+}
+
+fn row(name: &str, f: &Figures, puppet: &str, cf: &str, target: &str) {
+    let ms = |d: &Duration| {
+        let s = d.as_secs_f64();
+        if s >= 1.0 {
+            format!("{s:.2} s")
+        } else {
+            format!("{:.1} ms", s * 1e3)
+        }
+    };
+    let ours = format!(
+        "{} [{}-{}]",
+        ms(&f.median()),
+        ms(&f.times[0]),
+        ms(f.times.last().unwrap())
+    );
+    println!(
+        "{:<22} {:>26} {:>9} {:>6.1} MiB | {:>13} {:>15} | {:>8}",
+        name,
+        ours,
+        ms(&f.median_cpu()),
+        f.peak_rss_kib as f64 / 1024.0,
+        puppet,
+        cf,
+        target
+    );
+}
