@@ -78,9 +78,27 @@ impl StateDir {
     }
 
     /// Writes a file in the state dir atomically, private to the owner.
+    ///
+    /// Replaced by rename (a reader never sees half a report) but not
+    /// fsynced: these files are the agent's own notes (last report, last
+    /// known db_master), rewritten every run, and two fsyncs per run were a
+    /// fifth of a no-op run. After a power loss the previous version, or
+    /// none, is what a reader finds.
     pub fn write(&self, name: &str, content: &[u8]) -> Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         self.ensure()?;
-        resources::fsutil::write_atomic(&self.dir.join(name), content, Some(0o600))?;
+        let target = self.dir.join(name);
+        let tmp = self.dir.join(format!(".{name}.tmp.{}", std::process::id()));
+        let written = (|| -> std::io::Result<()> {
+            let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+            f.write_all(content)?;
+            fs::rename(&tmp, &target)
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(e).with_context(|| format!("writing {}", target.display()));
+        }
         Ok(())
     }
 
