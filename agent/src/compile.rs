@@ -435,7 +435,7 @@ fn whole_lookup(s: &str) -> Option<String> {
     let re = RE.get_or_init(|| {
         regex::Regex::new(r#"^\{\{\s*lookup\s+['"]([^'"]+)['"]\s*\}\}$"#).expect("valid regex")
     });
-    re.captures(s.trim()).map(|c| c[1].to_string())
+    re.captures(s).map(|c| c[1].to_string())
 }
 
 /// YAML → JSON (keys must be strings or scalars).
