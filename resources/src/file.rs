@@ -520,6 +520,15 @@ impl Resource for File {
     fn paths(&self) -> Vec<String> {
         vec![self.node_path.clone()]
     }
+
+    fn lints(&self) -> Vec<String> {
+        match self.mode {
+            Some(mode) if self.sensitive && mode & 0o004 != 0 => vec![format!(
+                "holds Sensitive content but mode {mode:04o} lets every user read it (use 0600 or 0640)"
+            )],
+            _ => vec![],
+        }
+    }
 }
 
 /// The on-disk path of `node_path` under the root. Only the parents are
@@ -986,5 +995,30 @@ mod tests {
         let took = start.elapsed();
         // Measured ~17 ms in a debug build; 100 ms is the budget.
         assert!(took.as_millis() < 100, "1000 no-op checks took {took:?}");
+    }
+
+    #[test]
+    fn lints_world_readable_secrets_only() {
+        let sensitive = |attrs: Value| {
+            let mut d = decl("/etc/secret", attrs);
+            d.sensitive.insert("content".into());
+            File::new(&d).unwrap()
+        };
+        let lints = sensitive(json!({"content": "pw=x", "mode": "0644"})).lints();
+        assert_eq!(lints.len(), 1);
+        assert!(
+            lints[0].contains("0644") && lints[0].contains("every user"),
+            "{lints:?}"
+        );
+        assert!(sensitive(json!({"content": "pw=x", "mode": "0640"}))
+            .lints()
+            .is_empty());
+        assert!(
+            sensitive(json!({"content": "pw=x"})).lints().is_empty(),
+            "new files get 0600"
+        );
+        assert!(file("/etc/motd", json!({"content": "hi", "mode": "0644"}))
+            .lints()
+            .is_empty());
     }
 }
