@@ -302,14 +302,25 @@ fn index_has_junk(index: &Path, parsed: usize) -> bool {
         .unwrap_or(false)
 }
 
-/// Creates a directory (and parents) readable only by its owner.
+/// Creates a directory (and parents) readable only by its owner. An
+/// existing one that we own is tightened to 0700 (a state dir made by hand
+/// or by a package with 0755 would show backups' names and sizes); a shared
+/// sticky dir such as /tmp, or one owned by someone else, is left alone.
 pub fn create_private_dir(dir: &Path) -> Result<(), ResourceError> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let io = |e| ResourceError::io(dir, e);
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| ResourceError::io(dir, e))
+        .map_err(io)?;
+    let meta = fs::metadata(dir).map_err(io)?;
+    let mode = meta.mode() & 0o7777;
+    let ours = meta.uid() == nix::unistd::geteuid().as_raw();
+    if ours && mode & 0o077 != 0 && mode & 0o1000 == 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode & 0o700)).map_err(io)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -478,6 +489,12 @@ mod tests {
         assert_eq!(mode(&store.blob_path(&sha)), 0o600);
         assert_eq!(mode(store.blob_path(&sha).parent().unwrap()), 0o700);
         assert_eq!(mode(store.dir()), 0o700);
+        // A state dir that already existed with 0755 is tightened.
+        let loose = dir.path().join("loose");
+        fs::create_dir(&loose).unwrap();
+        fs::set_permissions(&loose, fs::Permissions::from_mode(0o755)).unwrap();
+        create_private_dir(&loose).unwrap();
+        assert_eq!(mode(&loose), 0o700);
         let index = fs::read_to_string(store.dir().join("index.jsonl")).unwrap();
         assert!(!index.contains("secret"), "{index}");
     }
