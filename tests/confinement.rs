@@ -21,7 +21,10 @@ fn sandbox(resources: &str) -> Sandbox {
     sb.site_file("hiera/hiera.yaml", HIERA_YAML)
         .site_file("hiera/data/common.yaml", "motd: hi\n")
         .site_file("manifests/site.yaml", "default: [roles/r]\n")
-        .site_file("manifests/roles/r.yaml", &format!("resources:\n{resources}"))
+        .site_file(
+            "manifests/roles/r.yaml",
+            &format!("resources:\n{resources}"),
+        )
         .site_file("manifests/templates/ok.hbs", "fine\n")
         .site_file("manifests/files/ok.txt", "fine\n")
         .root_file("etc/hosts", "127.0.0.1 localhost\n")
@@ -44,7 +47,11 @@ fn refused(sb: &Sandbox, compile_error: bool, needles: &[&str]) {
     for run in &runs {
         assert_eq!(run.code, 1, "exit code\n{}", run.all());
         for n in needles {
-            assert!(run.stderr.contains(n), "stderr lacks {n:?}:\n{}", run.stderr);
+            assert!(
+                run.stderr.contains(n),
+                "stderr lacks {n:?}:\n{}",
+                run.stderr
+            );
         }
     }
     let after = (sb.snapshot(), snapshot(&outside), snapshot(&sb.state()));
@@ -80,7 +87,11 @@ fn absolute_symlink_inside_the_root_is_refused() {
         "  - file: /srv/victim\n    content: pwned\n  - host: evil\n    ip: 10.0.0.1\n    target: /srv/hosts\n",
     );
     symlink(sb.path().join("outside"), sb.root().join("srv")).unwrap();
-    refused(&sb, false, &["outside the root", "file[/srv/victim]", "host[evil]"]);
+    refused(
+        &sb,
+        false,
+        &["outside the root", "file[/srv/victim]", "host[evil]"],
+    );
     // The classic: root/etc -> /etc. Only the check is exercised: the name
     // is unique and the test fails (and cleans up) if it ever appears.
     let sb = sandbox("  - file: /etc2/agent-confinement-test-7f3a\n    content: pwned\n");
@@ -119,12 +130,21 @@ fn templates_and_sources_cannot_leave_their_folders() {
     ] {
         let sb = sandbox(&format!("  - file: /etc/motd\n    {decl}\n"));
         // Symlinks inside the folders that lead out are refused too.
-        symlink(sb.path().join("secret.txt"), sb.site().join("manifests/templates/out.hbs"))
-            .unwrap();
-        symlink(sb.path().join("secret.txt"), sb.site().join("manifests/files/out.txt")).unwrap();
+        symlink(
+            sb.path().join("secret.txt"),
+            sb.site().join("manifests/templates/out.hbs"),
+        )
+        .unwrap();
+        symlink(
+            sb.path().join("secret.txt"),
+            sb.site().join("manifests/files/out.txt"),
+        )
+        .unwrap();
         refused(&sb, true, &[needle, "file[/etc/motd]"]);
     }
-    let sb = sandbox("  - file: /etc/motd\n    template: ok.hbs\n  - file: /etc/copy\n    source: ok.txt\n");
+    let sb = sandbox(
+        "  - file: /etc/motd\n    template: ok.hbs\n  - file: /etc/copy\n    source: ok.txt\n",
+    );
     sb.agent(&["apply", "--detailed-exitcodes"]).code(2);
     assert_eq!(sb.read_root("etc/motd"), "fine\n");
     assert_eq!(sb.read_root("etc/copy"), "fine\n");
@@ -140,8 +160,13 @@ fn exec_cwd_and_creates_are_confined_before_anything_runs() {
     symlink(sb.path().join("outside"), sb.root().join("work")).unwrap();
     refused(&sb, false, &["outside the root", "exec[touch-it]"]);
     assert!(!sb.path().join("outside/created-here").exists());
-    let sb = sandbox("  - exec: once\n    command: /bin/true\n    creates: /var/../../outside/victim\n");
-    refused(&sb, true, &["creates must be an absolute path without '..'"]);
+    let sb =
+        sandbox("  - exec: once\n    command: /bin/true\n    creates: /var/../../outside/victim\n");
+    refused(
+        &sb,
+        true,
+        &["creates must be an absolute path without '..'"],
+    );
 }
 
 #[test]
@@ -160,5 +185,8 @@ fn a_link_made_in_the_same_run_is_not_a_way_out() {
     let run = sb.agent(&["apply", "--detailed-exitcodes"]);
     assert_eq!(run.code, 6, "{}", run.all());
     assert!(run.all().contains("outside the root"), "{}", run.all());
-    assert_eq!(fs::read_to_string(outside.join("victim")).unwrap(), "untouched\n");
+    assert_eq!(
+        fs::read_to_string(outside.join("victim")).unwrap(),
+        "untouched\n"
+    );
 }

@@ -121,7 +121,10 @@ fn no_secret_reaches_any_output_and_secret_files_are_private() {
         run.stderr
     );
     assert!(run.all().contains("exec[leaks-to-stderr]"), "{}", run.all());
-    assert!(sb.root().join("etc/token-used").exists(), "the token exec ran");
+    assert!(
+        sb.root().join("etc/token-used").exists(),
+        "the token exec ran"
+    );
     assert!(
         !run.all().contains("Old4Secret-value"),
         "the old content of a secret file is not shown either"
@@ -132,8 +135,12 @@ fn no_secret_reaches_any_output_and_secret_files_are_private() {
 
     // The files hold the secrets, privately.
     assert!(sb.read_root("etc/app.conf").contains(SECRETS[0]));
-    assert!(sb.read_root("etc/db.conf").contains("Tp2hGj-template-secret"));
-    assert!(sb.read_root("etc/stash-config.properties").contains(SECRETS[1]));
+    assert!(sb
+        .read_root("etc/db.conf")
+        .contains("Tp2hGj-template-secret"));
+    assert!(sb
+        .read_root("etc/stash-config.properties")
+        .contains(SECRETS[1]));
     for (rel, want) in [
         ("etc/app.conf", 0o600),
         ("etc/db.conf", 0o600),
@@ -180,15 +187,26 @@ fn no_secret_reaches_any_output_and_secret_files_are_private() {
     }
 
     // Drift, then a noop: the diff of a secret file stays hidden.
-    fs::write(sb.root().join("etc/app.conf"), "user=app\npassword=Drift3d-x\n").unwrap();
+    fs::write(
+        sb.root().join("etc/app.conf"),
+        "user=app\npassword=Drift3d-x\n",
+    )
+    .unwrap();
     let drift = sb.agent(&["-vvv", "apply", "--noop", "--detailed-exitcodes"]);
     assert_run_clean("drift noop", &drift);
     assert!(!drift.all().contains("Drift3d-x"), "{}", drift.all());
     // A restore prints no content either.
     let restore = sb.agent(&["backup", "restore", "/etc/existing.conf"]);
     restore.code(0).stdout_has("restored /etc/existing.conf");
-    assert!(!restore.all().contains("Old4Secret-value"), "{}", restore.all());
-    assert_eq!(sb.read_root("etc/existing.conf"), "password=Old4Secret-value\n");
+    assert!(
+        !restore.all().contains("Old4Secret-value"),
+        "{}",
+        restore.all()
+    );
+    assert_eq!(
+        sb.read_root("etc/existing.conf"),
+        "password=Old4Secret-value\n"
+    );
 }
 
 #[test]

@@ -87,7 +87,7 @@ pub fn list(store: &BackupStore, root: &Path, node_path: Option<&Path>) -> Resul
     let mut entries = store.list(disk.as_deref())?;
     // Newest first; equal seconds: the later index line is the newer.
     entries.reverse();
-    entries.sort_by(|a, b| b.time.cmp(&a.time));
+    entries.sort_by_key(|e| std::cmp::Reverse(e.time));
     Ok(entries.iter().map(|e| line(root, e)).collect())
 }
 

@@ -240,7 +240,7 @@ pub fn prune_at(
     }
     let mut keep = vec![false; all.len()];
     for versions in by_path.values_mut() {
-        versions.sort_by(|a, b| (b.1.time, b.0).cmp(&(a.1.time, a.0)));
+        versions.sort_by_key(|&(i, e)| std::cmp::Reverse((e.time, i)));
         for (rank, (i, e)) in versions.iter().enumerate() {
             let too_many = keep_per_path.is_some_and(|k| rank >= k);
             let too_old = cutoff.is_some_and(|c| e.time < c);
