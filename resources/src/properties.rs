@@ -318,8 +318,11 @@ pub fn edit(old: &str, set: &[(String, String)], remove: &[String]) -> String {
             }
             if dangling_continuation(&out) {
                 // The last entry ends in a backslash: it would swallow the
-                // line we append. A blank line ends it (its value unchanged).
-                out.push('\n');
+                // line we append. A blank line ends it (its value unchanged),
+                // with the file's own terminator: a `\n` after a lone `\r`
+                // would only turn it into `\r\n`.
+                let term = terminator(&out).to_string();
+                out.push_str(&term);
             }
             out.push_str(&format!("{}={}\n", escape_key(key), escape_value(value)));
         }
@@ -891,7 +894,14 @@ mod tests {
     /// swallowed the keys appended after it (`a` read `\njdbc.url=...`).
     #[test]
     fn appending_after_a_dangling_continuation_keeps_keys_apart() {
-        for old in ["a=x\\", "a=x\\\n", "a=x\\\r\n", "# c\\\nb=1\na=\\\n"] {
+        // The last one was found by the fuzzer: a lone `\r` terminator.
+        for old in [
+            "a=x\\",
+            "a=x\\\n",
+            "a=x\\\r\n",
+            "# c\\\nb=1\na=\\\n",
+            "\\\u{16}\\\u{16}\\\r",
+        ] {
             let set = vec![("jdbc.url".to_string(), "u".to_string())];
             let new = edit(old, &set, &[]);
             let pairs = parse(&new);
