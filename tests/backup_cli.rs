@@ -16,7 +16,7 @@ fn sandbox(content: &str) -> Sandbox {
         .site_file("manifests/site.yaml", "default: [roles/r]\n")
         .site_file(
             "manifests/roles/r.yaml",
-            "resources:\n  - file: /etc/app.conf\n    content: \"{{lookup 'conf'}}\\n\"\n",
+            "resources:\n  - file: /etc/app.conf\n    content: \"conf={{lookup 'conf'}}\\n\"\n",
         )
         .root_file("etc/app.conf", "v0\n")
         .root_file("etc/other", "other\n");
@@ -41,7 +41,7 @@ fn list_restore_and_undo_through_the_binary() {
     let lines: Vec<&str> = list.stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{}", list.stdout);
     assert!(
-        lines[0].contains(&sha256_hex(b"v1\n")),
+        lines[0].contains(&sha256_hex(b"conf=v1\n")),
         "newest first: {}",
         list.stdout
     );
@@ -72,7 +72,7 @@ fn list_restore_and_undo_through_the_binary() {
     sb.agent(&["backup", "restore", "/etc/app.conf"]).code(0);
     assert_eq!(
         sb.read_root("etc/app.conf"),
-        "v2\n",
+        "conf=v2\n",
         "the restore was undone"
     );
     // The agent converges it back anyway: nothing to do now.

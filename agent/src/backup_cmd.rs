@@ -110,7 +110,17 @@ pub fn restore(
     sha: Option<&str>,
 ) -> Result<String> {
     let disk = disk_path(root, node_path)?;
-    let entry = store.version_of(&disk, sha)?;
+    // The store knows on-disk paths; the user gave a node path.
+    let entry = store.version_of(&disk, sha).map_err(|e| {
+        let text = e.to_string();
+        anyhow::anyhow!(
+            "{}",
+            text.replace(
+                &disk.display().to_string(),
+                &node_path.display().to_string()
+            )
+        )
+    })?;
     let content = store.get(&entry.sha256)?;
     if backup::sha256_hex(&content) != entry.sha256 {
         anyhow::bail!(
@@ -300,7 +310,8 @@ mod tests {
         let err = restore(&t.store, &t.root, Path::new("/etc/a"), Some(&b_sha))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("not a saved version of"), "{err}");
+        assert!(err.contains("not a saved version of /etc/a "), "{err}");
+        assert!(!err.contains(t.root.to_str().unwrap()), "{err}");
         assert_eq!(fs::read(&a).unwrap(), b"a-now", "nothing written");
         assert!(restore(&t.store, &t.root, Path::new("/etc/../etc/a"), None).is_err());
         std::os::unix::fs::symlink("/etc", t.root.join("out")).unwrap();
