@@ -15,7 +15,10 @@ fuzz_target!(|input: (&str, &str, &str)| {
     }
     let set = vec![
         (key.to_string(), value.to_string()),
-        ("jdbc.url".to_string(), "jdbc:postgresql://db:5432/x?a=1&b=2".to_string()),
+        (
+            "jdbc.url".to_string(),
+            "jdbc:postgresql://db:5432/x?a=1&b=2".to_string(),
+        ),
     ];
     let once = edit(old, &set, &["removed.key".to_string()]);
     let pairs = parse(&once);

@@ -56,7 +56,7 @@ fn file_of(lines: &[(String, &str)], last_term: bool) -> String {
 
 /// Raw lines (with terminators) not selected by `owned`, in order; the
 /// last one without its terminator, which an append may add.
-fn kept<'a>(text: &'a str, owned: impl Fn(&str) -> bool) -> Vec<&'a str> {
+fn kept(text: &str, owned: impl Fn(&str) -> bool) -> Vec<&str> {
     let mut lines: Vec<&str> = text.split_inclusive('\n').filter(|l| !owned(l)).collect();
     if let Some(last) = lines.last_mut() {
         *last = last.trim_end_matches('\n');
