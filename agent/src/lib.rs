@@ -2,6 +2,7 @@
 //! report. Everything before `apply` is pure: it reads, it never writes.
 
 pub mod apply;
+pub mod backup_cmd;
 pub mod catalog;
 pub mod cli;
 pub mod compile;
@@ -11,6 +12,7 @@ pub mod demo;
 pub mod facts;
 pub mod hiera;
 pub mod hooks;
+pub mod lint;
 pub mod manifest;
 pub mod render;
 pub mod report;

@@ -268,4 +268,11 @@ pub trait Resource: Send + Sync {
     fn paths(&self) -> Vec<String> {
         vec![]
     }
+
+    /// Warnings about a declaration that is valid but risky (a world-readable
+    /// secret, an exec that runs on every apply...), printed by
+    /// `agent validate`. Static: computed from the declaration, no I/O.
+    fn lints(&self) -> Vec<String> {
+        vec![]
+    }
 }

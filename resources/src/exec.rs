@@ -97,8 +97,16 @@ impl Exec {
             return Err(bad("command is empty".into()));
         }
         for (name, value) in [("creates", &p.creates), ("cwd", &p.cwd)] {
-            if value.as_deref().is_some_and(|v| !v.starts_with('/')) {
-                return Err(bad(format!("{name} must be an absolute path")));
+            let escapes = |v: &str| {
+                std::path::Path::new(v)
+                    .components()
+                    .any(|c| c == std::path::Component::ParentDir)
+            };
+            if value
+                .as_deref()
+                .is_some_and(|v| !v.starts_with('/') || escapes(v))
+            {
+                return Err(bad(format!("{name} must be an absolute path without '..'")));
             }
         }
         let env = match p.environment {
@@ -248,6 +256,27 @@ impl Resource for Exec {
             ids.push(ResourceId::new("user", user));
         }
         ids
+    }
+
+    /// `creates` and `cwd` are node paths under the root: confined before
+    /// anything runs like the paths other types write.
+    fn paths(&self) -> Vec<String> {
+        self.creates.iter().chain(&self.cwd).cloned().collect()
+    }
+
+    fn lints(&self) -> Vec<String> {
+        let guarded = self.refreshonly
+            || self.creates.is_some()
+            || self.unless.is_some()
+            || self.onlyif.is_some();
+        if guarded {
+            return vec![];
+        }
+        vec![
+            "has no creates, unless, onlyif or refreshonly: it runs on every apply, \
+              so no run is ever without changes"
+                .to_string(),
+        ]
     }
 }
 
@@ -510,5 +539,26 @@ mod tests {
             !err.contains("hunter9") && err.contains("exec[set-password]"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn paths_and_lints() {
+        let r = exec("x", json!({"creates": "/var/done", "cwd": "/srv"}));
+        assert_eq!(r.paths(), ["/var/done", "/srv"]);
+        assert!(r.lints().is_empty(), "creates is a guard");
+        assert!(try_exec("x", json!({"creates": "/var/../../etc/passwd"})).is_err());
+        assert!(try_exec("x", json!({"cwd": "/srv/.."})).is_err());
+        let bare = exec("echo hi", json!({}));
+        assert!(bare.paths().is_empty());
+        let lints = bare.lints();
+        assert_eq!(lints.len(), 1);
+        assert!(lints[0].contains("runs on every apply"), "{lints:?}");
+        for guard in [
+            json!({"unless": "true"}),
+            json!({"onlyif": "true"}),
+            json!({"refreshonly": true}),
+        ] {
+            assert!(exec("echo hi", guard.clone()).lints().is_empty(), "{guard}");
+        }
     }
 }

@@ -280,10 +280,26 @@ impl File {
         Ok(Some((old, new)))
     }
 
+    /// The mode wanted for a path whose mode is `have`: the declared one;
+    /// else, for Sensitive content, `have` without the bits for other users
+    /// (a secret is never left world-readable, group access is kept); else
+    /// none (not managed).
+    fn wanted_mode(&self, have: u32) -> Option<u32> {
+        match self.mode {
+            Some(m) => Some(m),
+            None if self.sensitive && have & 0o007 != 0 => Some(have & !0o007),
+            None => None,
+        }
+    }
+
     /// Mode and ownership differences of an existing path.
     fn attr_changes(&self, kind: Kind, meta: &Metadata) -> Result<Vec<Change>, ResourceError> {
         let mut changes = vec![];
-        if let Some(mode) = self.mode.filter(|_| kind != Kind::Link) {
+        let wanted = match kind {
+            Kind::File | Kind::Directory => self.wanted_mode(meta.mode() & 0o7777),
+            _ => self.mode,
+        };
+        if let Some(mode) = wanted.filter(|_| kind != Kind::Link) {
             let have = meta.mode() & 0o7777;
             if have != mode {
                 changes.push(Change::new(
@@ -344,10 +360,14 @@ impl File {
                 let bytes = self.body_bytes()?;
                 if current == Kind::File {
                     let Some(bytes) = bytes else { return Ok(()) };
+                    // The new content lands with its final mode: a secret
+                    // is never readable by others, not even for a moment.
+                    let have = fs::metadata(path).map_err(io)?.permissions().mode() & 0o7777;
+                    let mode = self.wanted_mode(have);
                     if self.backup {
-                        fsutil::replace_file(cx, path, &bytes, self.mode)?;
+                        fsutil::replace_file(cx, path, &bytes, mode)?;
                     } else {
-                        fsutil::write_atomic(path, &bytes, self.mode)?;
+                        fsutil::write_atomic(path, &bytes, mode)?;
                     }
                 } else {
                     let default = if self.sensitive { 0o600 } else { 0o644 };
@@ -497,9 +517,13 @@ impl Resource for File {
         if uid.is_some() || gid.is_some() {
             std::os::unix::fs::lchown(&path, uid, gid).map_err(io)?;
         }
-        if let Some(mode) = self.mode.filter(|_| !meta.file_type().is_symlink()) {
+        if !meta.file_type().is_symlink() {
             let meta = fs::symlink_metadata(&path).map_err(io)?;
-            if meta.mode() & 0o7777 != mode {
+            let have = meta.mode() & 0o7777;
+            let Some(mode) = self.wanted_mode(have) else {
+                return Ok(());
+            };
+            if have != mode {
                 fs::set_permissions(&path, fs::Permissions::from_mode(mode)).map_err(io)?;
             }
         }
@@ -522,6 +546,15 @@ impl Resource for File {
 
     fn paths(&self) -> Vec<String> {
         vec![self.node_path.clone()]
+    }
+
+    fn lints(&self) -> Vec<String> {
+        match self.mode {
+            Some(mode) if self.sensitive && mode & 0o004 != 0 => vec![format!(
+                "holds Sensitive content but mode {mode:04o} lets every user read it (use 0600 or 0640)"
+            )],
+            _ => vec![],
+        }
     }
 }
 
@@ -721,6 +754,30 @@ mod tests {
         let changes = converge(&File::new(&d).unwrap(), &t.cx);
         assert_eq!(props(&changes), ["content", "mode"]);
         assert!(changes.iter().all(|c| c.sensitive));
+    }
+
+    #[test]
+    fn an_existing_world_readable_file_given_a_secret_loses_the_other_bits() {
+        let t = setup();
+        let p = t.root.join("etc/app.conf");
+        fs::write(&p, "pw=old\n").unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        let mut d = decl("/etc/app.conf", json!({"content": "pw=n3w-secret\n"}));
+        d.sensitive.insert("content".into());
+        let r = File::new(&d).unwrap();
+        assert_eq!(props(&converge(&r, &t.cx)), ["content", "mode"]);
+        assert_eq!(mode_of(&p), 0o640, "group access kept, others cut");
+        // Already in sync but world-readable (chmod by hand): a mode change.
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o666)).unwrap();
+        let changes = converge(&r, &t.cx);
+        assert_eq!(props(&changes), ["mode"]);
+        assert_eq!(mode_of(&p), 0o660);
+        // Not Sensitive: the mode is not managed at all.
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(file("/etc/app.conf", json!({"content": "pw=n3w-secret\n"}))
+            .check(&t.cx)
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
@@ -989,5 +1046,30 @@ mod tests {
         let took = start.elapsed();
         // Measured ~17 ms in a debug build; 100 ms is the budget.
         assert!(took.as_millis() < 100, "1000 no-op checks took {took:?}");
+    }
+
+    #[test]
+    fn lints_world_readable_secrets_only() {
+        let sensitive = |attrs: Value| {
+            let mut d = decl("/etc/secret", attrs);
+            d.sensitive.insert("content".into());
+            File::new(&d).unwrap()
+        };
+        let lints = sensitive(json!({"content": "pw=x", "mode": "0644"})).lints();
+        assert_eq!(lints.len(), 1);
+        assert!(
+            lints[0].contains("0644") && lints[0].contains("every user"),
+            "{lints:?}"
+        );
+        assert!(sensitive(json!({"content": "pw=x", "mode": "0640"}))
+            .lints()
+            .is_empty());
+        assert!(
+            sensitive(json!({"content": "pw=x"})).lints().is_empty(),
+            "new files get 0600"
+        );
+        assert!(file("/etc/motd", json!({"content": "hi", "mode": "0644"}))
+            .lints()
+            .is_empty());
     }
 }

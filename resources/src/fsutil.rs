@@ -210,6 +210,11 @@ pub fn replace_file(
             cx.backup.save(path, &old)?;
         }
     }
+    // A run killed mid-write left its temp beside the target; the target is
+    // then unchanged, so the next run comes back here and removes it.
+    if let Some(dir) = path.parent() {
+        clean_stale_temps(dir);
+    }
     write_atomic(path, content, mode)
 }
 

@@ -601,7 +601,13 @@ impl Resource for PgConf {
     }
 
     fn paths(&self) -> Vec<String> {
-        vec![self.file.clone()]
+        // The data dir (pid file, pg_ctl -D) and the log pg_ctl writes on a
+        // restart are under the root too.
+        vec![
+            self.file.clone(),
+            self.datadir.clone(),
+            self.restart_log.clone(),
+        ]
     }
 }
 

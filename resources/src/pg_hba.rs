@@ -400,6 +400,8 @@ pub struct PgHba {
     file: String,
     content: String,
     conn: pg::Conn,
+    /// [`lint`] of the declared rules, for `agent validate`.
+    warnings: Vec<String>,
 }
 
 pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceError> {
@@ -424,7 +426,8 @@ pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceE
         vec![]
     };
     let own = rules_of(decl, p.rules)?;
-    for w in lint(&own) {
+    let warnings = lint(&own);
+    for w in &warnings {
         tracing::warn!(resource = %id, "{w}");
     }
     rules.extend(own);
@@ -434,6 +437,7 @@ pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceE
         content: render(&id.title, &rules),
         datadir,
         conn,
+        warnings,
     }))
 }
 
@@ -523,7 +527,12 @@ impl Resource for PgHba {
     }
 
     fn paths(&self) -> Vec<String> {
-        vec![self.file.clone()]
+        // The data dir too: apply looks for the running server's pid file there.
+        vec![self.file.clone(), self.datadir.clone()]
+    }
+
+    fn lints(&self) -> Vec<String> {
+        self.warnings.clone()
     }
 }
 

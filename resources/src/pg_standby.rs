@@ -424,6 +424,10 @@ impl Resource for PgStandby {
     fn paths(&self) -> Vec<String> {
         let mut paths = vec![self.datadir.clone()];
         paths.extend(self.trigger_file.clone());
+        // A restore reads its backups from under the root as well.
+        if let Source::Restore { backup_dir } = &self.source {
+            paths.push(backup_dir.clone());
+        }
         paths
     }
 }

@@ -316,10 +316,32 @@ pub fn edit(old: &str, set: &[(String, String)], remove: &[String]) -> String {
             if !out.is_empty() && !out.ends_with(['\n', '\r']) {
                 out.push('\n');
             }
+            if dangling_continuation(&out) {
+                // The last entry ends in a backslash: it would swallow the
+                // line we append. A blank line ends it (its value unchanged),
+                // with the file's own terminator: a `\n` after a lone `\r`
+                // would only turn it into `\r\n`.
+                let term = terminator(&out).to_string();
+                out.push_str(&term);
+            }
             out.push_str(&format!("{}={}\n", escape_key(key), escape_value(value)));
         }
     }
     out
+}
+
+/// True when the last logical line of `text` is an entry continued past
+/// the end of the text (an odd number of trailing backslashes).
+fn dangling_continuation(text: &str) -> bool {
+    items(text).last().is_some_and(|item| {
+        let span = &text[item.span.clone()];
+        let body = span
+            .strip_suffix("\r\n")
+            .or_else(|| span.strip_suffix(['\n', '\r']))
+            .unwrap_or(span);
+        let last_line = body.rsplit(['\n', '\r']).next().unwrap_or(body);
+        item.entry.is_some() && odd_trailing_backslashes(last_line)
+    })
 }
 
 /// Text of a file: UTF-8 if it is, else ISO-8859-1 (what `Properties.load`
@@ -866,5 +888,30 @@ mod tests {
             ),
             (65534, 65534, "a=2\n")
         );
+    }
+
+    /// Found by the property tests: a file ending in a continued entry
+    /// swallowed the keys appended after it (`a` read `\njdbc.url=...`).
+    #[test]
+    fn appending_after_a_dangling_continuation_keeps_keys_apart() {
+        // The last one was found by the fuzzer: a lone `\r` terminator.
+        for old in [
+            "a=x\\",
+            "a=x\\\n",
+            "a=x\\\r\n",
+            "# c\\\nb=1\na=\\\n",
+            "\\\u{16}\\\u{16}\\\r",
+        ] {
+            let set = vec![("jdbc.url".to_string(), "u".to_string())];
+            let new = edit(old, &set, &[]);
+            let pairs = parse(&new);
+            assert_eq!(lookup(&pairs, "jdbc.url"), Some("u"), "{old:?} -> {new:?}");
+            assert_eq!(
+                lookup(&pairs, "a"),
+                lookup(&parse(old), "a"),
+                "{old:?} -> {new:?}"
+            );
+            assert_eq!(edit(&new, &set, &[]), new);
+        }
     }
 }

@@ -130,7 +130,21 @@ fn maps_and_validation_at_build() {
         r.autorequires(),
         vec![ResourceId::new("pg_cluster", "/data")]
     );
-    assert_eq!(r.paths(), vec!["/data/pg_hba.conf".to_string()]);
+    assert_eq!(r.paths(), ["/data/pg_hba.conf", "/data"]);
+    assert!(r.lints().is_empty());
+    let open = build(
+        &decl(
+            "pg_hba",
+            "/data",
+            json!({"rules": ["host all all 0.0.0.0/0 trust", "host all all ::1/128 trust"]}),
+            &[],
+        ),
+        &env,
+    )
+    .unwrap();
+    let lints = open.lints();
+    assert_eq!(lints.len(), 1, "{lints:?}");
+    assert!(lints[0].contains("0.0.0.0/0"), "{lints:?}");
 }
 
 fn hba_for(c: &TestCluster, rules: serde_json::Value) -> Box<dyn Resource> {
