@@ -99,6 +99,9 @@ pub enum Command {
     Validate,
     /// Print the catalog's dependency graph in Graphviz dot.
     Graph,
+    /// The backup store: list, restore or prune saved versions of files.
+    #[command(subcommand)]
+    Backup(crate::backup_cmd::BackupCommand),
     /// Drift correction: apply on a cron schedule until stopped.
     Run(crate::daemon::RunArgs),
     /// Re-evaluate watched facts (db_master) and apply as soon as one changes.
@@ -248,6 +251,7 @@ fn run(cli: Cli) -> Result<u8> {
             show_sensitive,
         } => cmd_lookup(&settings, &key, explain, merge.as_deref(), show_sensitive),
         Command::Validate => cmd_validate(&settings),
+        Command::Backup(cmd) => crate::backup_cmd::run(&settings, cmd),
         Command::Run(args) => crate::daemon::run(&settings, args),
         Command::Watch(args) => crate::watch::run(&settings, args),
         Command::Demo(args) => crate::demo::run(&settings, args),
@@ -337,6 +341,18 @@ pub fn apply_once(settings: &Settings, noop: bool, lock_wait: Duration) -> Resul
         settings
             .state
             .write("last_run_report.json", report.to_json().as_bytes())?;
+        // Retention of the backup store, under the run lock; never in noop.
+        let max_age = Duration::from_secs(resources::backup::DEFAULT_MAX_AGE_DAYS * 86_400);
+        let keep = Some(resources::backup::DEFAULT_KEEP_PER_PATH);
+        match resources::backup::prune(&cx.backup, keep, Some(max_age)) {
+            Ok(s) if s.entries_removed + s.blobs_removed > 0 => tracing::info!(
+                "backup retention: {} versions and {} blobs removed",
+                s.entries_removed,
+                s.blobs_removed
+            ),
+            Ok(_) => {}
+            Err(e) => report::warn(&format!("Warning: backup retention failed: {e}")),
+        }
     }
     report::print_summary(&node, &summary, noop);
     Ok(ApplyResult { node, summary })
@@ -453,6 +469,9 @@ fn cmd_lookup(
 
 fn cmd_validate(settings: &Settings) -> Result<u8> {
     let (compiled, node) = compile_node(settings, false)?;
+    for w in crate::lint::lint(&compiled.catalog) {
+        report::warn(&format!("Warning: {w}"));
+    }
     report::print(&format!(
         "OK: {} resources compiled for {node} (roles: {}) from {} manifest files",
         compiled.catalog.entries.len(),

@@ -91,7 +91,12 @@ impl StateDir {
         let target = self.dir.join(name);
         let tmp = self.dir.join(format!(".{name}.tmp.{}", std::process::id()));
         let written = (|| -> std::io::Result<()> {
-            let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
             f.write_all(content)?;
             fs::rename(&tmp, &target)
         })();
