@@ -147,6 +147,33 @@ pub fn content_change(path: &Path, old: Option<&[u8]>, new: &[u8], sensitive: bo
     change
 }
 
+/// The `content` change of a file a line-editing type (host, cron...)
+/// rewrites: one change when `new` is `Some`, none otherwise.
+pub fn edited_content(node_path: &str, old: Option<&[u8]>, new: Option<&str>) -> Vec<Change> {
+    new.map(|new| content_change(Path::new(node_path), old, new.as_bytes(), false))
+        .into_iter()
+        .collect()
+}
+
+/// Refuses to create `path` (the node path `node_path` of resource `id`)
+/// when its directory is missing: the type edits files, it does not make
+/// directories. `hint` ends the message (empty for none).
+pub fn require_parent_dir(
+    id: &crate::core::ResourceId,
+    node_path: &str,
+    path: &Path,
+    hint: &str,
+) -> Result<(), ResourceError> {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    if parent.is_dir() {
+        return Ok(());
+    }
+    Err(ResourceError::Failed(format!(
+        "{id}: cannot create {node_path}: directory {} does not exist{hint}",
+        parent.display()
+    )))
+}
+
 /// Name of the temp file used to replace `path`.
 fn temp_path(path: &Path) -> PathBuf {
     let mut name = OsString::from(".");

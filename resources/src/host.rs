@@ -262,17 +262,11 @@ impl Resource for Host {
     fn check(&self, cx: &Context) -> Result<Vec<Change>, ResourceError> {
         let path = cx.path(&self.target)?;
         let (old, new) = self.compute(&path)?;
-        Ok(new
-            .map(|new| {
-                fsutil::content_change(
-                    Path::new(&self.target),
-                    old.as_deref(),
-                    new.as_bytes(),
-                    false,
-                )
-            })
-            .into_iter()
-            .collect())
+        Ok(fsutil::edited_content(
+            &self.target,
+            old.as_deref(),
+            new.as_deref(),
+        ))
     }
 
     fn apply(&self, cx: &Context, _changes: &[Change]) -> Result<(), ResourceError> {
@@ -280,15 +274,7 @@ impl Resource for Host {
         let (old, new) = self.compute(&path)?;
         let Some(new) = new else { return Ok(()) };
         if old.is_none() {
-            let parent = path.parent().unwrap_or(Path::new("/"));
-            if !parent.is_dir() {
-                return Err(ResourceError::Failed(format!(
-                    "{}: cannot create {}: directory {} does not exist",
-                    self.id,
-                    self.target,
-                    parent.display()
-                )));
-            }
+            fsutil::require_parent_dir(&self.id, &self.target, &path, "")?;
         }
         tracing::debug!(resource = %self.id, target = %self.target, "rewriting hosts file");
         fsutil::replace_file(cx, &path, new.as_bytes(), None)

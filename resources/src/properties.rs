@@ -509,15 +509,7 @@ impl Resource for Properties {
             let owner = match &plan.old {
                 Some(_) => std::fs::metadata(&path).ok().map(|m| (m.uid(), m.gid())),
                 None => {
-                    let parent = path.parent().unwrap_or(Path::new("/"));
-                    if !parent.is_dir() {
-                        return Err(ResourceError::Failed(format!(
-                            "{}: cannot create {}: directory {} does not exist",
-                            self.id,
-                            self.path,
-                            parent.display()
-                        )));
-                    }
+                    fsutil::require_parent_dir(&self.id, &self.path, &path, "")?;
                     None
                 }
             };
