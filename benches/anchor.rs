@@ -143,14 +143,14 @@ fn anchor_mode(tmp: &Path, runs: usize) {
     let facts = measure(
         runs,
         || {},
-        // The anchor site's Hiera names no db_cluster: core and external
-        // facts only, what facter prints (db_master has its own bench).
+        // A Hiera with no db_cluster (the one-resource site's): core and
+        // external facts only, what facter prints (db_master has its own bench).
         &[
             "facts".to_string(),
             "--facts-dir".into(),
             site.facts_dir.display().to_string(),
             "--hiera-config".into(),
-            site.hiera.display().to_string(),
+            one.hiera.display().to_string(),
         ],
         0,
     );
