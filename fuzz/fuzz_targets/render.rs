@@ -31,11 +31,13 @@ fuzz_target!(|text: &str| {
     let scope = Arc::new(json!({"facts": {}, "trusted": {"certname": "n"}}));
     // A fresh renderer per input: its cache of parsed strings must not grow
     // across inputs.
-    let mut r = agent::render::Renderer::new(h.clone(), scope, dir.path().join("templates"));
+    let lookups = Arc::new(agent::render::Lookups::new(h.clone(), scope));
+    let mut r = agent::render::Renderer::new(lookups, dir.path().join("templates"));
     let ctx = json!({
         "facts": {"os": {"family": "Debian"}},
         "node": {"name": "n", "roles": ["roles/r"]},
         "item": {"name": "x", "ip": "10.0.0.1"},
     });
+    let ctx = handlebars::Context::wraps(ctx).unwrap();
     let _ = r.render_str(text, &ctx);
 });
