@@ -174,6 +174,20 @@ pub fn require_parent_dir(
     )))
 }
 
+/// Creates (or truncates) `path` holding `content` with exactly `mode`
+/// (the umask may have cut bits from the create mode).
+fn write_with_mode(path: &Path, content: &[u8], mode: u32) -> io::Result<fs::File> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)?;
+    f.write_all(content)?;
+    f.set_permissions(fs::Permissions::from_mode(mode))?;
+    Ok(f)
+}
+
 /// Name of the temp file used to replace `path`.
 fn temp_path(path: &Path) -> PathBuf {
     let mut name = OsString::from(".");
@@ -202,16 +216,7 @@ pub fn write_atomic(path: &Path, content: &[u8], mode: Option<u32>) -> Result<()
     }
     let tmp = temp_path(path);
     let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(content)?;
-        // The umask may have cut bits from the create mode.
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.sync_all()?;
+        write_with_mode(&tmp, content, mode)?.sync_all()?;
         fs::rename(&tmp, path)?;
         fs::File::open(dir)?.sync_all()
     })();
@@ -351,14 +356,7 @@ fn stage(path: &Path, content: &[u8], mode: u32) -> Result<(), ResourceError> {
         tmp.clone()
     };
     let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&write_to)?;
-        f.write_all(content)?;
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        write_with_mode(&write_to, content, mode)?;
         if again {
             fs::rename(&write_to, &tmp)?;
         }
