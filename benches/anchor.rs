@@ -13,7 +13,6 @@
 //! directories of 100) instead, beside the 1k baseline: first-run and no-op
 //! time, time and RSS per resource, against the scaling targets.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -184,7 +183,8 @@ fn anchor_mode(tmp: &Path, runs: usize) {
 
 fn scale_mode(tmp: &Path, sizes: &[usize]) {
     let runs = env_num("RUNS", 3);
-    let mut sizes: Vec<usize> = sizes.to_vec();
+    // whole directories of 100 files
+    let mut sizes: Vec<usize> = sizes.iter().map(|n| n.div_ceil(100).max(1) * 100).collect();
     if !sizes.contains(&1000) {
         sizes.insert(0, 1000);
     }
@@ -240,25 +240,18 @@ fn scale_mode(tmp: &Path, sizes: &[usize]) {
     }
 }
 
-/// The anchor site with `anchor_files` (and `anchor_dirs`) for `n` files.
+/// The anchor site with `n` plain files: its ranges `d` in `0..9` (dirs)
+/// and files per dir stretched to n/100 dirs of 100.
 fn scaled_site(tmp: &Path, n: usize) -> Site {
     let site_dir = tmp.join("site");
     copy_tree(&anchor_dir(), &site_dir);
-    let common = site_dir.join("hiera/data/common.yaml");
-    let text = std::fs::read_to_string(&common).unwrap();
-    let keep = text
-        .split("anchor_dirs:")
-        .next()
-        .expect("common.yaml lists anchor_dirs before anchor_files");
-    let dirs = n.div_ceil(100);
-    let mut out = keep.to_string();
-    let list: Vec<String> = (0..dirs).map(|d| d.to_string()).collect();
-    let _ = writeln!(out, "anchor_dirs: [{}]", list.join(", "));
-    out.push_str("anchor_files:\n");
-    for i in 0..n {
-        let _ = writeln!(out, "  - {{d: {}, n: {}}}", i / 100, i % 100);
+    let last = format!("\"0..{}\"", n.div_ceil(100) - 1);
+    for profile in ["anchor_dirs.yaml", "anchor_files.yaml"] {
+        let p = site_dir.join("manifests/profiles").join(profile);
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.contains("\"0..9\""), "{profile} has the range 0..9");
+        std::fs::write(&p, text.replace("\"0..9\"", &last)).unwrap();
     }
-    std::fs::write(&common, out).unwrap();
     let facts_dir = tmp.join("facts.d");
     std::fs::create_dir_all(&facts_dir).unwrap();
     Site {

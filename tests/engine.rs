@@ -166,6 +166,45 @@ fn fixture(manifest: &str) -> Sandbox {
 }
 
 #[test]
+fn for_each_ranges_and_matrix() {
+    let sb = fixture(
+        r#"resources:
+  - file: /etc
+    ensure: directory
+  - file: "/etc/n{{item}}"
+    for_each: "1..{{lookup 'count'}}"
+    content: "{{item}}\n"
+    require: file[/etc]
+  - file: "/etc/m-{{item.d}}-{{item.n}}"
+    for_each: { d: [a, b], n: "0..2" }
+    content: "{{item.d}}{{item.n}}\n"
+    require: file[/etc]
+"#,
+    );
+    sb.site_file("hiera/data/nodes/range-node.yaml", "count: 3\n");
+    let run = sb.agent(&["apply", "--node", "range-node", "--detailed-exitcodes"]);
+    run.code(2);
+    for n in 1..=3 {
+        assert_eq!(sb.read_root(&format!("etc/n{n}")), format!("{n}\n"));
+    }
+    assert!(!sb.root().join("etc/n0").exists() && !sb.root().join("etc/n4").exists());
+    let mut made: Vec<String> = fs::read_dir(sb.root().join("etc"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("m-"))
+        .collect();
+    made.sort();
+    assert_eq!(made, ["m-a-0", "m-a-1", "m-a-2", "m-b-0", "m-b-1", "m-b-2"]);
+    assert_eq!(sb.read_root("etc/m-b-2"), "b2\n");
+    // The first axis varies slowest: the report lists m-a-* before m-b-*.
+    let report = fs::read_to_string(sb.state().join("last_run_report.json")).unwrap();
+    let (a2, b0) = (report.find("m-a-2").unwrap(), report.find("m-b-0").unwrap());
+    assert!(a2 < b0, "{report}");
+    sb.agent(&["apply", "--node", "range-node", "--detailed-exitcodes"])
+        .code(0);
+}
+
+#[test]
 fn failing_exec_skips_exactly_its_dependents() {
     let sb = fixture(
         r#"resources:

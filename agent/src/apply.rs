@@ -69,9 +69,10 @@ impl Observer for () {
 /// catalog that would escape the sandbox changes nothing.
 pub fn preflight(catalog: &Catalog, cx: &Context) -> Result<(), Vec<String>> {
     let mut errors = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for e in &catalog.entries {
         for p in e.resource.paths() {
-            if let Err(err) = cx.path(&p) {
+            if let Err(err) = fsutil::confine_seen(&cx.root, Path::new(&p), &mut seen) {
                 errors.push(format!("{}: {}: {err}", e.location, e.id));
             }
         }

@@ -340,7 +340,7 @@ pub fn apply_once(settings: &Settings, noop: bool, lock_wait: Duration) -> Resul
         };
         settings
             .state
-            .write("last_run_report.json", report.to_json().as_bytes())?;
+            .write_with("last_run_report.json", |w| report.write_json(w))?;
         // Retention of the backup store, under the run lock; never in noop.
         let max_age = Duration::from_secs(resources::backup::DEFAULT_MAX_AGE_DAYS * 86_400);
         let keep = Some(resources::backup::DEFAULT_KEEP_PER_PATH);

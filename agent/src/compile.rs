@@ -158,7 +158,7 @@ impl CompileCx<'_> {
         let Some((_, for_each)) = raw.attrs.iter().find(|(k, _)| k == "for_each") else {
             return Ok(vec![self.build(raw, vars)?]);
         };
-        let items = self.items(for_each).map_err(at)?;
+        let items = self.items(for_each, vars).map_err(at)?;
         let mut out = Vec::with_capacity(items.len());
         let mut result = Ok(());
         for item in items {
@@ -175,30 +175,78 @@ impl CompileCx<'_> {
         result.map(|()| out)
     }
 
-    /// The items of `for_each`: a YAML list, or exactly `{{lookup 'key'}}`.
-    fn items(&mut self, v: &Yaml) -> Result<Vec<Value>, String> {
+    /// The items of `for_each`: a YAML list; a string that is exactly
+    /// `{{lookup 'key'}}` (a list, or a hash → `{key, value}` items); a
+    /// string rendering to an inclusive range `A..B` (items A, A+1, ... B);
+    /// or a mapping of names to any of those, a matrix: one item per
+    /// combination, `{name: value, ...}`, the first name varying slowest.
+    fn items(&mut self, v: &Yaml, vars: &Vars) -> Result<Vec<Value>, String> {
         match v {
+            Yaml::Mapping(m) => {
+                let mut items = vec![Map::new()];
+                for (name, axis) in m {
+                    let name = match name {
+                        Yaml::String(s) => s.clone(),
+                        other => {
+                            return Err(format!("for_each: matrix name {other:?} is not a string"))
+                        }
+                    };
+                    if matches!(axis, Yaml::Mapping(_)) {
+                        return Err(format!(
+                            "for_each: matrix axis '{name}' must be a list, a range or a lookup"
+                        ));
+                    }
+                    let values = self
+                        .items(axis, vars)
+                        .map_err(|e| format!("matrix axis '{name}': {e}"))?;
+                    let mut next = Vec::with_capacity(items.len() * values.len());
+                    for item in &items {
+                        for v in &values {
+                            let mut combo = item.clone();
+                            combo.insert(name.clone(), v.clone());
+                            next.push(combo);
+                        }
+                    }
+                    items = next;
+                }
+                Ok(items.into_iter().map(Value::Object).collect())
+            }
             Yaml::Sequence(seq) => seq.iter().map(yaml_to_json).collect(),
             Yaml::String(s) => {
-                let key = whole_lookup(s).ok_or_else(|| {
-                    format!("for_each must be a list or exactly {{{{lookup 'key'}}}}, got '{s}'")
-                })?;
-                let found = self
-                    .hiera
-                    .lookup(&key, self.scope, None)
-                    .map_err(|e| e.to_string())?;
-                match found.value {
-                    Value::Array(a) => Ok(a),
-                    Value::Object(o) => Ok(o
-                        .into_iter()
-                        .map(|(k, v)| json!({"key": k, "value": v}))
-                        .collect()),
-                    other => Err(format!(
-                        "for_each: hiera key '{key}' is {other}, not a list or hash"
-                    )),
+                if let Some(key) = whole_lookup(s) {
+                    return self.lookup_items(&key);
                 }
+                let text = self.renderer.render_str(s, vars)?.text;
+                let (from, to) = parse_range(&text).ok_or_else(|| {
+                    format!(
+                        "for_each must be a list, a range like \"1..50\", a matrix or \
+                         exactly {{{{lookup 'key'}}}}, got '{text}'"
+                    )
+                })?;
+                if to.saturating_sub(from) >= MAX_RANGE {
+                    return Err(format!("for_each: range {text} is longer than {MAX_RANGE}"));
+                }
+                Ok((from..=to).map(Value::from).collect())
             }
             other => Err(format!("for_each must be a list, got {other:?}")),
+        }
+    }
+
+    /// The items of a Hiera list or hash.
+    fn lookup_items(&self, key: &str) -> Result<Vec<Value>, String> {
+        let found = self
+            .hiera
+            .lookup(key, self.scope, None)
+            .map_err(|e| e.to_string())?;
+        match found.value {
+            Value::Array(a) => Ok(a),
+            Value::Object(o) => Ok(o
+                .into_iter()
+                .map(|(k, v)| json!({"key": k, "value": v}))
+                .collect()),
+            other => Err(format!(
+                "for_each: hiera key '{key}' is {other}, not a list or hash"
+            )),
         }
     }
 
@@ -429,16 +477,61 @@ fn contains_secret_value(v: &Value) -> bool {
     }
 }
 
+/// The longest `for_each` range: a typo like `1..10000000` is an error,
+/// not a run that eats the machine.
+const MAX_RANGE: i64 = 1_000_000;
+
+/// `A..B` (integers, B ≥ A, spaces allowed around each part).
+fn parse_range(s: &str) -> Option<(i64, i64)> {
+    let (a, b) = s.split_once("..")?;
+    let (a, b) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+    (b >= a).then_some((a, b))
+}
+
 /// The key of a string that is exactly `{{lookup 'key'}}`.
 fn whole_lookup(s: &str) -> Option<String> {
-    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    let re = RE.get_or_init(|| {
-        regex::Regex::new(r#"^\{\{\s*lookup\s+['"]([^'"]+)['"]\s*\}\}$"#).expect("valid regex")
-    });
-    re.captures(s).map(|c| c[1].to_string())
+    let inner = s.strip_prefix("{{")?.strip_suffix("}}")?.trim();
+    let args = inner.strip_prefix("lookup")?;
+    if !args.starts_with(char::is_whitespace) {
+        return None;
+    }
+    let args = args.trim_start();
+    let key = args.strip_prefix(['\'', '"'])?.strip_suffix(['\'', '"'])?;
+    (!key.is_empty() && !key.contains(['\'', '"'])).then(|| key.to_string())
 }
 
 /// YAML → JSON (keys must be strings or scalars).
 pub fn yaml_to_json(v: &Yaml) -> Result<Value, String> {
     serde_json::to_value(v).map_err(|e| format!("unsupported YAML value: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_lookup_accepts_only_one_bare_lookup() {
+        assert_eq!(whole_lookup("{{lookup 'a::b'}}").as_deref(), Some("a::b"));
+        assert_eq!(whole_lookup("{{ lookup \"k\" }}").as_deref(), Some("k"));
+        for not in [
+            "{{lookup 'k' default='x'}}",
+            "{{lookup 'k'}}/x",
+            "{{lookupk'}}",
+            "{{lookup ''}}",
+            "{{lookup k}}",
+            "x{{lookup 'k'}}",
+        ] {
+            assert_eq!(whole_lookup(not), None, "{not}");
+        }
+    }
+
+    #[test]
+    fn ranges_are_inclusive_and_ascending() {
+        assert_eq!(parse_range("1..50"), Some((1, 50)));
+        assert_eq!(parse_range(" 0 .. 9 "), Some((0, 9)));
+        assert_eq!(parse_range("-2..-2"), Some((-2, -2)));
+        for not in ["9..1", "1...3", "a..b", "1..", "..3", "1-3", "1..2..3"] {
+            assert_eq!(parse_range(not), None, "{not}");
+        }
+    }
 }

@@ -3,6 +3,7 @@
 //! the output of `facts` / `lookup` / `validate`. The only module that prints.
 //! Every line goes through the redactor first.
 
+use std::borrow::Cow;
 use std::io::Write;
 
 use resources::redact;
@@ -69,10 +70,57 @@ pub struct Report<'a> {
 }
 
 impl Report<'_> {
-    /// The report as JSON, redacted.
-    pub fn to_json(&self) -> String {
-        let text = serde_json::to_string_pretty(self).expect("report serializes");
-        redact::redact(&text).into_owned() + "\n"
+    /// Writes the report as JSON: the run's fields, then one resource per
+    /// line, so that a run of 100k resources never holds the whole text.
+    /// Every string is redacted before it is escaped, so a secret holding a
+    /// quote or a backslash is caught as well.
+    pub fn write_json(&self, w: &mut dyn Write) -> std::io::Result<()> {
+        #[derive(Serialize)]
+        struct Head<'a> {
+            node: &'a str,
+            roles: Vec<Cow<'a, str>>,
+            noop: bool,
+            started_at: u64,
+            summary: &'a Summary,
+        }
+        let head = serde_json::to_string(&Head {
+            node: &redact::redact(self.node),
+            roles: self.roles.iter().map(|r| redact::redact(r)).collect(),
+            noop: self.noop,
+            started_at: self.started_at,
+            summary: self.summary,
+        })?;
+        let head = head.strip_suffix('}').expect("an object");
+        write!(w, "{head},\"resources\":[")?;
+        for (i, o) in self.resources.iter().enumerate() {
+            w.write_all(if i == 0 { b"\n" } else { b",\n" })?;
+            serde_json::to_writer(&mut *w, &RedactedOutcome(o))?;
+        }
+        w.write_all(b"\n]}\n")
+    }
+}
+
+/// An outcome serialized with its strings redacted.
+struct RedactedOutcome<'a>(&'a Outcome);
+
+impl Serialize for RedactedOutcome<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let o = self.0;
+        let mut st = s.serialize_struct("Outcome", 8)?;
+        st.serialize_field("id", &redact::redact(&o.id))?;
+        st.serialize_field("file", &redact::redact(&o.file))?;
+        st.serialize_field("line", &o.line)?;
+        st.serialize_field("status", &o.status)?;
+        let changes: Vec<Cow<'_, str>> = o.changes.iter().map(|c| redact::redact(c)).collect();
+        st.serialize_field("changes", &changes)?;
+        match &o.message {
+            Some(m) => st.serialize_field("message", &redact::redact(m))?,
+            None => st.skip_field("message")?,
+        }
+        st.serialize_field("refreshed", &o.refreshed)?;
+        st.serialize_field("duration_ms", &o.duration_ms)?;
+        st.end()
     }
 }
 
@@ -179,5 +227,47 @@ mod tests {
         assert_eq!(s(1, 1).exit_code(true), 6);
         assert_eq!(s(1, 0).exit_code(false), 0);
         assert_eq!(s(0, 1).exit_code(false), 1);
+    }
+
+    #[test]
+    fn report_is_json_one_resource_per_line_and_redacts_before_escaping() {
+        let secret = r#"Qu"ote\Back-report-secret"#;
+        redact::register(secret);
+        let outcome = |id: &str, message: Option<String>| Outcome {
+            id: id.into(),
+            file: "roles/r.yaml".into(),
+            line: 3,
+            status: Status::Failed,
+            changes: vec![format!("content changed to {secret}")],
+            diffs: vec![],
+            message,
+            refreshed: false,
+            duration_ms: 1.5,
+        };
+        let outcomes = [
+            outcome("exec[a]", Some(format!("exit 1: {secret}"))),
+            outcome("file[/b]", None),
+        ];
+        let summary = Summary::of(&outcomes, 0.25);
+        let roles = ["roles/r".to_string()];
+        let report = Report {
+            node: "n1",
+            roles: &roles,
+            noop: false,
+            started_at: 7,
+            summary: &summary,
+            resources: &outcomes,
+        };
+        let mut out = Vec::new();
+        report.write_json(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let escaped = serde_json::to_string(secret).unwrap();
+        assert!(!text.contains(&escaped[1..escaped.len() - 1]), "{text}");
+        assert!(!text.contains("Back-report-secret"), "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["summary"]["failed"], 2);
+        assert_eq!(v["resources"][0]["message"], "exit 1: [redacted]");
+        assert!(v["resources"][1].get("message").is_none());
+        assert_eq!(text.lines().count(), 4, "head, one line per resource, end");
     }
 }

@@ -85,19 +85,30 @@ impl StateDir {
     /// fifth of a no-op run. After a power loss the previous version, or
     /// none, is what a reader finds.
     pub fn write(&self, name: &str, content: &[u8]) -> Result<()> {
+        self.write_with(name, |w| w.write_all(content))
+    }
+
+    /// [`StateDir::write`] with the content written by `fill`, buffered.
+    pub fn write_with(
+        &self,
+        name: &str,
+        fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) -> Result<()> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         self.ensure()?;
         let target = self.dir.join(name);
         let tmp = self.dir.join(format!(".{name}.tmp.{}", std::process::id()));
         let written = (|| -> std::io::Result<()> {
-            let mut f = fs::OpenOptions::new()
+            let f = fs::OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(true)
                 .mode(0o600)
                 .open(&tmp)?;
-            f.write_all(content)?;
+            let mut w = std::io::BufWriter::with_capacity(64 * 1024, f);
+            fill(&mut w)?;
+            w.flush()?;
             fs::rename(&tmp, &target)
         })();
         if let Err(e) = written {

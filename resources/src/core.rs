@@ -83,7 +83,7 @@ impl Decl {
     /// Deserializes the attributes into a type's parameter struct (which
     /// should use `#[serde(deny_unknown_fields)]`), naming the resource on error.
     pub fn params<T: DeserializeOwned>(&self) -> Result<T, ResourceError> {
-        serde_json::from_value(Value::Object(self.attrs.clone())).map_err(|e| {
+        T::deserialize(&self.attrs).map_err(|e| {
             ResourceError::Invalid(format!("{}: {}", self.id, redact::redact(&e.to_string())))
         })
     }

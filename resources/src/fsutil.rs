@@ -36,6 +36,26 @@ pub const TEMP_MARK: &str = ".agent-tmp";
 /// refusing `..` components and symlinks (in existing parents) that would
 /// leave the root.
 pub fn confine(root: &Path, node_path: &Path) -> Result<PathBuf, ResourceError> {
+    confine_with(root, node_path, None)
+}
+
+/// [`confine`] for a pass over many paths that changes nothing in between
+/// (the engine's preflight): `seen` remembers the directories already found
+/// to be real directories, so each is looked at once per pass, not once per
+/// path below it.
+pub fn confine_seen(
+    root: &Path,
+    node_path: &Path,
+    seen: &mut HashSet<PathBuf>,
+) -> Result<PathBuf, ResourceError> {
+    confine_with(root, node_path, Some(seen))
+}
+
+fn confine_with(
+    root: &Path,
+    node_path: &Path,
+    mut seen: Option<&mut HashSet<PathBuf>>,
+) -> Result<PathBuf, ResourceError> {
     let outside = || ResourceError::OutsideRoot {
         path: node_path.to_path_buf(),
         root: root.to_path_buf(),
@@ -62,6 +82,9 @@ pub fn confine(root: &Path, node_path: &Path) -> Result<PathBuf, ResourceError> 
     let canon_root = canonical_root(root);
     for comp in node_path.components().skip(1) {
         probe.push(comp);
+        if seen.as_ref().is_some_and(|s| s.contains(&probe)) {
+            continue;
+        }
         match fs::symlink_metadata(&probe) {
             Ok(meta) if meta.file_type().is_symlink() => {
                 let target = fs::read_link(&probe).map_err(|e| ResourceError::io(&probe, e))?;
@@ -74,7 +97,11 @@ pub fn confine(root: &Path, node_path: &Path) -> Result<PathBuf, ResourceError> 
                     return Err(outside());
                 }
             }
-            Ok(_) => {}
+            Ok(meta) => {
+                if let Some(seen) = seen.as_mut().filter(|_| meta.is_dir()) {
+                    seen.insert(probe.clone());
+                }
+            }
             Err(_) => break, // nothing below exists yet
         }
     }

@@ -146,7 +146,6 @@ impl Config {
             fail(e.location().map(|l| l.line()), msg)
         };
         let version: VersionOnly = serde_yaml::from_str(text).map_err(yaml_err)?;
-        let version_line = find_line(text, r"^\s*:?version:", 1);
         match version.version {
             None => {
                 return Err(fail(
@@ -157,7 +156,7 @@ impl Config {
             Some(v) if !is_five(&v) => {
                 let shown = serde_yaml::to_string(&v).unwrap_or_default();
                 return Err(fail(
-                    version_line,
+                    find_line(text, r"^\s*:?version:", 1),
                     format!(
                         "version {} is not supported; only Hiera version 5 configuration is",
                         shown.trim()

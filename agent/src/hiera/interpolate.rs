@@ -7,9 +7,6 @@
 //! a variable or a key resolves to is asked of a [`Resolver`], so the rules
 //! here are testable without a hierarchy.
 
-use std::sync::OnceLock;
-
-use regex::Regex;
 use serde_json::{Map, Value};
 
 use super::HieraError;
@@ -51,14 +48,30 @@ pub(crate) trait Resolver {
     fn leave(&mut self) {}
 }
 
-fn expr_re() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(r"%\{([^}]*)\}").expect("valid regex"))
+/// The `%{...}` expressions of `s`: (byte range of the whole expression,
+/// its inside). An unclosed `%{` ends the scan.
+fn exprs(s: &str) -> impl Iterator<Item = (std::ops::Range<usize>, &str)> {
+    let mut pos = 0;
+    std::iter::from_fn(move || {
+        let start = pos + s[pos..].find("%{")?;
+        let close = start + 2 + s[start + 2..].find('}')?;
+        pos = close + 1;
+        Some((start..close + 1, &s[start + 2..close]))
+    })
 }
 
-fn call_re() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(r#"^(\w+)\((?:"([^"]+)"|'([^']+)')\)$"#).expect("valid regex"))
+/// `name("arg")` or `name('arg')` (arg non-empty, without its quote):
+/// the function-call form of an interpolation.
+fn parse_call(expr: &str) -> Option<(&str, &str)> {
+    let open = expr.find('(')?;
+    let name = &expr[..open];
+    if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || c == '_') {
+        return None;
+    }
+    let args = expr[open + 1..].strip_suffix(')')?;
+    let quote = args.chars().next().filter(|q| matches!(q, '"' | '\''))?;
+    let arg = args[1..].strip_suffix(quote)?;
+    (!arg.is_empty() && !arg.contains(quote)).then_some((name, arg))
 }
 
 /// Parses the inside of one `%{...}` (already without `%{` and `}`).
@@ -67,11 +80,10 @@ pub(crate) fn parse_expr(inner: &str) -> Result<Expr, String> {
     if matches!(expr, "" | "::" | "\"\"" | "''" | "\"::\"" | "'::'") {
         return Ok(Expr::Empty);
     }
-    let Some(c) = call_re().captures(expr) else {
+    let Some((name, arg)) = parse_call(expr) else {
         return Ok(Expr::Var(expr.to_string()));
     };
-    let arg = c.get(2).or_else(|| c.get(3)).map_or("", |m| m.as_str());
-    let method = match &c[1] {
+    let method = match name {
         "lookup" => Method::Lookup,
         "hiera" => Method::Hiera,
         "alias" => Method::Alias,
@@ -84,18 +96,15 @@ pub(crate) fn parse_expr(inner: &str) -> Result<Expr, String> {
 
 /// True when `s` holds any `%{...}` expression.
 pub(crate) fn has_interpolation(s: &str) -> bool {
-    expr_re().is_match(s)
+    exprs(s).next().is_some()
 }
 
 /// The first function call (`lookup(...)` etc.) in `s`, if any: those are not
 /// allowed in hierarchy paths, which only read scope variables.
 pub(crate) fn first_call(s: &str) -> Option<String> {
-    expr_re().captures_iter(s).find_map(|c| {
-        let inner = c.get(1).map_or("", |m| m.as_str());
-        match parse_expr(inner) {
-            Ok(Expr::Var(_) | Expr::Empty) => None,
-            _ => Some(c[0].to_string()),
-        }
+    exprs(s).find_map(|(whole, inner)| match parse_expr(inner) {
+        Ok(Expr::Var(_) | Expr::Empty) => None,
+        _ => Some(s[whole].to_string()),
     })
 }
 
@@ -140,18 +149,18 @@ pub(crate) fn interpolate_str(
     }
     let mut out = String::with_capacity(s.len());
     let mut last = 0;
-    for c in expr_re().captures_iter(s) {
-        let whole = c.get(0).expect("group 0 always matches");
-        out.push_str(&s[last..whole.start()]);
-        last = whole.end();
-        let expr = parse_expr(&c[1]).map_err(|m| r.error(format!("{m} in \"{s}\"")))?;
+    for (range, inner) in exprs(s) {
+        let whole = &s[range.clone()];
+        out.push_str(&s[last..range.start]);
+        last = range.end;
+        let expr = parse_expr(inner).map_err(|m| r.error(format!("{m} in \"{s}\"")))?;
         if matches!(expr, Expr::Call(..)) && !allow_calls {
             return Err(r.error(format!(
                 "interpolation using method syntax is not allowed in this context: \"{s}\""
             )));
         }
-        r.enter(whole.as_str());
-        let res = eval(&expr, s, whole.as_str() == s, r);
+        r.enter(whole);
+        let res = eval(&expr, s, whole == s, r);
         r.leave();
         match res? {
             Piece::Whole(v) => return Ok(v),
@@ -368,6 +377,31 @@ mod tests {
 
     fn interp(s: &str) -> Result<Value, HieraError> {
         interpolate_str(s, &mut fake(), true)
+    }
+
+    #[test]
+    fn expressions_and_calls_are_found_like_puppet() {
+        let found: Vec<&str> = exprs("a%{x}b%{ y }%{}c%{unclosed")
+            .map(|(_, e)| e)
+            .collect();
+        assert_eq!(found, ["x", " y ", ""]);
+        assert_eq!(exprs("50%{").count(), 0);
+        assert_eq!(parse_call("lookup('a::b')"), Some(("lookup", "a::b")));
+        assert_eq!(parse_call("alias(\"k\")"), Some(("alias", "k")));
+        for not in [
+            "lookup()",
+            "lookup('')",
+            "lookup('a\")",
+            "look up('a')",
+            "lookup('a'b')",
+            "x",
+        ] {
+            assert_eq!(parse_call(not), None, "{not}");
+        }
+        assert_eq!(
+            first_call("%{x}/%{lookup('k')}").as_deref(),
+            Some("%{lookup('k')}")
+        );
     }
 
     #[test]
