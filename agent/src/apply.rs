@@ -13,6 +13,7 @@
 //! fails to commit marks its resource failed.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use resources::{fsutil, Change, Context};
@@ -33,18 +34,18 @@ pub enum Status {
 }
 
 /// The outcome of one resource.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Outcome {
     pub id: String,
-    pub file: String,
+    /// The manifest that declared it (shared with the catalog).
+    pub file: Arc<Path>,
     pub line: usize,
     pub status: Status,
     /// One line per change (redacted).
     pub changes: Vec<String>,
-    #[serde(skip)]
+    /// Printed as the run goes, never in the report.
     pub diffs: Vec<String>,
     /// Failure or skip reason, refresh notes.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     pub refreshed: bool,
     pub duration_ms: f64,
@@ -69,10 +70,10 @@ impl Observer for () {
 /// catalog that would escape the sandbox changes nothing.
 pub fn preflight(catalog: &Catalog, cx: &Context) -> Result<(), Vec<String>> {
     let mut errors = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+    // What it learns about directories stays in `cx` for the checks.
     for e in &catalog.entries {
         for p in e.resource.paths() {
-            if let Err(err) = fsutil::confine_seen(&cx.root, Path::new(&p), &mut seen) {
+            if let Err(err) = cx.path(&p) {
                 errors.push(format!("{}: {}: {err}", e.location, e.id));
             }
         }
@@ -109,7 +110,7 @@ pub fn apply(
         let started = Instant::now();
         let mut out = Outcome {
             id: entry.id.to_string(),
-            file: entry.location.file.display().to_string(),
+            file: entry.location.file.clone(),
             line: entry.location.line,
             status: Status::Unchanged,
             changes: vec![],
@@ -141,6 +142,10 @@ pub fn apply(
             }
             let changed = converge(entry.resource.as_ref(), cx, noop, &mut out);
             fsutil::batch_stage(None);
+            // Only `file` and `host` checks are known not to touch the tree.
+            if out.status != Status::Unchanged || !stageable(catalog, i) {
+                cx.forget_paths();
+            }
             if changed {
                 let real = out.status == Status::Changed;
                 for &t in &catalog.refresh[i] {
@@ -180,6 +185,7 @@ pub fn apply(
                     if out.status == Status::Failed {
                         // its own change never landed: no refresh on top
                     } else {
+                        cx.forget_paths();
                         match entry.resource.refresh(cx) {
                             Ok(()) => {
                                 out.refreshed = true;
@@ -196,6 +202,9 @@ pub fn apply(
                     }
                 }
             }
+        }
+        if out.refreshed {
+            cx.forget_paths();
         }
         out.duration_ms = duration_ms(started.elapsed());
         status[i] = Some(out.status);

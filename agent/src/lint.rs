@@ -32,7 +32,7 @@ mod tests {
 
     fn entry(type_name: &str, title: &str, attrs: Value, sensitive: &[&str], line: usize) -> Entry {
         let location = Location {
-            file: "roles/r.yaml".into(),
+            file: std::path::Path::new("roles/r.yaml").into(),
             line,
         };
         let decl = Decl {

@@ -99,7 +99,7 @@ pub struct NodeManifests {
 /// Reads and parses one YAML file, turning a syntax error into file:line.
 fn read_yaml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<(T, String), ManifestError> {
     let at = |line| Location {
-        file: path.to_path_buf(),
+        file: path.into(),
         line,
     };
     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -143,7 +143,7 @@ pub fn load(manifests_dir: &Path, node: &str) -> Result<NodeManifests, ManifestE
 /// Exact name first, then `/regex/` patterns in written order, then `default`.
 fn classify(site: &RawSite, node: &str, site_path: &Path) -> Result<Vec<String>, ManifestError> {
     let at = Location {
-        file: site_path.to_path_buf(),
+        file: site_path.into(),
         line: 0,
     };
     let roles_of = |v: &Yaml| -> Result<Vec<String>, ManifestError> {
@@ -201,7 +201,7 @@ fn load_manifest(
         cycle.push(name.to_string());
         return Err(ManifestError::new(
             Location {
-                file: from.to_path_buf(),
+                file: from.into(),
                 line: 0,
             },
             format!("include cycle: {}", cycle.join(" -> ")),
@@ -214,7 +214,7 @@ fn load_manifest(
     let path = manifest_path(dir, name).map_err(|m| {
         ManifestError::new(
             Location {
-                file: from.to_path_buf(),
+                file: from.into(),
                 line: 0,
             },
             m,
@@ -229,9 +229,10 @@ fn load_manifest(
     loaded.insert(name.to_string(), ());
     out.files.push(path.clone());
     let lines = item_lines(&text, "resources");
+    let file: std::sync::Arc<Path> = path.as_path().into();
     for (i, mapping) in raw.resources.into_iter().enumerate() {
         let location = Location {
-            file: path.clone(),
+            file: file.clone(),
             line: lines.get(i).copied().unwrap_or(0),
         };
         out.resources.push(raw_resource(mapping, location)?);

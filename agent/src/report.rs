@@ -58,7 +58,7 @@ impl Summary {
 }
 
 /// The JSON report written to `<state>/last_run_report.json`.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct Report<'a> {
     pub node: &'a str,
     pub roles: &'a [String],
@@ -109,7 +109,7 @@ impl Serialize for RedactedOutcome<'_> {
         let o = self.0;
         let mut st = s.serialize_struct("Outcome", 8)?;
         st.serialize_field("id", &redact::redact(&o.id))?;
-        st.serialize_field("file", &redact::redact(&o.file))?;
+        st.serialize_field("file", &redact::redact(&o.file.to_string_lossy()))?;
         st.serialize_field("line", &o.line)?;
         st.serialize_field("status", &o.status)?;
         let changes: Vec<Cow<'_, str>> = o.changes.iter().map(|c| redact::redact(c)).collect();
@@ -235,7 +235,7 @@ mod tests {
         redact::register(secret);
         let outcome = |id: &str, message: Option<String>| Outcome {
             id: id.into(),
-            file: "roles/r.yaml".into(),
+            file: std::path::Path::new("roles/r.yaml").into(),
             line: 3,
             status: Status::Failed,
             changes: vec![format!("content changed to {secret}")],

@@ -2,9 +2,10 @@
 //! declaration a type is built from, the context it runs in, the changes it
 //! reports, and its typed errors.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -56,10 +57,20 @@ impl fmt::Display for ResourceId {
 }
 
 /// Where a declaration came from, for error messages.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
-    pub file: PathBuf,
+    /// Shared by every resource of one manifest file.
+    pub file: Arc<Path>,
     pub line: usize,
+}
+
+impl Default for Location {
+    fn default() -> Self {
+        Location {
+            file: Path::new("").into(),
+            line: 0,
+        }
+    }
 }
 
 impl fmt::Display for Location {
@@ -123,6 +134,10 @@ pub struct Context {
     pub root: PathBuf,
     pub backup: BackupStore,
     pub runner: Runner,
+    /// Directories under the root already found to be real directories
+    /// (not symlinks) since the run last changed anything: see
+    /// [`Context::forget_paths`].
+    dirs_seen: Mutex<HashSet<std::ffi::OsString>>,
 }
 
 impl Context {
@@ -131,13 +146,27 @@ impl Context {
             root: root.into(),
             backup,
             runner: Runner::default(),
+            dirs_seen: Mutex::new(HashSet::new()),
         }
     }
 
     /// The on-disk path of a node path (`/etc/hosts` → `<root>/etc/hosts`),
-    /// refusing anything that would leave the root.
+    /// refusing anything that would leave the root. A directory checked
+    /// once is not looked at again until [`Context::forget_paths`].
     pub fn path(&self, node_path: &str) -> Result<PathBuf, ResourceError> {
-        crate::fsutil::confine(&self.root, Path::new(node_path))
+        let mut seen = self.dirs_seen.lock().unwrap_or_else(|e| e.into_inner());
+        crate::fsutil::confine_seen(&self.root, Path::new(node_path), &mut seen)
+    }
+
+    /// Forgets what [`Context::path`] learnt about directories: the engine
+    /// calls it after anything that may have changed the tree (an apply, a
+    /// refresh, a resource that runs commands), so a directory replaced by
+    /// a symlink in the run is checked again.
+    pub fn forget_paths(&self) {
+        self.dirs_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 }
 

@@ -6,6 +6,7 @@
 //! read of equal-sized files, no hashing. The final path component is never
 //! followed: a link is a thing this type manages, not a way out of the root.
 
+use std::borrow::Cow;
 use std::fs::{self, Metadata};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
@@ -257,27 +258,45 @@ impl File {
     }
 
     fn body_bytes(&self) -> Result<Option<Vec<u8>>, ResourceError> {
+        Ok(self.body()?.map(Cow::into_owned))
+    }
+
+    /// The desired content, borrowed when it is in the catalog.
+    fn body(&self) -> Result<Option<Cow<'_, [u8]>>, ResourceError> {
         match &self.body {
             Body::Unmanaged => Ok(None),
-            Body::Content(c) => Ok(Some(c.clone())),
-            Body::Source(s) => Ok(Some(fs::read(s).map_err(|e| ResourceError::io(s, e))?)),
+            Body::Content(c) => Ok(Some(Cow::Borrowed(c))),
+            Body::Source(s) => Ok(Some(Cow::Owned(
+                fs::read(s).map_err(|e| ResourceError::io(s, e))?,
+            ))),
         }
     }
 
     /// Old and new bytes of an existing regular file whose managed content
-    /// differs; `None` when equal or unmanaged.
+    /// differs; `None` when equal or unmanaged. A file of the wanted size
+    /// is read once, without a stat (`meta` has its size), and compared in
+    /// place.
     fn content_delta(&self, path: &Path, meta: &Metadata) -> Result<Option<Delta>, ResourceError> {
         let Some(want_len) = self.body_len()? else {
             return Ok(None);
         };
-        let new = self.body_bytes()?.unwrap_or_default();
-        let old = fs::read(path).map_err(|e| ResourceError::io(path, e))?;
-        // Equal sizes need the byte comparison; different sizes are read only
-        // for the diff.
-        if meta.len() == want_len && old == new {
-            return Ok(None);
-        }
-        Ok(Some((old, new)))
+        let io = |e| ResourceError::io(path, e);
+        let old = if meta.len() == want_len {
+            // One byte more than wanted tells a file that grew since the lstat.
+            let old = fsutil::read_at_most(path, want_len + 1).map_err(io)?;
+            let new = self.body()?.unwrap_or_default();
+            if old[..] == new[..] {
+                return Ok(None);
+            }
+            if old.len() as u64 <= want_len {
+                return Ok(Some((old, new.into_owned())));
+            }
+            fs::read(path).map_err(io)?
+        } else {
+            // Different sizes: read only for the diff.
+            fs::read(path).map_err(io)?
+        };
+        Ok(Some((old, self.body_bytes()?.unwrap_or_default())))
     }
 
     /// The mode wanted for a path whose mode is `have`: the declared one;

@@ -39,14 +39,14 @@ pub fn confine(root: &Path, node_path: &Path) -> Result<PathBuf, ResourceError> 
     confine_with(root, node_path, None)
 }
 
-/// [`confine`] for a pass over many paths that changes nothing in between
-/// (the engine's preflight): `seen` remembers the directories already found
-/// to be real directories, so each is looked at once per pass, not once per
-/// path below it.
+/// [`confine`] for many paths while the tree does not change: `seen`
+/// remembers the directories already found to be real directories (not
+/// symlinks), so each is looked at once, not once per path below it. The
+/// caller clears it when the tree may have changed.
 pub fn confine_seen(
     root: &Path,
     node_path: &Path,
-    seen: &mut HashSet<PathBuf>,
+    seen: &mut HashSet<OsString>,
 ) -> Result<PathBuf, ResourceError> {
     confine_with(root, node_path, Some(seen))
 }
@@ -54,8 +54,9 @@ pub fn confine_seen(
 fn confine_with(
     root: &Path,
     node_path: &Path,
-    mut seen: Option<&mut HashSet<PathBuf>>,
+    mut seen: Option<&mut HashSet<OsString>>,
 ) -> Result<PathBuf, ResourceError> {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
     let outside = || ResourceError::OutsideRoot {
         path: node_path.to_path_buf(),
         root: root.to_path_buf(),
@@ -66,46 +67,53 @@ fn confine_with(
             node_path.display()
         )));
     }
-    let mut joined = root.to_path_buf();
-    for comp in node_path.components() {
-        match comp {
-            Component::RootDir | Component::CurDir => {}
-            Component::Normal(part) => joined.push(part),
-            Component::ParentDir | Component::Prefix(_) => return Err(outside()),
+    // The joined path, built once; `ends` marks where each component ends.
+    let node = node_path.as_os_str().as_bytes();
+    let mut joined = Vec::with_capacity(root.as_os_str().len() + node.len() + 1);
+    joined.extend_from_slice(root.as_os_str().as_bytes());
+    let mut ends = Vec::new();
+    for part in node.split(|&b| b == b'/') {
+        match part {
+            b"" | b"." => continue,
+            b".." => return Err(outside()),
+            _ => {}
         }
+        if joined.last() != Some(&b'/') {
+            joined.push(b'/');
+        }
+        joined.extend_from_slice(part);
+        ends.push(joined.len());
     }
     if root == Path::new("/") {
-        return Ok(joined);
+        return Ok(PathBuf::from(OsString::from_vec(joined)));
     }
     // Symlinked parents (or the target itself, for reads) must stay inside root.
-    let mut probe = root.to_path_buf();
-    let canon_root = canonical_root(root);
-    for comp in node_path.components().skip(1) {
-        probe.push(comp);
-        if seen.as_ref().is_some_and(|s| s.contains(&probe)) {
+    for end in ends {
+        let probe = Path::new(std::ffi::OsStr::from_bytes(&joined[..end]));
+        if seen.as_ref().is_some_and(|s| s.contains(probe.as_os_str())) {
             continue;
         }
-        match fs::symlink_metadata(&probe) {
+        match fs::symlink_metadata(probe) {
             Ok(meta) if meta.file_type().is_symlink() => {
-                let target = fs::read_link(&probe).map_err(|e| ResourceError::io(&probe, e))?;
+                let target = fs::read_link(probe).map_err(|e| ResourceError::io(probe, e))?;
                 if target.is_absolute() {
                     return Err(outside());
                 }
-                let resolved = fs::canonicalize(&probe)
+                let resolved = fs::canonicalize(probe)
                     .unwrap_or_else(|_| probe.parent().unwrap_or(root).join(&target));
-                if !normalize(&resolved).starts_with(&canon_root) {
+                if !normalize(&resolved).starts_with(canonical_root(root)) {
                     return Err(outside());
                 }
             }
             Ok(meta) => {
                 if let Some(seen) = seen.as_mut().filter(|_| meta.is_dir()) {
-                    seen.insert(probe.clone());
+                    seen.insert(probe.as_os_str().to_owned());
                 }
             }
             Err(_) => break, // nothing below exists yet
         }
     }
-    Ok(joined)
+    Ok(PathBuf::from(OsString::from_vec(joined)))
 }
 
 /// `root` canonicalized, remembered for the last root asked about: a run
@@ -152,6 +160,32 @@ pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, ResourceError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(ResourceError::io(path, e)),
     }
+}
+
+/// At most `limit` bytes of the regular file `path`, from its start: a
+/// file whose size is already known is read without another stat, and
+/// usually with one `read` (a regular file reads short only at its end; a
+/// short read elsewhere would only make the content look different).
+pub fn read_at_most(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = fs::File::open(path)?;
+    let mut buf = vec![0u8; usize::try_from(limit).unwrap_or(usize::MAX)];
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => {
+                n += k;
+                if n < buf.len() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(n);
+    Ok(buf)
 }
 
 /// A `content` change from `old` to `new`, with a unified diff when both are
