@@ -204,6 +204,52 @@ fn for_each_ranges_and_matrix() {
         .code(0);
 }
 
+/// Checks are done ahead on helper threads while the run has changed
+/// nothing (`agent::apply`); what a command changes must be seen by the
+/// resources after it.
+#[test]
+fn checks_done_ahead_never_hide_what_the_run_changed() {
+    let sb = fixture(
+        r#"resources:
+  - file: /etc
+    ensure: directory
+  - file: "/etc/filler-{{item}}"
+    for_each: "1..200"
+    content: "x\n"
+    require: file[/etc]
+  - exec: make-x
+    command: "printf 'from exec\\n' > \"$AGENT_ROOT/etc/x\""
+    creates: /etc/x
+    require: file[/etc]
+  - file: /etc/x
+    content: "from file\n"
+    require: exec[make-x]
+"#,
+    );
+    sb.agent(&["apply", "--detailed-exitcodes"]).code(2);
+    assert_eq!(sb.read_root("etc/x"), "from file\n");
+    sb.agent(&["apply", "--detailed-exitcodes"]).code(0);
+    // The fillers are unchanged (checked ahead); the exec recreates x, and
+    // the file must then find the exec's content, not "absent".
+    fs::remove_file(sb.root().join("etc/x")).unwrap();
+    let run = sb.agent(&["apply", "--detailed-exitcodes"]);
+    run.code(2);
+    assert_eq!(sb.read_root("etc/x"), "from file\n");
+    let report: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(sb.state().join("last_run_report.json")).unwrap())
+            .unwrap();
+    let x = report["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "file[/etc/x]")
+        .unwrap();
+    let changes = x["changes"].to_string();
+    assert!(changes.contains("content"), "{changes}");
+    assert!(!changes.contains("ensure"), "{changes}");
+    assert_eq!(report["summary"]["changed"], 2, "{report}");
+}
+
 #[test]
 fn failing_exec_skips_exactly_its_dependents() {
     let sb = fixture(

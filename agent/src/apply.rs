@@ -12,8 +12,10 @@
 //! above a staged path, a refresh, and the end of the run. A write that
 //! fails to commit marks its resource failed.
 
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use resources::{fsutil, Change, Context};
@@ -86,11 +88,32 @@ pub fn preflight(catalog: &Catalog, cx: &Context) -> Result<(), Vec<String>> {
 }
 
 /// Applies the catalog and returns each resource's outcome, in run order.
+/// The caller has run [`preflight`] and holds the run lock.
 pub fn apply(
     catalog: &Catalog,
     cx: &Context,
     opts: Options,
     observer: &mut dyn Observer,
+) -> Vec<Outcome> {
+    let ahead = Ahead::new(catalog, cx);
+    let helpers = ahead.helpers();
+    std::thread::scope(|s| {
+        for _ in 0..helpers {
+            s.spawn(|| ahead.work());
+        }
+        let outcomes = run(catalog, cx, opts, observer, &ahead);
+        ahead.stop();
+        outcomes
+    })
+}
+
+/// The run itself, in graph order, on the calling thread.
+fn run(
+    catalog: &Catalog,
+    cx: &Context,
+    opts: Options,
+    observer: &mut dyn Observer,
+    ahead: &Ahead<'_>,
 ) -> Vec<Outcome> {
     let n = catalog.entries.len();
     let mut status: Vec<Option<Status>> = vec![None; n];
@@ -101,7 +124,7 @@ pub fn apply(
     // outcome index of each entry, for commit failures found later
     let mut pos = vec![usize::MAX; n];
     fsutil::batch_begin();
-    for &i in &catalog.order {
+    for (k, &i) in catalog.order.iter().enumerate() {
         let entry = &catalog.entries[i];
         if fsutil::batch_has_pending() && must_commit_before(catalog, cx, i) {
             let failed = fsutil::batch_commit();
@@ -140,11 +163,13 @@ pub fn apply(
             if stageable(catalog, i) {
                 fsutil::batch_stage(Some(i));
             }
-            let changed = converge(entry.resource.as_ref(), cx, noop, &mut out);
+            let checked = ahead.take(k);
+            let changed = converge(entry.resource.as_ref(), cx, noop, checked, &mut out);
             fsutil::batch_stage(None);
             // Only `file` and `host` checks are known not to touch the tree.
-            if out.status != Status::Unchanged || !stageable(catalog, i) {
+            if !matches!(out.status, Status::Unchanged | Status::Noop) || !stageable(catalog, i) {
                 cx.forget_paths();
+                ahead.touched();
             }
             if changed {
                 let real = out.status == Status::Changed;
@@ -186,6 +211,7 @@ pub fn apply(
                         // its own change never landed: no refresh on top
                     } else {
                         cx.forget_paths();
+                        ahead.touched();
                         match entry.resource.refresh(cx) {
                             Ok(()) => {
                                 out.refreshed = true;
@@ -268,9 +294,16 @@ fn mark_uncommitted(
     }
 }
 
-/// check → apply; true when the resource changed (or would have, in noop).
-fn converge(r: &dyn resources::Resource, cx: &Context, noop: bool, out: &mut Outcome) -> bool {
-    let changes: Vec<Change> = match r.check(cx) {
+/// check (unless done ahead) → apply; true when the resource changed (or
+/// would have, in noop).
+fn converge(
+    r: &dyn resources::Resource,
+    cx: &Context,
+    noop: bool,
+    checked: Option<Checked>,
+    out: &mut Outcome,
+) -> bool {
+    let changes: Vec<Change> = match checked.unwrap_or_else(|| r.check(cx)) {
         Ok(c) => c,
         Err(e) => {
             out.status = Status::Failed;
@@ -302,4 +335,118 @@ fn converge(r: &dyn resources::Resource, cx: &Context, noop: bool, out: &mut Out
 
 fn duration_ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+type Checked = Result<Vec<Change>, resources::ResourceError>;
+
+/// Checks done ahead. A `file` or `host` check reads the disk and changes
+/// nothing, so while the run itself has changed nothing, helper threads
+/// (one per spare core) check resources ahead and the run uses their
+/// answers when it gets there: a no-op run's reads proceed on every core. The first thing that may change the tree (an apply, a refresh, a
+/// resource of another type) ends it: from then on each resource is
+/// checked in its turn, as if there were no helpers.
+struct Ahead<'a> {
+    catalog: &'a Catalog,
+    cx: &'a Context,
+    /// Per run position: FREE, TAKEN (someone is checking it) or DONE.
+    state: Vec<AtomicU8>,
+    results: Vec<Mutex<Option<Checked>>>,
+    /// Set when the run may have changed the tree, or has ended.
+    over: AtomicBool,
+}
+
+const FREE: u8 = 0;
+const TAKEN: u8 = 1;
+const DONE: u8 = 2;
+
+/// Fewer resources to check ahead than this are not worth a thread.
+const AHEAD_MIN: usize = 64;
+const AHEAD_MAX_HELPERS: usize = 3;
+
+impl<'a> Ahead<'a> {
+    fn new(catalog: &'a Catalog, cx: &'a Context) -> Self {
+        let n = catalog.order.len();
+        Ahead {
+            catalog,
+            cx,
+            state: (0..n).map(|_| AtomicU8::new(FREE)).collect(),
+            results: (0..n).map(|_| Mutex::new(None)).collect(),
+            over: AtomicBool::new(false),
+        }
+    }
+
+    /// How many helper threads are worth starting.
+    fn helpers(&self) -> usize {
+        let pure = (0..self.catalog.entries.len())
+            .filter(|&i| stageable(self.catalog, i))
+            .count();
+        if pure < AHEAD_MIN {
+            return 0;
+        }
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .saturating_sub(1)
+            .min(AHEAD_MAX_HELPERS)
+    }
+
+    /// A helper: checks free `file`/`host` resources from the end of the
+    /// run backwards (the run comes forwards: they meet once, so the run
+    /// seldom waits for a check in progress), until the run has changed
+    /// something or ended.
+    fn work(&self) {
+        for (k, &i) in self.catalog.order.iter().enumerate().rev() {
+            if self.over.load(Ordering::Acquire) || crate::signals::stop_requested() {
+                return;
+            }
+            if !stageable(self.catalog, i)
+                || self.state[k]
+                    .compare_exchange(FREE, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err()
+            {
+                continue;
+            }
+            let resource = self.catalog.entries[i].resource.as_ref();
+            let checked = std::panic::catch_unwind(AssertUnwindSafe(|| resource.check(self.cx)))
+                .unwrap_or_else(|_| {
+                    Err(resources::ResourceError::Failed(
+                        "check panicked on a helper thread".into(),
+                    ))
+                });
+            *lock(&self.results[k]) = Some(checked);
+            self.state[k].store(DONE, Ordering::Release);
+        }
+    }
+
+    /// The check of run position `k` if a helper did it and it is still
+    /// valid; `None` tells the run to check it itself (and keeps helpers
+    /// off it).
+    fn take(&self, k: usize) -> Option<Checked> {
+        if self.over.load(Ordering::Acquire) {
+            return None;
+        }
+        if self.state[k]
+            .compare_exchange(FREE, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            return None;
+        }
+        // A helper has it: a check takes microseconds.
+        while self.state[k].load(Ordering::Acquire) != DONE {
+            std::thread::yield_now();
+        }
+        lock(&self.results[k]).take()
+    }
+
+    /// The run may have changed the tree: what was checked ahead is void.
+    fn touched(&self) {
+        self.over.store(true, Ordering::Release);
+    }
+
+    fn stop(&self) {
+        self.over.store(true, Ordering::Release);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
