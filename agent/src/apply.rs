@@ -12,16 +12,17 @@
 //! above a staged path, a refresh, and the end of the run. A write that
 //! fails to commit marks its resource failed.
 
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use resources::{fsutil, Change, Context};
 use serde::Serialize;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Entry};
 
 /// What happened to one resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -38,10 +39,8 @@ pub enum Status {
 /// The outcome of one resource.
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    pub id: String,
-    /// The manifest that declared it (shared with the catalog).
-    pub file: Arc<Path>,
-    pub line: usize,
+    /// Index of the resource in `Catalog::entries` (its id and location).
+    pub entry: usize,
     pub status: Status,
     /// One line per change (redacted).
     pub changes: Vec<String>,
@@ -61,11 +60,11 @@ pub struct Options {
 
 /// Called after each resource (the report prints as the run goes).
 pub trait Observer {
-    fn resource_done(&mut self, outcome: &Outcome);
+    fn resource_done(&mut self, entry: &Entry, outcome: &Outcome);
 }
 
 impl Observer for () {
-    fn resource_done(&mut self, _: &Outcome) {}
+    fn resource_done(&mut self, _: &Entry, _: &Outcome) {}
 }
 
 /// Checks every managed path against the root before anything runs, so a
@@ -96,9 +95,8 @@ pub fn apply(
     observer: &mut dyn Observer,
 ) -> Vec<Outcome> {
     let ahead = Ahead::new(catalog, cx);
-    let helpers = ahead.helpers();
     std::thread::scope(|s| {
-        for _ in 0..helpers {
+        for _ in 0..ahead.helpers {
             s.spawn(|| ahead.work());
         }
         let outcomes = run(catalog, cx, opts, observer, &ahead);
@@ -128,13 +126,11 @@ fn run(
         let entry = &catalog.entries[i];
         if fsutil::batch_has_pending() && must_commit_before(catalog, cx, i) {
             let failed = fsutil::batch_commit();
-            mark_uncommitted(failed, &pos, &mut outcomes, &mut status, observer);
+            mark_uncommitted(catalog, failed, &pos, &mut outcomes, &mut status, observer);
         }
         let started = Instant::now();
         let mut out = Outcome {
-            id: entry.id.to_string(),
-            file: entry.location.file.clone(),
-            line: entry.location.line,
+            entry: i,
             status: Status::Unchanged,
             changes: vec![],
             diffs: vec![],
@@ -159,7 +155,7 @@ fn run(
             };
             out.message = Some(format!("skipped because {} {why}", catalog.entries[p].id));
         } else {
-            let noop = opts.noop || entry.meta.noop;
+            let noop = opts.noop || entry.meta().noop;
             if stageable(catalog, i) {
                 fsutil::batch_stage(Some(i));
             }
@@ -174,7 +170,7 @@ fn run(
             if changed {
                 let real = out.status == Status::Changed;
                 for &t in &catalog.refresh[i] {
-                    refresh_from[t].push((entry.id.to_string(), real));
+                    refresh_from[t as usize].push((entry.id.to_string(), real));
                 }
             }
             let sources = refresh_from[i]
@@ -206,7 +202,7 @@ fn run(
                             out.message = Some(format!("write not committed: {err}"));
                         }
                     }
-                    mark_uncommitted(failed, &pos, &mut outcomes, &mut status, observer);
+                    mark_uncommitted(catalog, failed, &pos, &mut outcomes, &mut status, observer);
                     if out.status == Status::Failed {
                         // its own change never landed: no refresh on top
                     } else {
@@ -234,12 +230,12 @@ fn run(
         }
         out.duration_ms = duration_ms(started.elapsed());
         status[i] = Some(out.status);
-        observer.resource_done(&out);
+        observer.resource_done(entry, &out);
         pos[i] = outcomes.len();
         outcomes.push(out);
     }
     let failed = fsutil::batch_end();
-    mark_uncommitted(failed, &pos, &mut outcomes, &mut status, observer);
+    mark_uncommitted(catalog, failed, &pos, &mut outcomes, &mut status, observer);
     outcomes
 }
 
@@ -270,6 +266,7 @@ fn must_commit_before(catalog: &Catalog, cx: &Context, i: usize) -> bool {
 
 /// Marks the owners of writes that failed to commit as failed (and says so).
 fn mark_uncommitted(
+    catalog: &Catalog,
     failed: Vec<(Vec<usize>, resources::ResourceError)>,
     pos: &[usize],
     outcomes: &mut [Outcome],
@@ -289,7 +286,7 @@ fn mark_uncommitted(
                 diffs: vec![],
                 ..out.clone()
             };
-            observer.resource_done(&notice);
+            observer.resource_done(&catalog.entries[owner], &notice);
         }
     }
 }
@@ -348,16 +345,21 @@ type Checked = Result<Vec<Change>, resources::ResourceError>;
 struct Ahead<'a> {
     catalog: &'a Catalog,
     cx: &'a Context,
-    /// Per run position: FREE, TAKEN (someone is checking it) or DONE.
+    /// Per run position: FREE, TAKEN (someone is checking it), IN_SYNC
+    /// (checked: no change) or DONE (checked: the answer is in `results`).
     state: Vec<AtomicU8>,
-    results: Vec<Mutex<Option<Checked>>>,
+    /// The answers other than "in sync" (few in a run that changes nothing).
+    results: Mutex<HashMap<usize, Checked>>,
     /// Set when the run may have changed the tree, or has ended.
     over: AtomicBool,
+    /// Helper threads to start.
+    helpers: usize,
 }
 
 const FREE: u8 = 0;
 const TAKEN: u8 = 1;
-const DONE: u8 = 2;
+const IN_SYNC: u8 = 2;
+const DONE: u8 = 3;
 
 /// Fewer resources to check ahead than this are not worth a thread.
 const AHEAD_MIN: usize = 64;
@@ -365,28 +367,32 @@ const AHEAD_MAX_HELPERS: usize = 3;
 
 impl<'a> Ahead<'a> {
     fn new(catalog: &'a Catalog, cx: &'a Context) -> Self {
-        let n = catalog.order.len();
+        let pure = (0..catalog.entries.len())
+            .filter(|&i| stageable(catalog, i))
+            .count();
+        let helpers = if pure < AHEAD_MIN {
+            0
+        } else {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .saturating_sub(1)
+                .min(AHEAD_MAX_HELPERS)
+        };
         Ahead {
             catalog,
             cx,
-            state: (0..n).map(|_| AtomicU8::new(FREE)).collect(),
-            results: (0..n).map(|_| Mutex::new(None)).collect(),
-            over: AtomicBool::new(false),
+            // Nothing to record without helpers: `take` then always says no.
+            state: if helpers > 0 {
+                (0..catalog.order.len())
+                    .map(|_| AtomicU8::new(FREE))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            results: Mutex::new(HashMap::new()),
+            over: AtomicBool::new(helpers == 0),
+            helpers,
         }
-    }
-
-    /// How many helper threads are worth starting.
-    fn helpers(&self) -> usize {
-        let pure = (0..self.catalog.entries.len())
-            .filter(|&i| stageable(self.catalog, i))
-            .count();
-        if pure < AHEAD_MIN {
-            return 0;
-        }
-        std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .saturating_sub(1)
-            .min(AHEAD_MAX_HELPERS)
     }
 
     /// A helper: checks free `file`/`host` resources from the end of the
@@ -412,8 +418,14 @@ impl<'a> Ahead<'a> {
                         "check panicked on a helper thread".into(),
                     ))
                 });
-            *lock(&self.results[k]) = Some(checked);
-            self.state[k].store(DONE, Ordering::Release);
+            let done = match checked {
+                Ok(changes) if changes.is_empty() => IN_SYNC,
+                other => {
+                    lock(&self.results).insert(k, other);
+                    DONE
+                }
+            };
+            self.state[k].store(done, Ordering::Release);
         }
     }
 
@@ -431,10 +443,13 @@ impl<'a> Ahead<'a> {
             return None;
         }
         // A helper has it: a check takes microseconds.
-        while self.state[k].load(Ordering::Acquire) != DONE {
-            std::thread::yield_now();
+        loop {
+            match self.state[k].load(Ordering::Acquire) {
+                IN_SYNC => return Some(Ok(Vec::new())),
+                DONE => return lock(&self.results).remove(&k),
+                _ => std::thread::yield_now(),
+            }
         }
-        lock(&self.results[k]).take()
     }
 
     /// The run may have changed the tree: what was checked ahead is void.

@@ -9,39 +9,49 @@ use resources::{Location, Resource, ResourceId};
 
 /// A directed graph over `0..n` with a stable topological order: among the
 /// nodes that are ready, the one declared first goes first.
+/// Edges are kept as sorted lists of `u32`: most nodes have one or two,
+/// and a catalog of 100k resources should not cost a tree node each.
 #[derive(Debug, Clone, Default)]
 pub struct Graph {
     n: usize,
-    succ: Vec<BTreeSet<usize>>,
-    pred: Vec<BTreeSet<usize>>,
+    succ: Vec<Vec<u32>>,
+    pred: Vec<Vec<u32>>,
+}
+
+/// Inserts `x` into the sorted list `v` unless present.
+pub fn insert_sorted(v: &mut Vec<u32>, x: usize) {
+    let x = u32::try_from(x).expect("fewer than 2^32 resources");
+    if let Err(pos) = v.binary_search(&x) {
+        v.insert(pos, x);
+    }
 }
 
 impl Graph {
     pub fn new(n: usize) -> Self {
         Graph {
             n,
-            succ: vec![BTreeSet::new(); n],
-            pred: vec![BTreeSet::new(); n],
+            succ: vec![Vec::new(); n],
+            pred: vec![Vec::new(); n],
         }
     }
 
     /// `from` must run before `to`.
     pub fn add_edge(&mut self, from: usize, to: usize) {
         if from != to {
-            self.succ[from].insert(to);
-            self.pred[to].insert(from);
+            insert_sorted(&mut self.succ[from], to);
+            insert_sorted(&mut self.pred[to], from);
         }
     }
 
     pub fn predecessors(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
-        self.pred[i].iter().copied()
+        self.pred[i].iter().map(|&p| p as usize)
     }
 
     pub fn edges(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
         self.succ
             .iter()
             .enumerate()
-            .flat_map(|(i, s)| s.iter().map(move |&j| (i, j)))
+            .flat_map(|(i, s)| s.iter().map(move |&j| (i, j as usize)))
     }
 
     /// The order, or one cycle (as a list of nodes, first repeated at the end).
@@ -52,6 +62,7 @@ impl Graph {
         while let Some(i) = ready.pop_first() {
             order.push(i);
             for &j in &self.succ[i] {
+                let j = j as usize;
                 indegree[j] -= 1;
                 if indegree[j] == 0 {
                     ready.insert(j);
@@ -73,9 +84,10 @@ impl Graph {
         let mut seen = HashMap::from([(start, 0usize)]);
         let mut cur = start;
         loop {
-            let next = *self.pred[cur]
+            let next = self.pred[cur]
                 .iter()
-                .find(|&&p| indegree[p] > 0)
+                .map(|&p| p as usize)
+                .find(|&p| indegree[p] > 0)
                 .expect("cycle member");
             if let Some(&pos) = seen.get(&next) {
                 let mut cycle: Vec<usize> = path[pos..].to_vec();
@@ -91,7 +103,7 @@ impl Graph {
 }
 
 /// Metaparameters of a resource, references already resolved to ids.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Meta {
     pub require: Vec<ResourceId>,
     pub before: Vec<ResourceId>,
@@ -101,20 +113,52 @@ pub struct Meta {
     pub noop: bool,
 }
 
+/// No metaparameters: what most resources have.
+static NO_META: Meta = Meta {
+    require: Vec::new(),
+    before: Vec::new(),
+    notify: Vec::new(),
+    subscribe: Vec::new(),
+    tags: Vec::new(),
+    noop: false,
+};
+
 /// One resource of the catalog.
 pub struct Entry {
     pub id: ResourceId,
     pub resource: Box<dyn Resource>,
-    pub meta: Meta,
+    /// `None` when there are no metaparameters (no allocation).
+    meta: Option<Box<Meta>>,
     pub location: Location,
+}
+
+impl Entry {
+    pub fn new(
+        id: ResourceId,
+        resource: Box<dyn Resource>,
+        meta: Meta,
+        location: Location,
+    ) -> Self {
+        let meta = (meta != NO_META).then(|| Box::new(meta));
+        Entry {
+            id,
+            resource,
+            meta,
+            location,
+        }
+    }
+
+    pub fn meta(&self) -> &Meta {
+        self.meta.as_deref().unwrap_or(&NO_META)
+    }
 }
 
 /// Compiled, ordered resources.
 pub struct Catalog {
     pub entries: Vec<Entry>,
     pub graph: Graph,
-    /// `refresh[i]`: entries to refresh when entry `i` changes.
-    pub refresh: Vec<BTreeSet<usize>>,
+    /// `refresh[i]`: entries to refresh when entry `i` changes (sorted).
+    pub refresh: Vec<Vec<u32>>,
     pub order: Vec<usize>,
 }
 
@@ -154,7 +198,7 @@ impl Catalog {
             }
         }
         let mut graph = Graph::new(entries.len());
-        let mut refresh = vec![BTreeSet::new(); entries.len()];
+        let mut refresh = vec![Vec::new(); entries.len()];
         for (i, e) in entries.iter().enumerate() {
             let mut resolve = |r: &ResourceId, what: &str| -> Option<usize> {
                 let found = index.get(r).copied();
@@ -166,26 +210,27 @@ impl Catalog {
                 }
                 found
             };
-            for r in &e.meta.require {
+            let meta = e.meta();
+            for r in &meta.require {
                 if let Some(j) = resolve(r, "requires") {
                     graph.add_edge(j, i);
                 }
             }
-            for r in &e.meta.subscribe {
+            for r in &meta.subscribe {
                 if let Some(j) = resolve(r, "subscribes to") {
                     graph.add_edge(j, i);
-                    refresh[j].insert(i);
+                    insert_sorted(&mut refresh[j], i);
                 }
             }
-            for r in &e.meta.before {
+            for r in &meta.before {
                 if let Some(j) = resolve(r, "comes before") {
                     graph.add_edge(i, j);
                 }
             }
-            for r in &e.meta.notify {
+            for r in &meta.notify {
                 if let Some(j) = resolve(r, "notifies") {
                     graph.add_edge(i, j);
-                    refresh[i].insert(j);
+                    insert_sorted(&mut refresh[i], j);
                 }
             }
             for r in e.resource.autorequires() {
@@ -229,7 +274,7 @@ impl Catalog {
             let _ = writeln!(out, "  \"{}\";", escape_dot(&e.id.to_string()));
         }
         for (i, j) in self.graph.edges() {
-            let style = if self.refresh[i].contains(&j) {
+            let style = if self.refresh[i].binary_search(&(j as u32)).is_ok() {
                 " [style=dashed,label=\"refresh\"]"
             } else {
                 ""
@@ -267,7 +312,7 @@ mod tests {
         assert_eq!(members, BTreeSet::from([0, 2, 3]));
         // consecutive members are real edges
         for w in cycle.windows(2) {
-            assert!(g.succ[w[0]].contains(&w[1]), "{cycle:?}");
+            assert!(g.succ[w[0]].contains(&(w[1] as u32)), "{cycle:?}");
         }
     }
 }

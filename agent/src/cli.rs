@@ -336,6 +336,7 @@ pub fn apply_once(settings: &Settings, noop: bool, lock_wait: Duration) -> Resul
             noop,
             started_at,
             summary: &summary,
+            entries: &compiled.catalog.entries,
             resources: &outcomes,
         };
         settings

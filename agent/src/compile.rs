@@ -337,12 +337,7 @@ impl CompileCx<'_> {
                 "see the `{type_name}` row of the resource table in README.md"
             ))
         })?;
-        Ok(Entry {
-            id,
-            resource,
-            meta,
-            location: loc.clone(),
-        })
+        Ok(Entry::new(id, resource, meta, loc.clone()))
     }
 
     fn meta(&self, meta: &mut Meta, key: &str, v: Value) -> Result<(), String> {

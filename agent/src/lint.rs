@@ -42,12 +42,12 @@ mod tests {
             location: location.clone(),
         };
         let build = registry::lookup(type_name).expect("registered type");
-        Entry {
-            id: decl.id.clone(),
-            resource: build(&decl, &TypeEnv::default()).expect("valid declaration"),
-            meta: Meta::default(),
+        Entry::new(
+            decl.id.clone(),
+            build(&decl, &TypeEnv::default()).expect("valid declaration"),
+            Meta::default(),
             location,
-        }
+        )
     }
 
     fn catalog(entries: Vec<Entry>) -> Catalog {

@@ -10,6 +10,7 @@ use resources::redact;
 use serde::Serialize;
 
 use crate::apply::{Observer, Outcome, Status};
+use crate::catalog::Entry;
 
 /// Counts of one run.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -58,7 +59,6 @@ impl Summary {
 }
 
 /// The JSON report written to `<state>/last_run_report.json`.
-#[derive(Debug)]
 pub struct Report<'a> {
     pub node: &'a str,
     pub roles: &'a [String],
@@ -66,6 +66,8 @@ pub struct Report<'a> {
     /// Seconds since the epoch at the start of the run.
     pub started_at: u64,
     pub summary: &'a Summary,
+    /// The catalog's entries, which the outcomes point into.
+    pub entries: &'a [Entry],
     pub resources: &'a [Outcome],
 }
 
@@ -94,23 +96,23 @@ impl Report<'_> {
         write!(w, "{head},\"resources\":[")?;
         for (i, o) in self.resources.iter().enumerate() {
             w.write_all(if i == 0 { b"\n" } else { b",\n" })?;
-            serde_json::to_writer(&mut *w, &RedactedOutcome(o))?;
+            serde_json::to_writer(&mut *w, &RedactedOutcome(&self.entries[o.entry], o))?;
         }
         w.write_all(b"\n]}\n")
     }
 }
 
-/// An outcome serialized with its strings redacted.
-struct RedactedOutcome<'a>(&'a Outcome);
+/// An outcome (and its resource) serialized with its strings redacted.
+struct RedactedOutcome<'a>(&'a Entry, &'a Outcome);
 
 impl Serialize for RedactedOutcome<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let o = self.0;
+        let (e, o) = (self.0, self.1);
         let mut st = s.serialize_struct("Outcome", 8)?;
-        st.serialize_field("id", &redact::redact(&o.id))?;
-        st.serialize_field("file", &redact::redact(&o.file.to_string_lossy()))?;
-        st.serialize_field("line", &o.line)?;
+        st.serialize_field("id", &redact::redact(&e.id.to_string()))?;
+        st.serialize_field("file", &redact::redact(&e.location.file.to_string_lossy()))?;
+        st.serialize_field("line", &e.location.line)?;
         st.serialize_field("status", &o.status)?;
         let changes: Vec<Cow<'_, str>> = o.changes.iter().map(|c| redact::redact(c)).collect();
         st.serialize_field("changes", &changes)?;
@@ -140,7 +142,7 @@ pub struct Printer {
 }
 
 impl Observer for Printer {
-    fn resource_done(&mut self, o: &Outcome) {
+    fn resource_done(&mut self, e: &Entry, o: &Outcome) {
         let prefix = match o.status {
             Status::Noop => "Notice (noop)",
             Status::Failed => "Error",
@@ -153,7 +155,7 @@ impl Observer for Printer {
             } else {
                 c.clone()
             };
-            out(&format!("{prefix}: {}: {c}", o.id));
+            out(&format!("{prefix}: {}: {c}", e.id));
         }
         if self.show_diffs {
             for d in &o.diffs {
@@ -161,7 +163,7 @@ impl Observer for Printer {
             }
         }
         if let Some(m) = &o.message {
-            let line = format!("{prefix}: {}: {m}", o.id);
+            let line = format!("{prefix}: {}: {m}", e.id);
             if o.status == Status::Failed {
                 err(&line)
             } else {
@@ -231,12 +233,34 @@ mod tests {
 
     #[test]
     fn report_is_json_one_resource_per_line_and_redacts_before_escaping() {
+        use crate::catalog::Meta;
+        use resources::{registry, Decl, Location, ResourceId};
         let secret = r#"Qu"ote\Back-report-secret"#;
         redact::register(secret);
-        let outcome = |id: &str, message: Option<String>| Outcome {
-            id: id.into(),
-            file: std::path::Path::new("roles/r.yaml").into(),
-            line: 3,
+        let entry = |type_name: &str, title: &str, attrs: serde_json::Value| {
+            let decl = Decl {
+                id: ResourceId::new(type_name, title),
+                attrs: attrs.as_object().cloned().unwrap_or_default(),
+                sensitive: Default::default(),
+                location: Location {
+                    file: std::path::Path::new("roles/r.yaml").into(),
+                    line: 3,
+                },
+            };
+            let build = registry::lookup(type_name).expect("registered type");
+            Entry::new(
+                decl.id.clone(),
+                build(&decl, &Default::default()).expect("valid declaration"),
+                Meta::default(),
+                decl.location,
+            )
+        };
+        let entries = [
+            entry("exec", "a", serde_json::json!({"command": "true"})),
+            entry("file", "/b", serde_json::json!({"content": "x"})),
+        ];
+        let outcome = |entry: usize, message: Option<String>| Outcome {
+            entry,
             status: Status::Failed,
             changes: vec![format!("content changed to {secret}")],
             diffs: vec![],
@@ -245,8 +269,8 @@ mod tests {
             duration_ms: 1.5,
         };
         let outcomes = [
-            outcome("exec[a]", Some(format!("exit 1: {secret}"))),
-            outcome("file[/b]", None),
+            outcome(0, Some(format!("exit 1: {secret}"))),
+            outcome(1, None),
         ];
         let summary = Summary::of(&outcomes, 0.25);
         let roles = ["roles/r".to_string()];
@@ -256,6 +280,7 @@ mod tests {
             noop: false,
             started_at: 7,
             summary: &summary,
+            entries: &entries,
             resources: &outcomes,
         };
         let mut out = Vec::new();
@@ -266,6 +291,9 @@ mod tests {
         assert!(!text.contains("Back-report-secret"), "{text}");
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["summary"]["failed"], 2);
+        assert_eq!(v["resources"][0]["id"], "exec[a]");
+        assert_eq!(v["resources"][1]["file"], "roles/r.yaml");
+        assert_eq!(v["resources"][1]["line"], 3);
         assert_eq!(v["resources"][0]["message"], "exit 1: [redacted]");
         assert!(v["resources"][1].get("message").is_none());
         assert_eq!(text.lines().count(), 4, "head, one line per resource, end");
