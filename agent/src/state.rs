@@ -2,7 +2,7 @@
 //! the backup store live. Created 0700: it may hold secrets' neighbours.
 
 use std::fs;
-use std::io::{Read, Seek, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -51,10 +51,15 @@ impl StateDir {
             .with_context(|| format!("opening lock {}", path.display()))?;
         loop {
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(mut lock) => {
-                    lock.set_len(0)?;
-                    lock.rewind()?;
-                    writeln!(lock, "{}", std::process::id())?;
+                Ok(lock) => {
+                    // The holder's pid, padded to a fixed width and written
+                    // in place: no truncation (a metadata update) per run.
+                    use std::os::unix::fs::FileExt;
+                    let pid = format!("{:<10}\n", std::process::id());
+                    if lock.metadata()?.len() != pid.len() as u64 {
+                        lock.set_len(0)?;
+                    }
+                    lock.write_all_at(pid.as_bytes(), 0)?;
                     return Ok(RunLock { _lock: lock });
                 }
                 Err((f, errno)) if errno == nix::errno::Errno::EWOULDBLOCK => {

@@ -10,14 +10,13 @@ mod os;
 mod virt;
 
 use std::collections::BTreeMap;
-use std::fs;
 
 use serde_json::{json, Map, Value};
 
 /// Reads a file that may well be missing (containers, non-root): absence
 /// just means the facts derived from it are absent.
 fn read(path: &str) -> Option<String> {
-    fs::read_to_string(path).ok()
+    String::from_utf8(super::read_small(std::path::Path::new(path)).ok()?).ok()
 }
 
 /// Every core fact.

@@ -50,6 +50,25 @@ impl Default for FactOptions {
     }
 }
 
+/// The bytes of a small file (`/proc`, `/sys`, `/etc`), read with plain
+/// `read` calls: `fs::read` first stats the file to size its buffer, a
+/// syscall that costs more than the read itself for these files (and
+/// `/proc` reports size 0 anyway).
+pub(crate) fn read_small(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match f.read(&mut chunk) {
+            Ok(0) => return Ok(out),
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Gathers every fact of this node as one JSON object.
 ///
 /// Never fails on a missing or unreadable source: a fact that cannot be

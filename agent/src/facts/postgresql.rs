@@ -41,7 +41,12 @@ pub struct Postmaster {
     pub datadir: PathBuf,
 }
 
-/// Postmasters visible in `/proc` (processes named postgres whose parent is not).
+/// Postmasters visible in `/proc`: processes running a `postgres` (or
+/// `postmaster`) binary with a data directory argument (the server's
+/// children rewrite theirs). The binary is told by one readlink of
+/// `exe`, so only PostgreSQL's processes cost a read of their command
+/// line; where `exe` may not be read (another user's process, without
+/// privileges) the command line tells.
 pub fn postmasters(proc_dir: &Path) -> Vec<Postmaster> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(proc_dir) else {
@@ -51,7 +56,20 @@ pub fn postmasters(proc_dir: &Path) -> Vec<Postmaster> {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+        let dir = e.path();
+        match std::fs::read_link(dir.join("exe")) {
+            Ok(exe) => {
+                let exe = exe.to_string_lossy();
+                let exe = exe.strip_suffix(" (deleted)").unwrap_or(&exe);
+                if !is_server_binary(exe) {
+                    continue;
+                }
+            }
+            // A kernel thread (no binary) or a process that just ended.
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(_) => {}
+        }
+        let Ok(cmdline) = super::read_small(&dir.join("cmdline")) else {
             continue;
         };
         let args: Vec<String> = cmdline
@@ -60,7 +78,7 @@ pub fn postmasters(proc_dir: &Path) -> Vec<Postmaster> {
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
         let Some(prog) = args.first() else { continue };
-        if !(prog.ends_with("/postgres") || prog == "postgres" || prog.ends_with("/postmaster")) {
+        if !is_server_binary(prog) {
             continue;
         }
         if let Some(datadir) = datadir_arg(&args) {
@@ -69,6 +87,12 @@ pub fn postmasters(proc_dir: &Path) -> Vec<Postmaster> {
     }
     out.sort_by_key(|p| p.pid);
     out
+}
+
+/// `postgres` or `postmaster`, by path or bare name.
+fn is_server_binary(prog: &str) -> bool {
+    let name = prog.rsplit('/').next().unwrap_or(prog);
+    name == "postgres" || name == "postmaster"
 }
 
 /// `-D DIR`, `-DDIR` or `--data-directory=DIR`... as postgres reads them.
