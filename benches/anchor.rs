@@ -219,17 +219,17 @@ fn scale_mode(tmp: &Path, sizes: &[usize]) {
     }
     println!("scale: the anchor workload with N plain files in N/100 dirs; first run once, no-op median of {runs}");
     println!(
-        "{:>8} {:>10} {:>12} {:>12} {:>12} {:>13} {:>10} {:>14}",
+        "{:>8} {:>10} {:>12} {:>12} {:>12} {:>12} {:>22} {:>26}",
         "files",
         "resources",
         "first run",
         "no-op",
         "no-op CPU",
         "no-op/res",
-        "peak RSS",
-        "RSS growth/res"
+        "peak RSS first/no-op",
+        "RSS growth/res first/no-op"
     );
-    let mut base: Option<(f64, i64, usize)> = None;
+    let mut base: Option<(f64, i64, i64, usize)> = None;
     for n in sizes {
         let site = scaled_site(&tmp.join(format!("n{n}")), n);
         let resources = n + n.div_ceil(100) + 98;
@@ -237,33 +237,34 @@ fn scale_mode(tmp: &Path, sizes: &[usize]) {
         let first = measure(1, || site.wipe(), &apply, 2);
         let noop = measure(runs, || {}, &apply, 0);
         let noop_s = noop.median().as_secs_f64();
-        let rss = first.peak_rss_kib.max(noop.peak_rss_kib);
+        let (rss_first, rss_noop) = (first.peak_rss_kib, noop.peak_rss_kib);
         let growth = match base {
-            Some((_, base_rss, base_res)) if resources > base_res => format!(
-                "{:.2} KiB",
-                (rss - base_rss) as f64 / (resources - base_res) as f64
-            ),
+            Some((_, f0, n0, res0)) if resources > res0 => {
+                let per = |rss: i64, rss0: i64| (rss - rss0) as f64 / (resources - res0) as f64;
+                format!("{:.2} / {:.2} KiB", per(rss_first, f0), per(rss_noop, n0))
+            }
             _ => "-".into(),
         };
         println!(
-            "{:>8} {:>10} {:>10.3} s {:>9.1} ms {:>9.1} ms {:>10.1} us {:>6.1} MiB {:>14}",
+            "{:>8} {:>10} {:>10.3} s {:>9.1} ms {:>9.1} ms {:>9.1} us {:>9.1} / {:>5.1} MiB {:>26}",
             n,
             resources,
             first.median().as_secs_f64(),
             noop_s * 1e3,
             noop.median_cpu().as_secs_f64() * 1e3,
             noop_s * 1e6 / resources as f64,
-            rss as f64 / 1024.0,
+            rss_first as f64 / 1024.0,
+            rss_noop as f64 / 1024.0,
             growth
         );
-        if let Some((base_s, _, _)) = base {
+        if let Some((base_s, _, _, _)) = base {
             println!(
                 "{:>8} no-op is {:.1}x the 1k no-op (target for 100k: <= 120x); RSS growth target <= 1 KiB/resource",
                 "",
                 noop_s / base_s
             );
         } else {
-            base = Some((noop_s, rss, resources));
+            base = Some((noop_s, rss_first, rss_noop, resources));
         }
         site.wipe();
     }

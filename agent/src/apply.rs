@@ -117,7 +117,8 @@ fn run(
     let mut status: Vec<Option<Status>> = vec![None; n];
     // Per resource: who asked for a refresh, and whether that source really
     // changed (true) or only would have in noop (false: a "would refresh").
-    let mut refresh_from: Vec<Vec<(String, bool)>> = vec![Vec::new(); n];
+    // (Sparse: few resources are ever notified.)
+    let mut refresh_from: HashMap<usize, Vec<(String, bool)>> = HashMap::new();
     let mut outcomes = Vec::with_capacity(n);
     // outcome index of each entry, for commit failures found later
     let mut pos = vec![usize::MAX; n];
@@ -170,23 +171,27 @@ fn run(
             if changed {
                 let real = out.status == Status::Changed;
                 for &t in &catalog.refresh[i] {
-                    refresh_from[t as usize].push((entry.id.to_string(), real));
+                    refresh_from
+                        .entry(t as usize)
+                        .or_default()
+                        .push((entry.id.to_string(), real));
                 }
             }
-            let sources = refresh_from[i]
+            let from = refresh_from.remove(&i).unwrap_or_default();
+            let sources = from
                 .iter()
                 .map(|(s, _)| s.as_str())
                 .collect::<Vec<_>>()
                 .join(", ");
             // Only a source that really changed triggers a real refresh.
-            let real_refresh = refresh_from[i].iter().any(|(_, real)| *real);
+            let real_refresh = from.iter().any(|(_, real)| *real);
             let just_applied =
                 out.status == Status::Changed && entry.resource.apply_implies_refresh();
-            if just_applied && !refresh_from[i].is_empty() {
+            if just_applied && !from.is_empty() {
                 out.message = Some(format!(
                     "refresh by {sources} not needed: changed in this run"
                 ));
-            } else if !refresh_from[i].is_empty() && out.status != Status::Failed {
+            } else if !from.is_empty() && out.status != Status::Failed {
                 if noop || !real_refresh {
                     out.message = Some(format!("would refresh (triggered by {sources})"));
                     if out.status == Status::Unchanged {
@@ -231,6 +236,9 @@ fn run(
         out.duration_ms = duration_ms(started.elapsed());
         status[i] = Some(out.status);
         observer.resource_done(entry, &out);
+        // Diffs are for the eyes, as the run goes: a first run of 100k files
+        // would otherwise hold every file's content a second time.
+        out.diffs = Vec::new();
         pos[i] = outcomes.len();
         outcomes.push(out);
     }

@@ -333,8 +333,9 @@ pub fn clean_stale_temps(dir: &Path) {
 
 /// A staged write: `tmp` holds the new content of `target`.
 struct Pending {
+    /// Its temp is `temp_path(target)` (not kept: a first run stages
+    /// thousands).
     target: PathBuf,
-    tmp: PathBuf,
     /// Resources (engine indices) whose changes it carries.
     owners: Vec<usize>,
 }
@@ -398,7 +399,7 @@ pub fn batch_touches(path: &Path) -> bool {
 
 /// Where the current content of `path` is: its staged temp, else `path`.
 pub fn current_path(path: &Path) -> PathBuf {
-    with_batch(|b| b.index.get(path).map(|&i| b.pending[i].tmp.clone()))
+    with_batch(|b| b.index.get(path).map(|&i| temp_path(&b.pending[i].target)))
         .flatten()
         .unwrap_or_else(|| path.to_path_buf())
 }
@@ -436,7 +437,6 @@ fn stage(path: &Path, content: &[u8], mode: u32) -> Result<(), ResourceError> {
                 b.index.insert(path.to_path_buf(), b.pending.len());
                 b.pending.push(Pending {
                     target: path.to_path_buf(),
-                    tmp,
                     owners: vec![owner],
                 });
                 let mut dir = path.parent();
@@ -475,10 +475,10 @@ pub fn batch_commit() -> Vec<(Vec<usize>, ResourceError)> {
     let mut failed = Vec::new();
     // 1. Data on disk before any rename.
     let mut bad_devs: HashMap<u64, io::Error> = HashMap::new();
-    let dev_of = |p: &Pending| fs::metadata(&p.tmp).map(|m| m.dev());
+    let dev_of = |p: &Pending| fs::metadata(temp_path(&p.target)).map(|m| m.dev());
     if pending.len() <= FSYNC_EACH_MAX {
         for p in &pending {
-            if let Err(e) = fs::File::open(&p.tmp).and_then(|f| f.sync_all()) {
+            if let Err(e) = fs::File::open(temp_path(&p.target)).and_then(|f| f.sync_all()) {
                 let dev = dev_of(p).unwrap_or(u64::MAX);
                 bad_devs.insert(dev, e);
             }
@@ -488,7 +488,7 @@ pub fn batch_commit() -> Vec<(Vec<usize>, ResourceError)> {
         for p in &pending {
             let Ok(dev) = dev_of(p) else { continue };
             if seen.insert(dev) {
-                if let Err(e) = syncfs(&p.tmp) {
+                if let Err(e) = syncfs(&temp_path(&p.target)) {
                     bad_devs.insert(dev, e);
                 }
             }
@@ -502,7 +502,7 @@ pub fn batch_commit() -> Vec<(Vec<usize>, ResourceError)> {
             Err(e) => Err(e),
             Ok(dev) => match bad_devs.get(&dev) {
                 Some(e) => Err(io::Error::new(e.kind(), format!("sync failed: {e}"))),
-                None => fs::rename(&p.tmp, &p.target),
+                None => fs::rename(temp_path(&p.target), &p.target),
             },
         };
         match result {
@@ -515,7 +515,7 @@ pub fn batch_commit() -> Vec<(Vec<usize>, ResourceError)> {
                 owners.extend(p.owners);
             }
             Err(e) => {
-                let _ = fs::remove_file(&p.tmp);
+                let _ = fs::remove_file(temp_path(&p.target));
                 failed.push((p.owners, ResourceError::io(&p.target, e)));
             }
         }
