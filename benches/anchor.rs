@@ -415,6 +415,9 @@ fn run(args: &[String]) -> RunResult {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .env_remove("AGENT_LOG")
+        // cargo bench points the loader at its own library dirs, which a
+        // user's run does not search (a millisecond of failed opens).
+        .env_remove("LD_LIBRARY_PATH")
         .spawn()
         .expect("agent starts");
     let mut status = 0;
