@@ -110,8 +110,8 @@ impl Serialize for RedactedOutcome<'_> {
         use serde::ser::SerializeStruct;
         let (e, o) = (self.0, self.1);
         let mut st = s.serialize_struct("Outcome", 8)?;
-        st.serialize_field("id", &redact::redact(&e.id.to_string()))?;
-        st.serialize_field("file", &redact::redact(&e.location.file.to_string_lossy()))?;
+        st.serialize_field("id", &RedactedText(&e.id))?;
+        st.serialize_field("file", &RedactedText(e.location.file.display()))?;
         st.serialize_field("line", &e.location.line)?;
         st.serialize_field("status", &o.status)?;
         let changes: Vec<Cow<'_, str>> = o.changes.iter().map(|c| redact::redact(c)).collect();
@@ -123,6 +123,20 @@ impl Serialize for RedactedOutcome<'_> {
         st.serialize_field("refreshed", &o.refreshed)?;
         st.serialize_field("duration_ms", &o.duration_ms)?;
         st.end()
+    }
+}
+
+/// Text serialized redacted; written straight into the JSON, without a
+/// `String` of its own, while no secret is registered.
+struct RedactedText<T>(T);
+
+impl<T: std::fmt::Display> Serialize for RedactedText<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if redact::none_registered() {
+            s.collect_str(&self.0)
+        } else {
+            s.serialize_str(&redact::redact(&self.0.to_string()))
+        }
     }
 }
 

@@ -26,6 +26,12 @@ pub fn register(secret: &str) {
     }
 }
 
+/// True when no secret is registered (printing paths may then skip the
+/// redactor).
+pub fn none_registered() -> bool {
+    SECRETS.read().unwrap_or_else(|e| e.into_inner()).is_empty()
+}
+
 /// True when `text` holds any registered secret.
 pub fn contains_secret(text: &str) -> bool {
     let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
