@@ -13,9 +13,12 @@
 //! directories of 100) instead, beside the 1k baseline: first-run and no-op
 //! time, time and RSS per resource, against the scaling targets.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{env_num, measure, Figures};
 
 fn main() {
     let runs: usize = env_num("RUNS", 10);
@@ -30,13 +33,6 @@ fn main() {
         Some(sizes) => scale_mode(dir.path(), &sizes),
         None => anchor_mode(dir.path(), runs),
     }
-}
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
 }
 
 /// `SCALE=...` or `--scale ...` (cargo bench passes `--bench` too: ignored).
@@ -313,24 +309,6 @@ fn write_files(base: &Path, files: &[(&str, String)]) {
     }
 }
 
-struct Figures {
-    times: Vec<Duration>,
-    /// user + system CPU time of each run, sorted: steadier than wall time
-    /// on a busy machine.
-    cpu: Vec<Duration>,
-    peak_rss_kib: i64,
-}
-
-impl Figures {
-    fn median(&self) -> Duration {
-        self.times[self.times.len() / 2]
-    }
-
-    fn median_cpu(&self) -> Duration {
-        self.cpu[self.cpu.len() / 2]
-    }
-}
-
 /// What this disk needs to create the workload's tree with the least a
 /// program can do: 16 directories, then per file a temp file, its bytes,
 /// a rename; no fsync at all. Sorted times of `runs` runs, each on an
@@ -375,69 +353,6 @@ fn settle() {
     // SAFETY: sync(2) takes no arguments and cannot fail.
     unsafe { libc::sync() };
     std::thread::sleep(Duration::from_millis(500));
-}
-
-fn measure(runs: usize, mut before: impl FnMut(), args: &[String], expect: i32) -> Figures {
-    let mut times = Vec::with_capacity(runs);
-    let mut cpu = Vec::with_capacity(runs);
-    let mut peak = 0;
-    for _ in 0..runs.max(1) {
-        before();
-        let r = run(args);
-        assert_eq!(r.code, expect, "agent {args:?} exited {}", r.code);
-        times.push(r.wall);
-        cpu.push(r.cpu);
-        peak = peak.max(r.peak_rss_kib);
-    }
-    times.sort();
-    cpu.sort();
-    Figures {
-        times,
-        cpu,
-        peak_rss_kib: peak,
-    }
-}
-
-/// One finished agent process.
-struct RunResult {
-    wall: Duration,
-    cpu: Duration,
-    peak_rss_kib: i64,
-    code: i32,
-}
-
-/// Runs the agent once; CPU time and peak RSS come from wait4's rusage.
-#[allow(clippy::zombie_processes)] // reaped by wait4 below, which std cannot see
-fn run(args: &[String]) -> RunResult {
-    let started = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_agent"))
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .env_remove("AGENT_LOG")
-        // cargo bench points the loader at its own library dirs, which a
-        // user's run does not search (a millisecond of failed opens).
-        .env_remove("LD_LIBRARY_PATH")
-        .spawn()
-        .expect("agent starts");
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child; status and usage are valid out-pointers.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert!(pid > 0, "wait4 failed");
-    let elapsed = started.elapsed();
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    RunResult {
-        wall: elapsed,
-        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
-        peak_rss_kib: usage.ru_maxrss,
-        code,
-    }
 }
 
 /// `1.23 s` or `45.6 ms`.

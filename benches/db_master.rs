@@ -3,20 +3,19 @@
 //! that accepts TCP and never answers (the probe's 1 s timeout bounds it).
 //! Run with `cargo bench --bench db_master` (RUNS=N to change).
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use resources::pg::testing::{free_port, TestCluster, PASSWORD};
+use resources::pg::testing::{free_port, stop_now, TestCluster, PASSWORD};
 use resources::pg::{bin_cmd, DEFAULT_BINDIR};
 use resources::runner::Runner;
 use std::fs::Permissions;
 
 fn main() {
-    let runs: usize = std::env::var("RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
+    let runs = common::env_num("RUNS", 10);
     let dir = tempfile::tempdir().unwrap();
     let primary = TestCluster::primary(&dir.path().join("primary"), "127.0.0.1");
     let standby = Standby::start(dir.path(), &primary);
@@ -163,11 +162,6 @@ impl Standby {
 
 impl Drop for Standby {
     fn drop(&mut self) {
-        let d = self.datadir.display().to_string();
-        let _ = Runner::default().run(&bin_cmd(
-            Path::new(DEFAULT_BINDIR),
-            "pg_ctl",
-            &["-D", &d, "-m", "immediate", "-w", "stop"],
-        ));
+        stop_now(Path::new(DEFAULT_BINDIR), &self.datadir);
     }
 }

@@ -3,18 +3,18 @@
 //! facts`. Prints median / min / max over the runs and the peak RSS, beside
 //! the targets. Run with `cargo bench --bench engine` (RUNS=N to change).
 
+mod common;
+
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::{env_num, measure, Figures};
 
 const FILES: usize = 1000;
 
 fn main() {
-    let runs: usize = std::env::var("RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
+    let runs = env_num("RUNS", 10);
     let dir = tempfile::tempdir().unwrap();
     let site = dir.path().join("site");
     write_site(&site);
@@ -72,55 +72,9 @@ fn main() {
     row("agent facts", &facts, "<= 20 ms");
 }
 
-struct Figures {
-    times: Vec<Duration>,
-    peak_rss_kib: i64,
-}
-
-fn measure(runs: usize, mut before: impl FnMut(), args: &[String], expect: i32) -> Figures {
-    let mut times = Vec::with_capacity(runs);
-    let mut peak = 0;
-    for _ in 0..runs {
-        before();
-        let (t, rss, code) = run(args);
-        assert_eq!(code, expect, "agent {args:?} exited {code}");
-        times.push(t);
-        peak = peak.max(rss);
-    }
-    times.sort();
-    Figures {
-        times,
-        peak_rss_kib: peak,
-    }
-}
-
-/// Runs the agent once: wall time, peak RSS (KiB, from wait4's rusage), exit code.
-#[allow(clippy::zombie_processes)] // reaped by wait4 below, which std cannot see
-fn run(args: &[String]) -> (Duration, i64, i32) {
-    let started = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_agent"))
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("agent starts");
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child; status and usage are valid out-pointers.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert!(pid > 0, "wait4 failed");
-    let elapsed = started.elapsed();
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    (elapsed, usage.ru_maxrss, code)
-}
-
 fn row(name: &str, f: &Figures, target: &str) {
     let ms = |d: &Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
-    let median = &f.times[f.times.len() / 2];
+    let median = &f.median();
     println!(
         "{:<28} {:>9} {:>9} {:>9} {:>7.1} MB   {}",
         name,

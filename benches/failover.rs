@@ -4,16 +4,15 @@
 //! RUNS=N clusters are built and failed over (default 3; each takes ~15 s).
 //! Run with `cargo bench --bench failover`.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use agent::demo::{self, Cluster};
 
 fn main() {
-    let runs: usize = std::env::var("RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+    let runs = common::env_num("RUNS", 3);
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut rows = Vec::new();
     for i in 0..runs {

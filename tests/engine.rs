@@ -419,17 +419,7 @@ fn sensitive_values_never_reach_output_report_or_diff() {
 #[test]
 fn second_run_waits_for_the_lock_then_gives_up_clearly() {
     let sb = fixture("resources:\n  - exec: slow\n    command: \"sleep 2\"\n");
-    let mut slow = std::process::Command::new(env!("CARGO_BIN_EXE_agent"))
-        .args(["apply", "--root"])
-        .arg(sb.root())
-        .arg("--state-dir")
-        .arg(sb.state())
-        .arg("--manifests")
-        .arg(sb.site().join("manifests"))
-        .arg("--hiera-config")
-        .arg(sb.site().join("hiera/hiera.yaml"))
-        .spawn()
-        .unwrap();
+    let mut slow = sb.command(&["apply"]).spawn().unwrap();
     // Wait until the first run holds the lock (its pid is written in it).
     let lock = sb.state().join("agent.lock");
     for _ in 0..200 {

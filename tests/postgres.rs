@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{Run, Sandbox};
+use resources::pg::testing::stop_now;
 use resources::pg::{bin_cmd, Conn, DEFAULT_BINDIR};
 use resources::runner::Runner;
 
@@ -101,14 +102,7 @@ db_cluster::self: '{addr}:{port}'
 
 impl Drop for Node {
     fn drop(&mut self) {
-        if self.datadir().join("postmaster.pid").exists() {
-            let d = self.datadir().display().to_string();
-            let _ = Runner::default().run(&bin_cmd(
-                Path::new(DEFAULT_BINDIR),
-                "pg_ctl",
-                &["-D", &d, "-m", "immediate", "-w", "stop"],
-            ));
-        }
+        stop_now(Path::new(DEFAULT_BINDIR), &self.datadir());
     }
 }
 

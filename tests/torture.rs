@@ -16,7 +16,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Sandbox, HIERA_YAML};
@@ -278,24 +278,7 @@ fn temps(root: &Path) -> Vec<PathBuf> {
 }
 
 fn spawn(sb: &Sandbox) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_agent"))
-        .args([
-            "apply",
-            "--detailed-exitcodes",
-            "--lock-wait",
-            "0",
-            "--root",
-        ])
-        .arg(sb.root())
-        .arg("--state-dir")
-        .arg(sb.state())
-        .arg("--manifests")
-        .arg(sb.site().join("manifests"))
-        .arg("--hiera-config")
-        .arg(sb.site().join("hiera/hiera.yaml"))
-        .arg("--facts-dir")
-        .arg(sb.path().join("facts.d"))
-        .env_remove("AGENT_LOG")
+    sb.command(&["apply", "--detailed-exitcodes", "--lock-wait", "0"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

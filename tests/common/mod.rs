@@ -123,6 +123,17 @@ impl Sandbox {
 
     /// Runs `agent ARGS` with the sandbox's root, state, site and facts dir.
     pub fn agent(&self, args: &[&str]) -> Run {
+        let out = self.command(args).output().expect("agent runs");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// The agent with `args` and this sandbox's root, state, site and
+    /// facts (for tests that start it in the background).
+    pub fn command(&self, args: &[&str]) -> Command {
         let hiera = self.site().join("hiera/hiera.yaml");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_agent"));
         cmd.args(args)
@@ -141,12 +152,7 @@ impl Sandbox {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        let out = cmd.output().expect("agent runs");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        cmd
     }
 
     /// Every entry under the root: path → (mode, content or link target).

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::pg::testing::{free_port, TestCluster, PASSWORD};
+use crate::pg::testing::{free_port, stop_now, TestCluster, PASSWORD};
 use crate::pg::{bin_cmd, Conn, DEFAULT_BINDIR};
 use crate::runner::Runner;
 
@@ -64,12 +64,7 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let d = self.datadir.display().to_string();
-        let _ = Runner::default().run(&bin_cmd(
-            Path::new(DEFAULT_BINDIR),
-            "pg_ctl",
-            &["-D", &d, "-m", "immediate", "-w", "stop"],
-        ));
+        stop_now(Path::new(DEFAULT_BINDIR), &self.datadir);
     }
 }
 

@@ -168,14 +168,20 @@ impl TestCluster {
 
 impl Drop for TestCluster {
     fn drop(&mut self) {
-        if self.datadir.join("postmaster.pid").exists() {
-            let d = self.datadir.display().to_string();
-            let _ = self.runner.run(&bin_cmd(
-                &self.bindir,
-                "pg_ctl",
-                &["-D", &d, "-m", "immediate", "-w", "stop"],
-            ));
-        }
+        stop_now(&self.bindir, &self.datadir);
+    }
+}
+
+/// Stops the test server of `datadir` at once (`pg_ctl -m immediate`), if
+/// it runs: what every test cluster, standby and node does when dropped.
+pub fn stop_now(bindir: &Path, datadir: &Path) {
+    if datadir.join("postmaster.pid").exists() {
+        let d = datadir.display().to_string();
+        let _ = Runner::default().run(&bin_cmd(
+            bindir,
+            "pg_ctl",
+            &["-D", &d, "-m", "immediate", "-w", "stop"],
+        ));
     }
 }
 
