@@ -19,7 +19,7 @@ pub struct Graph {
 }
 
 /// Inserts `x` into the sorted list `v` unless present.
-pub fn insert_sorted(v: &mut Vec<u32>, x: usize) {
+fn insert_sorted(v: &mut Vec<u32>, x: usize) {
     let x = u32::try_from(x).expect("fewer than 2^32 resources");
     if let Err(pos) = v.binary_search(&x) {
         v.insert(pos, x);
