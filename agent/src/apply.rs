@@ -163,9 +163,14 @@ fn run(
             let checked = ahead.take(k);
             let changed = converge(entry.resource.as_ref(), cx, noop, checked, &mut out);
             fsutil::batch_stage(None);
-            // Only `file` and `host` checks are known not to touch the tree.
-            if !matches!(out.status, Status::Unchanged | Status::Noop) || !stageable(catalog, i) {
-                cx.forget_paths();
+            // Only `file` and `host` checks are known not to touch the tree;
+            // what they apply voids the checks done ahead, and what they
+            // learnt of directories too unless they cannot replace one.
+            let stageable = stageable(catalog, i);
+            if !matches!(out.status, Status::Unchanged | Status::Noop) || !stageable {
+                if !stageable || !entry.resource.keeps_dirs() {
+                    cx.forget_paths();
+                }
                 ahead.touched();
             }
             if changed {

@@ -326,7 +326,7 @@ pub fn apply_once(settings: &Settings, noop: bool, lock_wait: Duration) -> Resul
         &compiled.catalog,
         &cx,
         apply::Options { noop },
-        &mut Printer { show_diffs: true },
+        &mut Printer::new(true),
     );
     let summary = Summary::of(&outcomes, started.elapsed().as_secs_f64());
     if !noop {

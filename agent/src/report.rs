@@ -150,9 +150,32 @@ fn err(line: &str) {
     let _ = writeln!(stderr, "{}", redact::redact(line));
 }
 
-/// Prints notices as resources finish (changes, diffs, failures, skips).
+/// Prints notices as resources finish (changes, diffs, failures, skips):
+/// the lines of one resource in one write.
 pub struct Printer {
     pub show_diffs: bool,
+    lines: String,
+}
+
+impl Printer {
+    pub fn new(show_diffs: bool) -> Self {
+        Printer {
+            show_diffs,
+            lines: String::new(),
+        }
+    }
+
+    fn line(&mut self, line: &str) {
+        self.lines.push_str(&redact::redact(line));
+        self.lines.push('\n');
+    }
+
+    fn flush(&mut self) {
+        if !self.lines.is_empty() {
+            let _ = std::io::stdout().lock().write_all(self.lines.as_bytes());
+            self.lines.clear();
+        }
+    }
 }
 
 impl Observer for Printer {
@@ -169,21 +192,23 @@ impl Observer for Printer {
             } else {
                 c.clone()
             };
-            out(&format!("{prefix}: {}: {c}", e.id));
+            self.line(&format!("{prefix}: {}: {c}", e.id));
         }
         if self.show_diffs {
             for d in &o.diffs {
-                out(d.trim_end_matches('\n'));
+                self.line(d.trim_end_matches('\n'));
             }
         }
         if let Some(m) = &o.message {
             let line = format!("{prefix}: {}: {m}", e.id);
             if o.status == Status::Failed {
+                self.flush();
                 err(&line)
             } else {
-                out(&line)
+                self.line(&line)
             }
         }
+        self.flush();
     }
 }
 

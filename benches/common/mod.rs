@@ -37,12 +37,30 @@ impl Figures {
 /// Runs the agent `runs` times with `args`, calling `before` ahead of each
 /// run, and checks each exit code.
 pub fn measure(runs: usize, mut before: impl FnMut(), args: &[String], expect: i32) -> Figures {
+    measure_each(
+        runs,
+        |_| {
+            before();
+            args.to_vec()
+        },
+        expect,
+    )
+}
+
+/// Runs the agent `runs` times, run `i` with the arguments `args_of(i)`
+/// returns (whatever it prepares is outside the timing), and checks each
+/// exit code.
+pub fn measure_each(
+    runs: usize,
+    mut args_of: impl FnMut(usize) -> Vec<String>,
+    expect: i32,
+) -> Figures {
     let mut times = Vec::with_capacity(runs);
     let mut cpu = Vec::with_capacity(runs);
     let mut peak = 0;
-    for _ in 0..runs.max(1) {
-        before();
-        let r = run(args);
+    for i in 0..runs.max(1) {
+        let args = args_of(i);
+        let r = run(&args);
         assert_eq!(r.code, expect, "agent {args:?} exited {}", r.code);
         times.push(r.wall);
         cpu.push(r.cpu);

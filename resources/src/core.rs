@@ -298,6 +298,13 @@ pub trait Resource: Send + Sync {
         vec![]
     }
 
+    /// True when `apply` can neither replace a directory nor make a
+    /// symlink: the directories the run found real stay real, so what
+    /// [`Context::path`] learnt about them still holds after a change.
+    fn keeps_dirs(&self) -> bool {
+        false
+    }
+
     /// Warnings about a declaration that is valid but risky (a world-readable
     /// secret, an exec that runs on every apply...), printed by
     /// `agent validate`. Static: computed from the declaration, no I/O.

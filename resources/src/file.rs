@@ -358,7 +358,11 @@ impl File {
         want: Kind,
     ) -> Result<(), ResourceError> {
         let parent = path.parent().unwrap_or(Path::new("/"));
-        if want != Kind::Missing && !parent.is_dir() {
+        fsutil::clean_stale_temps(parent);
+        let result = self.converge_into(cx, path, current, want);
+        // A missing parent is looked for only when something failed: a
+        // first run creates thousands of files in directories that exist.
+        if result.is_err() && want != Kind::Missing && !parent.is_dir() {
             let node_parent = Path::new(&self.node_path)
                 .parent()
                 .unwrap_or(Path::new("/"));
@@ -369,7 +373,17 @@ impl File {
                 node_parent.display()
             )));
         }
-        fsutil::clean_stale_temps(parent);
+        result
+    }
+
+    /// [`File::converge_kind`] once the parent directory is there.
+    fn converge_into(
+        &self,
+        cx: &Context,
+        path: &Path,
+        current: Kind,
+        want: Kind,
+    ) -> Result<(), ResourceError> {
         let io = |e| ResourceError::io(path, e);
         match want {
             Kind::File => {
@@ -509,11 +523,16 @@ impl Resource for File {
         };
         if current != want || content_differs {
             self.converge_kind(cx, &path, current, want)?;
+            // What converge_kind creates or writes has its wanted mode
+            // already; only ownership may be left to do.
+            if self.owner.is_none() && self.group.is_none() {
+                return Ok(());
+            }
         }
         // A staged write (see fsutil's batch) is still its temp file: the
         // ownership and mode go on that, and arrive with the rename.
         let path = fsutil::current_path(&path);
-        let Some(meta) = lstat(&path)? else {
+        let Some(mut meta) = lstat(&path)? else {
             return Ok(());
         };
         let io = |e| ResourceError::io(&path, e);
@@ -535,9 +554,10 @@ impl Resource for File {
         let gid = gid.filter(|g| *g != meta.gid());
         if uid.is_some() || gid.is_some() {
             std::os::unix::fs::lchown(&path, uid, gid).map_err(io)?;
+            // chown may have cleared setuid/setgid bits
+            meta = fs::symlink_metadata(&path).map_err(io)?;
         }
         if !meta.file_type().is_symlink() {
-            let meta = fs::symlink_metadata(&path).map_err(io)?;
             let have = meta.mode() & 0o7777;
             let Some(mode) = self.wanted_mode(have) else {
                 return Ok(());
@@ -565,6 +585,12 @@ impl Resource for File {
 
     fn paths(&self) -> Vec<String> {
         vec![self.node_path.clone()]
+    }
+
+    /// Without `force` no directory is replaced; only `ensure: link`
+    /// makes links.
+    fn keeps_dirs(&self) -> bool {
+        !self.force && self.ensure != Ensure::Link
     }
 
     fn lints(&self) -> Vec<String> {

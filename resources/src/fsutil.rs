@@ -249,11 +249,18 @@ fn write_with_mode(path: &Path, content: &[u8], mode: u32) -> io::Result<fs::Fil
     Ok(f)
 }
 
+/// The end of this process's temp file names: `.agent-tmp.<pid>` (made
+/// once: a first run names thousands).
+fn own_temp_suffix() -> &'static str {
+    static SUFFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SUFFIX.get_or_init(|| format!("{TEMP_MARK}.{}", std::process::id()))
+}
+
 /// Name of the temp file used to replace `path`.
 fn temp_path(path: &Path) -> PathBuf {
     let mut name = OsString::from(".");
     name.push(path.file_name().unwrap_or_default());
-    name.push(format!("{}.{}", TEMP_MARK, std::process::id()));
+    name.push(own_temp_suffix());
     path.with_file_name(name)
 }
 
@@ -321,11 +328,11 @@ pub fn clean_stale_temps(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
-    let own = format!("{TEMP_MARK}.{}", std::process::id());
+    let own = own_temp_suffix();
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with('.') && name.contains(TEMP_MARK) && !name.ends_with(&own) {
+        if name.starts_with('.') && name.contains(TEMP_MARK) && !name.ends_with(own) {
             let _ = fs::remove_file(entry.path());
         }
     }
@@ -336,6 +343,8 @@ struct Pending {
     /// Its temp is `temp_path(target)` (not kept: a first run stages
     /// thousands).
     target: PathBuf,
+    /// The filesystem of the temp (one `syncfs` each).
+    dev: u64,
     /// Resources (engine indices) whose changes it carries.
     owners: Vec<usize>,
 }
@@ -418,16 +427,19 @@ fn stage(path: &Path, content: &[u8], mode: u32) -> Result<(), ResourceError> {
         tmp.clone()
     };
     let result = (|| {
-        write_with_mode(&write_to, content, mode)?;
+        let dev = write_with_mode(&write_to, content, mode)?.metadata()?.dev();
         if again {
             fs::rename(&write_to, &tmp)?;
         }
-        Ok(())
+        Ok(dev)
     })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&write_to);
-        return Err(ResourceError::io(path, e));
-    }
+    let dev = match result {
+        Ok(dev) => dev,
+        Err(e) => {
+            let _ = fs::remove_file(&write_to);
+            return Err(ResourceError::io(path, e));
+        }
+    };
     with_batch(|b| {
         let owner = b.owner.expect("staging has an owner");
         b.owners.insert(owner);
@@ -437,6 +449,7 @@ fn stage(path: &Path, content: &[u8], mode: u32) -> Result<(), ResourceError> {
                 b.index.insert(path.to_path_buf(), b.pending.len());
                 b.pending.push(Pending {
                     target: path.to_path_buf(),
+                    dev,
                     owners: vec![owner],
                 });
                 let mut dir = path.parent();
@@ -475,21 +488,18 @@ pub fn batch_commit() -> Vec<(Vec<usize>, ResourceError)> {
     let mut failed = Vec::new();
     // 1. Data on disk before any rename.
     let mut bad_devs: HashMap<u64, io::Error> = HashMap::new();
-    let dev_of = |p: &Pending| fs::metadata(temp_path(&p.target)).map(|m| m.dev());
     if pending.len() <= FSYNC_EACH_MAX {
         for p in &pending {
             if let Err(e) = fs::File::open(temp_path(&p.target)).and_then(|f| f.sync_all()) {
-                let dev = dev_of(p).unwrap_or(u64::MAX);
-                bad_devs.insert(dev, e);
+                bad_devs.insert(p.dev, e);
             }
         }
     } else {
         let mut seen = HashSet::new();
         for p in &pending {
-            let Ok(dev) = dev_of(p) else { continue };
-            if seen.insert(dev) {
+            if seen.insert(p.dev) {
                 if let Err(e) = syncfs(&temp_path(&p.target)) {
-                    bad_devs.insert(dev, e);
+                    bad_devs.insert(p.dev, e);
                 }
             }
         }
@@ -498,12 +508,9 @@ pub fn batch_commit() -> Vec<(Vec<usize>, ResourceError)> {
     let mut dirs: Vec<PathBuf> = Vec::new();
     let mut dir_owners: HashMap<PathBuf, Vec<usize>> = HashMap::new();
     for p in pending {
-        let result = match dev_of(&p) {
-            Err(e) => Err(e),
-            Ok(dev) => match bad_devs.get(&dev) {
-                Some(e) => Err(io::Error::new(e.kind(), format!("sync failed: {e}"))),
-                None => fs::rename(temp_path(&p.target), &p.target),
-            },
+        let result = match bad_devs.get(&p.dev) {
+            Some(e) => Err(io::Error::new(e.kind(), format!("sync failed: {e}"))),
+            None => fs::rename(temp_path(&p.target), &p.target),
         };
         match result {
             Ok(()) => {

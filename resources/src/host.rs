@@ -291,6 +291,11 @@ impl Resource for Host {
     fn paths(&self) -> Vec<String> {
         vec![self.target.clone()]
     }
+
+    /// It rewrites one file in place (temp and rename).
+    fn keeps_dirs(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
