@@ -206,3 +206,30 @@ fn a_directory_turned_into_a_link_in_the_same_run_is_checked_again() {
     sb.root_file("etc/out/keep", "k\n");
     link_out_then_write_below(&sb, "    force: true\n");
 }
+
+#[test]
+fn a_managed_link_leading_out_is_replaced_never_followed() {
+    // A `file` never follows its own last component: the link at its path
+    // is replaced (the preflight confines only its parents), and the file
+    // it pointed at is untouched. A type that reads and writes through its
+    // target (host) is still refused before anything runs.
+    let sb = sandbox("  - file: /etc/motd\n    content: hello\n");
+    fs::remove_file(sb.root().join("etc/motd")).unwrap();
+    symlink(sb.path().join("outside/victim"), sb.root().join("etc/motd")).unwrap();
+    sb.agent(&["apply", "--detailed-exitcodes"]).code(2);
+    let motd = sb.root().join("etc/motd");
+    assert!(fs::symlink_metadata(&motd).unwrap().is_file());
+    assert_eq!(sb.read_root("etc/motd"), "hello");
+    assert_eq!(
+        fs::read_to_string(sb.path().join("outside/victim")).unwrap(),
+        "untouched\n"
+    );
+    let sb = sandbox("  - host: evil\n    ip: 10.0.0.1\n");
+    fs::remove_file(sb.root().join("etc/hosts")).unwrap();
+    symlink(
+        sb.path().join("outside/victim"),
+        sb.root().join("etc/hosts"),
+    )
+    .unwrap();
+    refused(&sb, false, &["outside the root", "host[evil]"]);
+}

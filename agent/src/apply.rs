@@ -73,8 +73,14 @@ pub fn preflight(catalog: &Catalog, cx: &Context) -> Result<(), Vec<String>> {
     let mut errors = Vec::new();
     // What it learns about directories stays in `cx` for the checks.
     for e in &catalog.entries {
+        let follows = e.resource.follows_paths();
         for p in e.resource.paths() {
-            if let Err(err) = cx.path(&p) {
+            let confined = if follows {
+                cx.path(&p)
+            } else {
+                cx.unfollowed_path(&p)
+            };
+            if let Err(err) = confined {
                 errors.push(format!("{}: {}: {err}", e.location, e.id));
             }
         }

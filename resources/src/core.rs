@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -137,7 +137,8 @@ pub struct Context {
     /// Directories under the root already found to be real directories
     /// (not symlinks) since the run last changed anything: see
     /// [`Context::forget_paths`].
-    dirs_seen: Mutex<HashSet<std::ffi::OsString>>,
+    /// (Read-mostly, by the run and its helpers at once.)
+    dirs_seen: RwLock<HashSet<std::ffi::OsString>>,
 }
 
 impl Context {
@@ -146,7 +147,7 @@ impl Context {
             root: root.into(),
             backup,
             runner: Runner::default(),
-            dirs_seen: Mutex::new(HashSet::new()),
+            dirs_seen: RwLock::new(HashSet::new()),
         }
     }
 
@@ -154,8 +155,18 @@ impl Context {
     /// refusing anything that would leave the root. A directory checked
     /// once is not looked at again until [`Context::forget_paths`].
     pub fn path(&self, node_path: &str) -> Result<PathBuf, ResourceError> {
-        let mut seen = self.dirs_seen.lock().unwrap_or_else(|e| e.into_inner());
-        crate::fsutil::confine_seen(&self.root, Path::new(node_path), &mut seen)
+        crate::fsutil::confine_seen(&self.root, Path::new(node_path), &self.dirs_seen)
+    }
+
+    /// [`Context::path`] for a path whose last component is never followed
+    /// (a `file` manages a link there rather than writing through it): only
+    /// its parents are confined, so it may be a link pointing anywhere.
+    pub fn unfollowed_path(&self, node_path: &str) -> Result<PathBuf, ResourceError> {
+        let p = Path::new(node_path);
+        match (p.parent(), p.file_name()) {
+            (Some(parent), Some(name)) => Ok(self.path(&parent.to_string_lossy())?.join(name)),
+            _ => self.path(node_path),
+        }
     }
 
     /// Forgets what [`Context::path`] learnt about directories: the engine
@@ -164,7 +175,7 @@ impl Context {
     /// a symlink in the run is checked again.
     pub fn forget_paths(&self) {
         self.dirs_seen
-            .lock()
+            .write()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
     }
@@ -303,6 +314,13 @@ pub trait Resource: Send + Sync {
     /// [`Context::path`] learnt about them still holds after a change.
     fn keeps_dirs(&self) -> bool {
         false
+    }
+
+    /// False when the type never follows the last component of its
+    /// [`Resource::paths`] (it manages whatever is there, a link included):
+    /// the preflight then confines only their parents.
+    fn follows_paths(&self) -> bool {
+        true
     }
 
     /// Warnings about a declaration that is valid but risky (a world-readable

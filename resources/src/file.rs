@@ -592,6 +592,11 @@ impl Resource for File {
         vec![self.node_path.clone()]
     }
 
+    /// See [`disk_path`].
+    fn follows_paths(&self) -> bool {
+        false
+    }
+
     /// Without `force` no directory is replaced; only `ensure: link`
     /// makes links.
     fn keeps_dirs(&self) -> bool {
@@ -612,11 +617,7 @@ impl Resource for File {
 /// confined (symlinks in them must stay inside the root); the last component
 /// is never followed by this type, so a managed link may point anywhere.
 pub(crate) fn disk_path(cx: &Context, node_path: &str) -> Result<PathBuf, ResourceError> {
-    let p = Path::new(node_path);
-    match (p.parent(), p.file_name()) {
-        (Some(parent), Some(name)) => Ok(cx.path(&parent.to_string_lossy())?.join(name)),
-        _ => cx.path(node_path),
-    }
+    cx.unfollowed_path(node_path)
 }
 
 fn lstat(path: &Path) -> Result<Option<Metadata>, ResourceError> {

@@ -23,6 +23,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::sync::RwLock;
 
 use similar::TextDiff;
 
@@ -46,7 +47,7 @@ pub fn confine(root: &Path, node_path: &Path) -> Result<PathBuf, ResourceError> 
 pub fn confine_seen(
     root: &Path,
     node_path: &Path,
-    seen: &mut HashSet<OsString>,
+    seen: &RwLock<HashSet<OsString>>,
 ) -> Result<PathBuf, ResourceError> {
     confine_with(root, node_path, Some(seen))
 }
@@ -54,7 +55,7 @@ pub fn confine_seen(
 fn confine_with(
     root: &Path,
     node_path: &Path,
-    mut seen: Option<&mut HashSet<OsString>>,
+    seen: Option<&RwLock<HashSet<OsString>>>,
 ) -> Result<PathBuf, ResourceError> {
     use std::os::unix::ffi::{OsStrExt, OsStringExt};
     let outside = || ResourceError::OutsideRoot {
@@ -90,7 +91,11 @@ fn confine_with(
     // Symlinked parents (or the target itself, for reads) must stay inside root.
     for end in ends {
         let probe = Path::new(std::ffi::OsStr::from_bytes(&joined[..end]));
-        if seen.as_ref().is_some_and(|s| s.contains(probe.as_os_str())) {
+        if seen.is_some_and(|s| {
+            s.read()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(probe.as_os_str())
+        }) {
             continue;
         }
         match fs::symlink_metadata(probe) {
@@ -106,8 +111,10 @@ fn confine_with(
                 }
             }
             Ok(meta) => {
-                if let Some(seen) = seen.as_mut().filter(|_| meta.is_dir()) {
-                    seen.insert(probe.as_os_str().to_owned());
+                if let Some(seen) = seen.filter(|_| meta.is_dir()) {
+                    seen.write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(probe.as_os_str().to_owned());
                 }
             }
             Err(_) => break, // nothing below exists yet
