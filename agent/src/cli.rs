@@ -484,19 +484,26 @@ fn cmd_validate(settings: &Settings) -> Result<u8> {
 
 /// tracing to stderr, through the redactor.
 fn init_logging(verbose: u8) {
+    use tracing_subscriber::filter::LevelFilter;
     use tracing_subscriber::EnvFilter;
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
-    let filter = EnvFilter::try_from_env("AGENT_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt()
         .with_writer(|| RedactingWriter(std::io::stderr()))
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    // AGENT_LOG directives need EnvFilter, whose parser compiles regexes
+    // (a third of a millisecond); a plain level does not.
+    let _ = match std::env::var("AGENT_LOG") {
+        Ok(directives) if !directives.is_empty() => fmt
+            .with_env_filter(EnvFilter::new(directives))
+            .try_init(),
+        _ => fmt
+            .with_max_level(match verbose {
+                0 => LevelFilter::WARN,
+                1 => LevelFilter::INFO,
+                2 => LevelFilter::DEBUG,
+                _ => LevelFilter::TRACE,
+            })
+            .try_init(),
+    };
 }
 
 /// A writer that redacts secrets from each log write.
