@@ -492,9 +492,9 @@ fn init_logging(verbose: u8) {
     // AGENT_LOG directives need EnvFilter, whose parser compiles regexes
     // (a third of a millisecond); a plain level does not.
     let _ = match std::env::var("AGENT_LOG") {
-        Ok(directives) if !directives.is_empty() => fmt
-            .with_env_filter(EnvFilter::new(directives))
-            .try_init(),
+        Ok(directives) if !directives.is_empty() => {
+            fmt.with_env_filter(EnvFilter::new(directives)).try_init()
+        }
         _ => fmt
             .with_max_level(match verbose {
                 0 => LevelFilter::WARN,
