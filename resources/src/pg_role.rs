@@ -292,8 +292,10 @@ fn scram_matches(stored: &str, password: &str) -> Option<bool> {
     let (stored_key, server_key) = keys.split_once(':')?;
     let (stored_key, server_key) = (b64_decode(stored_key)?, b64_decode(server_key)?);
     let mut client = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
+    // client-first is `n,,n=,r=<nonce>`; the random nonce may itself hold
+    // "r=" (it excludes only ','), so the split is at the first ",r=".
     let first = String::from_utf8(client.message().to_vec()).ok()?;
-    let client_nonce = first.rsplit_once("r=")?.1.to_string();
+    let client_nonce = first.split_once(",r=")?.1.to_string();
     let server_first = format!("r={client_nonce}agent,s={salt},i={iterations}");
     client.update(server_first.as_bytes()).ok()?;
     let client_final = String::from_utf8(client.message().to_vec()).ok()?;
