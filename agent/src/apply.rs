@@ -163,7 +163,8 @@ fn run(
             out.message = Some(format!("skipped because {} {why}", catalog.entries[p].id));
         } else {
             let noop = opts.noop || entry.meta().noop;
-            if stageable(catalog, i) {
+            let stageable = stageable(catalog, i);
+            if stageable {
                 fsutil::batch_stage(Some(i));
             }
             let checked = ahead.take(k);
@@ -172,7 +173,6 @@ fn run(
             // Only `file` and `host` checks are known not to touch the tree;
             // what they apply voids the checks done ahead, and what they
             // learnt of directories too unless they cannot replace one.
-            let stageable = stageable(catalog, i);
             if !matches!(out.status, Status::Unchanged | Status::Noop) || !stageable {
                 if !stageable || !entry.resource.keeps_dirs() {
                     cx.forget_paths();

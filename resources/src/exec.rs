@@ -175,7 +175,7 @@ impl Exec {
     fn guards_allow(&self, cx: &Context) -> Result<bool, ResourceError> {
         if let Some(creates) = &self.creates {
             // Not followed: a dangling link still counts as created.
-            let path: PathBuf = crate::file::disk_path(cx, creates)?;
+            let path: PathBuf = cx.unfollowed_path(creates)?;
             if std::fs::symlink_metadata(&path).is_ok() {
                 tracing::debug!(exec = %self.id, creates = %creates, "exists, not running");
                 return Ok(false);

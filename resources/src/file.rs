@@ -452,7 +452,7 @@ impl Resource for File {
     }
 
     fn check(&self, cx: &Context) -> Result<Vec<Change>, ResourceError> {
-        let path = disk_path(cx, &self.node_path)?;
+        let path = cx.unfollowed_path(&self.node_path)?;
         let meta = lstat(&path)?;
         let current = meta.as_ref().map_or(Kind::Missing, Kind::of);
         let want = self.want(current);
@@ -506,7 +506,7 @@ impl Resource for File {
         // whatever happened since check. Only a path check found missing is
         // taken at its word (a first run creates thousands): the write
         // replaces whatever may have appeared since, atomically.
-        let path = disk_path(cx, &self.node_path)?;
+        let path = cx.unfollowed_path(&self.node_path)?;
         let found_missing = changes
             .iter()
             .any(|c| c.property == "ensure" && c.from.is_none() && c.to.is_some());
@@ -592,7 +592,9 @@ impl Resource for File {
         vec![self.node_path.clone()]
     }
 
-    /// See [`disk_path`].
+    /// Only the parents of its path are confined (symlinks in them must
+    /// stay inside the root): the last component is never followed, so a
+    /// managed link may point anywhere.
     fn follows_paths(&self) -> bool {
         false
     }
@@ -611,13 +613,6 @@ impl Resource for File {
             _ => vec![],
         }
     }
-}
-
-/// The on-disk path of `node_path` under the root. Only the parents are
-/// confined (symlinks in them must stay inside the root); the last component
-/// is never followed by this type, so a managed link may point anywhere.
-pub(crate) fn disk_path(cx: &Context, node_path: &str) -> Result<PathBuf, ResourceError> {
-    cx.unfollowed_path(node_path)
 }
 
 fn lstat(path: &Path) -> Result<Option<Metadata>, ResourceError> {
