@@ -490,12 +490,14 @@ fn init_logging(verbose: u8) {
         .with_writer(|| RedactingWriter(std::io::stderr()))
         .with_target(false);
     // AGENT_LOG directives need EnvFilter, whose parser compiles regexes
-    // (a third of a millisecond); a plain level does not.
-    let _ = match std::env::var("AGENT_LOG") {
-        Ok(directives) if !directives.is_empty() => {
-            fmt.with_env_filter(EnvFilter::new(directives)).try_init()
-        }
-        _ => fmt
+    // (a third of a millisecond); without them a plain level does. As
+    // before, AGENT_LOG that does not parse falls back to the level.
+    let directives = std::env::var("AGENT_LOG")
+        .ok()
+        .and_then(|d| EnvFilter::try_new(d).ok());
+    let _ = match directives {
+        Some(filter) => fmt.with_env_filter(filter).try_init(),
+        None => fmt
             .with_max_level(match verbose {
                 0 => LevelFilter::WARN,
                 1 => LevelFilter::INFO,
