@@ -317,7 +317,7 @@ pub fn apply_once(settings: &Settings, noop: bool, lock_wait: Duration) -> Resul
         );
     }
     // noop writes nothing, not even the state dir.
-    let _lock = if noop {
+    let lock = if noop {
         None
     } else {
         Some(settings.state.lock(lock_wait)?)
@@ -329,7 +329,7 @@ pub fn apply_once(settings: &Settings, noop: bool, lock_wait: Duration) -> Resul
         &mut Printer::new(true),
     );
     let summary = Summary::of(&outcomes, started.elapsed().as_secs_f64());
-    if !noop {
+    if let Some(lock) = &lock {
         let report = Report {
             node: &node,
             roles: &compiled.roles,
@@ -341,7 +341,7 @@ pub fn apply_once(settings: &Settings, noop: bool, lock_wait: Duration) -> Resul
         };
         settings
             .state
-            .write_with("last_run_report.json", |w| report.write_json(w))?;
+            .replace_locked(lock, "last_run_report.json", |w| report.write_json(w))?;
         // Retention of the backup store, under the run lock; never in noop.
         let max_age = Duration::from_secs(resources::backup::DEFAULT_MAX_AGE_DAYS * 86_400);
         let keep = Some(resources::backup::DEFAULT_KEEP_PER_PATH);
