@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::compile::{self, CompileErrors};
 use crate::hiera::{Hiera, Merge};
@@ -177,6 +177,14 @@ impl Settings {
             .context("no --node given and no networking.hostname fact")
     }
 
+    /// [`Settings::node_name`] reading only the networking facts.
+    pub fn node_name_of(&self, facts: &facts::Facts) -> Result<String> {
+        match &self.node {
+            Some(n) => Ok(n.clone()),
+            None => self.node_name(&json!({ "networking": facts.get("networking") })),
+        }
+    }
+
     pub fn hiera(&self) -> Result<Arc<Hiera>> {
         Ok(Arc::new(Hiera::load(&self.hiera_config).with_context(
             || format!("loading {}", self.hiera_config.display()),
@@ -202,6 +210,20 @@ impl Settings {
     ) -> Result<Option<String>> {
         let scope = compile::scope(facts, node, &self.roles(node)?);
         crate::dbmaster::add_facts(facts, hiera, &scope, &self.state, persist)
+    }
+
+    /// [`Settings::add_cluster_facts`] for facts read on demand.
+    pub fn add_cluster_facts_to(
+        &self,
+        facts: &Arc<facts::Facts>,
+        node: &str,
+        hiera: &Hiera,
+        persist: bool,
+    ) -> Result<Option<String>> {
+        let scope = compile::NodeScope::new(facts.clone(), node, &self.roles(node)?);
+        let (cluster, error) = crate::dbmaster::cluster_facts(hiera, &scope, &self.state, persist)?;
+        facts.extend(cluster);
+        Ok(error)
     }
 
     pub fn root_path(&self) -> PathBuf {
@@ -267,10 +289,11 @@ fn run(cli: Cli) -> Result<u8> {
 
 /// facts → Hiera → compile; compile errors are printed and become exit 1.
 fn compile_node(settings: &Settings, persist: bool) -> Result<(compile::Compiled, String)> {
-    let mut facts = settings.facts()?;
-    let node = settings.node_name(&facts)?;
+    // Facts are collected as the node name, Hiera and the manifests ask.
+    let facts = Arc::new(facts::Facts::new(settings.fact_opts.clone()));
+    let node = settings.node_name_of(&facts)?;
     let hiera = settings.hiera()?;
-    if let Some(e) = settings.add_cluster_facts(&mut facts, &node, &hiera, persist)? {
+    if let Some(e) = settings.add_cluster_facts_to(&facts, &node, &hiera, persist)? {
         report::print_errors("db_master", &[e]);
     }
     let compiled = compile::compile(compile::Input {
@@ -364,20 +387,31 @@ fn cmd_apply(settings: &Settings, noop: bool, detailed: bool, lock_wait: Duratio
 }
 
 fn cmd_facts(settings: &Settings, names: &[String], json: bool, yaml: bool) -> Result<u8> {
-    let mut all = settings.facts()?;
+    // Named facts: only their sources are read (`agent facts os.family`
+    // does not look for postmasters).
+    let facts = Arc::new(facts::Facts::new(settings.fact_opts.clone()));
+    let mut demand = facts::Demand::none();
+    for n in names {
+        demand.add(n.split('.').next().unwrap_or(n));
+    }
+    if names.is_empty() {
+        demand = facts::Demand::All;
+    }
+    facts.demand(&demand);
     // The cluster facts cost a network probe: only when asked for (or all).
     if (names.is_empty() || names.iter().any(|n| n.starts_with("db_")))
         && settings.hiera_config.exists()
     {
-        let node = settings.node_name(&all)?;
+        let node = settings.node_name_of(&facts)?;
         let hiera = settings.hiera()?;
-        if let Some(e) = settings.add_cluster_facts(&mut all, &node, &hiera, true)? {
+        if let Some(e) = settings.add_cluster_facts_to(&facts, &node, &hiera, true)? {
             if names.iter().any(|n| n == "db_master") {
                 anyhow::bail!("db_master has no value: {e}");
             }
             report::print_errors("db_master", &[e]);
         }
     }
+    let all = facts.demand(&demand).1;
     let render = |v: &Value| -> String {
         if yaml {
             serde_yaml::to_string(v).unwrap_or_default()
@@ -431,9 +465,10 @@ fn cmd_lookup(
     merge: Option<&str>,
     show: bool,
 ) -> Result<u8> {
-    let facts = settings.facts()?;
-    let node = settings.node_name(&facts)?;
-    let scope = compile::scope(&facts, &node, &settings.roles(&node)?);
+    // Only the facts the hierarchy and the data interpolate are read.
+    let facts = Arc::new(facts::Facts::new(settings.fact_opts.clone()));
+    let node = settings.node_name_of(&facts)?;
+    let scope = compile::NodeScope::new(facts, &node, &settings.roles(&node)?);
     let hiera = settings.hiera()?;
     let merge = merge
         .map(|m| Merge::parse(m).map_err(|e| anyhow::anyhow!("bad --merge: {e}")))

@@ -17,7 +17,8 @@ use serde_json::{json, Map, Value};
 use serde_yaml::Value as Yaml;
 
 use crate::catalog::{Catalog, Entry, Meta};
-use crate::hiera::Hiera;
+use crate::facts::{Demand, Facts};
+use crate::hiera::{Hiera, Scope};
 use crate::manifest::{self, ManifestError, RawResource};
 use crate::render::{Lookups, Renderer, Vars};
 
@@ -49,7 +50,8 @@ impl From<ManifestError> for CompileErrors {
 pub struct Input<'a> {
     pub manifests_dir: &'a Path,
     pub node: &'a str,
-    pub facts: &'a Value,
+    /// Read as the manifests, templates and Hiera data ask.
+    pub facts: &'a Arc<Facts>,
     pub hiera: Arc<Hiera>,
 }
 
@@ -70,6 +72,77 @@ pub fn scope(facts: &Value, node: &str, roles: &[String]) -> Value {
     scope.insert("role".into(), json!(role_name(roles)));
     scope.insert("roles".into(), json!(roles));
     Value::Object(scope)
+}
+
+/// [`scope`] over facts collected when a variable names them: Hiera reads
+/// `%{facts.os.family}` as the `os` fact alone, and a hierarchy and data
+/// that name no fact read none.
+pub struct NodeScope {
+    /// `trusted`, `role`, `roles`: above every fact, as in [`scope`].
+    fixed: Map<String, Value>,
+    facts: Arc<Facts>,
+}
+
+impl NodeScope {
+    pub fn new(facts: Arc<Facts>, node: &str, roles: &[String]) -> NodeScope {
+        let fixed = Map::from_iter([
+            ("trusted".to_string(), json!({ "certname": node })),
+            ("role".to_string(), json!(role_name(roles))),
+            ("roles".to_string(), json!(roles)),
+        ]);
+        NodeScope { fixed, facts }
+    }
+}
+
+impl Scope for NodeScope {
+    fn var(&self, root: &str, next: Option<&str>) -> Option<Value> {
+        if let Some(v) = self.fixed.get(root) {
+            return Some(v.clone());
+        }
+        if root == "facts" {
+            return Some(match next {
+                // Only the member the path goes on to read.
+                Some(name) => Value::Object(
+                    self.facts
+                        .get(name)
+                        .map(|v| Map::from_iter([(name.to_string(), v)]))
+                        .unwrap_or_default(),
+                ),
+                None => (*self.facts.all()).clone(),
+            });
+        }
+        self.facts.get(root)
+    }
+}
+
+/// The facts rendering `raw` may read: those of each string in its title
+/// and attributes, and of its template (every fact when the template's
+/// name is itself rendered).
+fn resource_demand(raw: &RawResource, renderer: &mut Renderer) -> Demand {
+    fn strings(v: &Yaml, renderer: &mut Renderer, d: &mut Demand) {
+        match v {
+            Yaml::String(s) => d.merge(renderer.prepare_str(s)),
+            Yaml::Sequence(items) => items.iter().for_each(|x| strings(x, renderer, d)),
+            Yaml::Mapping(m) => m.iter().for_each(|(k, x)| {
+                strings(k, renderer, d);
+                strings(x, renderer, d);
+            }),
+            Yaml::Tagged(t) => strings(&t.value, renderer, d),
+            Yaml::Null | Yaml::Bool(_) | Yaml::Number(_) => {}
+        }
+    }
+    let mut d = Demand::none();
+    strings(&raw.title, renderer, &mut d);
+    for (key, value) in &raw.attrs {
+        strings(value, renderer, &mut d);
+        if key == "template" {
+            match value {
+                Yaml::String(rel) if !rel.contains("{{") => d.merge(renderer.prepare_template(rel)),
+                _ => d = Demand::All,
+            }
+        }
+    }
+    d
 }
 
 /// `roles/stash_server` → `stash_server`.
@@ -98,18 +171,28 @@ const META: &[&str] = &[
 /// Compiles the node's catalog.
 pub fn compile(input: Input<'_>) -> Result<Compiled, CompileErrors> {
     let loaded = manifest::load(input.manifests_dir, input.node)?;
-    let scope = Arc::new(scope(input.facts, input.node, &loaded.roles));
+    let scope = Arc::new(NodeScope::new(
+        input.facts.clone(),
+        input.node,
+        &loaded.roles,
+    ));
     let lookups = Arc::new(Lookups::new(input.hiera.clone(), scope.clone()));
     let mut renderer = Renderer::new(lookups.clone(), input.manifests_dir.join("templates"));
+    // Every string and template is parsed first, to learn which facts
+    // rendering may read: those are collected now, the rest never.
+    let mut demand = Demand::none();
+    for raw in &loaded.resources {
+        demand.merge(resource_demand(raw, &mut renderer));
+    }
+    let (_, facts) = input.facts.demand(&demand);
     // Built once: each resource only sets or removes `item` in it.
     let mut vars = Vars::from(json!({
-        "facts": input.facts,
+        "facts": *facts,
         "node": { "name": input.node, "roles": loaded.roles, "role": role_name(&loaded.roles) },
         "role": role_name(&loaded.roles),
     }));
-    let env = TypeEnv {
-        facts: input.facts.clone(),
-    };
+    // Types read facts (os.family for a provider) through the same source.
+    let env = TypeEnv::new(input.facts.clone());
     let mut errors = Vec::new();
     let mut entries = Vec::new();
     let cx = CompileCx {
@@ -145,7 +228,7 @@ struct CompileCx<'a> {
     /// so that a long list is not kept twice.
     lookups: &'a Lookups,
     hiera: &'a Hiera,
-    scope: &'a Value,
+    scope: &'a NodeScope,
     files_dir: PathBuf,
     env: &'a TypeEnv,
 }
@@ -527,6 +610,126 @@ mod tests {
         assert_eq!(parse_range("-2..-2"), Some((-2, -2)));
         for not in ["9..1", "1...3", "a..b", "1..", "..3", "1-3", "1..2..3"] {
             assert_eq!(parse_range(not), None, "{not}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod lazy_facts_tests {
+    use super::*;
+    use crate::facts::FactOptions;
+
+    /// A site of one role whose manifest is `manifest`, with a Hiera whose
+    /// hierarchy is `levels`.
+    fn site(dir: &Path, manifest: &str, levels: &str) -> (PathBuf, Arc<Hiera>) {
+        let m = dir.join("manifests");
+        std::fs::create_dir_all(m.join("roles")).unwrap();
+        std::fs::create_dir_all(m.join("templates")).unwrap();
+        std::fs::create_dir_all(dir.join("hiera/data")).unwrap();
+        std::fs::write(m.join("site.yaml"), "default: [roles/r]\n").unwrap();
+        std::fs::write(m.join("roles/r.yaml"), manifest).unwrap();
+        std::fs::write(
+            m.join("templates/t.hbs"),
+            "host={{facts.networking.hostname}}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("hiera/hiera.yaml"),
+            format!("version: 5\nhierarchy:\n{levels}"),
+        )
+        .unwrap();
+        std::fs::write(dir.join("hiera/data/common.yaml"), "greeting: hello\n").unwrap();
+        let hiera = Arc::new(Hiera::load(&dir.join("hiera/hiera.yaml")).unwrap());
+        (m, hiera)
+    }
+
+    fn facts(dir: &Path) -> Arc<Facts> {
+        std::fs::create_dir_all(dir.join("facts.d")).unwrap();
+        Arc::new(Facts::new(FactOptions {
+            facts_dir: dir.join("facts.d"),
+            ..FactOptions::default()
+        }))
+    }
+
+    fn collected(facts: &Facts) -> Vec<String> {
+        let (_, view) = facts.demand(&Demand::none());
+        view.as_object().unwrap().keys().cloned().collect()
+    }
+
+    /// The content the file resource `title` writes, applied under a root.
+    fn content(c: &Compiled, title: &str) -> String {
+        let root = tempfile::tempdir().unwrap();
+        let cx = resources::Context::new(
+            root.path().to_path_buf(),
+            resources::backup::BackupStore::new(&root.path().join(".state")),
+        );
+        let entry = c
+            .catalog
+            .entries
+            .iter()
+            .find(|e| e.id.title == title)
+            .unwrap();
+        let changes = entry.resource.check(&cx).unwrap();
+        entry.resource.apply(&cx, &changes).unwrap();
+        std::fs::read_to_string(root.path().join(title.trim_start_matches('/'))).unwrap()
+    }
+
+    #[test]
+    fn a_site_that_names_no_fact_reads_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let (m, hiera) = site(
+            dir.path(),
+            "resources:\n  - file: /a\n    content: \"{{lookup 'greeting'}} {{node.name}}\\n\"\n",
+            "  - name: common\n    path: common.yaml\n",
+        );
+        let facts = facts(dir.path());
+        let c = compile(Input {
+            manifests_dir: &m,
+            node: "n1",
+            facts: &facts,
+            hiera,
+        })
+        .unwrap();
+        assert_eq!(content(&c, "/a"), "hello n1\n");
+        assert_eq!(collected(&facts), Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_facts_named_by_hiera_manifests_and_templates_are_read_and_no_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let (m, hiera) = site(
+            dir.path(),
+            "resources:\n  - file: /a\n    content: \"{{facts.kernel}} {{lookup 'greeting'}}\\n\"\n  \
+             - file: /b\n    template: t.hbs\n",
+            "  - name: os\n    path: \"os/%{facts.os.family}.yaml\"\n  - name: common\n    path: common.yaml\n",
+        );
+        let facts = facts(dir.path());
+        let c = compile(Input {
+            manifests_dir: &m,
+            node: "n1",
+            facts: &facts,
+            hiera,
+        })
+        .unwrap();
+        let all = crate::facts::collect(&FactOptions {
+            facts_dir: dir.path().join("facts.d"),
+            ..FactOptions::default()
+        })
+        .unwrap();
+        assert_eq!(
+            content(&c, "/a"),
+            format!("{} hello\n", all["kernel"].as_str().unwrap())
+        );
+        assert_eq!(
+            content(&c, "/b"),
+            format!("host={}\n", all["networking"]["hostname"].as_str().unwrap())
+        );
+        let got = collected(&facts);
+        for name in ["kernel", "os", "networking"] {
+            assert!(got.iter().any(|n| n == name), "{name} in {got:?}");
+        }
+        for name in ["identity", "memory", "postgresql", "agent"] {
+            assert!(!got.iter().any(|n| n == name), "{name} not in {got:?}");
         }
     }
 }

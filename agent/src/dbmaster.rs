@@ -272,14 +272,29 @@ pub fn remember(state: &StateDir, value: &str) -> anyhow::Result<()> {
 pub fn add_facts(
     facts: &mut Value,
     hiera: &crate::hiera::Hiera,
-    scope: &Value,
+    scope: &dyn crate::hiera::Scope,
     state: &StateDir,
     persist: bool,
 ) -> anyhow::Result<Option<String>> {
+    let (found, error) = cluster_facts(hiera, scope, state, persist)?;
+    if let Some(map) = facts.as_object_mut() {
+        map.extend(found);
+    }
+    Ok(error)
+}
+
+/// [`add_facts`], returning the facts instead: none when Hiera has no
+/// `db_cluster::nodes`.
+pub fn cluster_facts(
+    hiera: &crate::hiera::Hiera,
+    scope: &dyn crate::hiera::Scope,
+    state: &StateDir,
+    persist: bool,
+) -> anyhow::Result<(serde_json::Map<String, Value>, Option<String>)> {
     use crate::hiera::HieraError;
     let nodes = match hiera.lookup("db_cluster::nodes", scope, None) {
         Ok(found) => found.value,
-        Err(HieraError::NotFound { .. }) => return Ok(None),
+        Err(HieraError::NotFound { .. }) => return Ok((Default::default(), None)),
         Err(e) => return Err(e.into()),
     };
     let targets: Vec<Target> = nodes
@@ -320,10 +335,7 @@ pub fn add_facts(
             tracing::debug!("cannot persist db_master: {e:#}");
         }
     }
-    if let Some(map) = facts.as_object_mut() {
-        map.extend(outcome.facts);
-    }
-    Ok(outcome.error)
+    Ok((outcome.facts, outcome.error))
 }
 
 #[cfg(test)]

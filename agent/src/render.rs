@@ -17,9 +17,9 @@ use handlebars::{
     Context, Handlebars, Helper, HelperDef, RenderContext, RenderError, RenderErrorReason,
     ScopedJson,
 };
-use serde_json::Value;
 
-use crate::hiera::{Found, Hiera, HieraError};
+use crate::facts::Demand;
+use crate::hiera::{Found, Hiera, HieraError, Scope};
 
 /// The variables of a render (`facts`, `node`, `role`, `item`...), kept as
 /// Handlebars' own context so rendering reads them without copying.
@@ -30,12 +30,12 @@ pub type Vars = Context;
 /// looks the same keys up each time).
 pub struct Lookups {
     hiera: Arc<Hiera>,
-    scope: Arc<Value>,
+    scope: Arc<dyn Scope + Send + Sync>,
     found: Mutex<HashMap<String, Found>>,
 }
 
 impl Lookups {
-    pub fn new(hiera: Arc<Hiera>, scope: Arc<Value>) -> Self {
+    pub fn new(hiera: Arc<Hiera>, scope: Arc<dyn Scope + Send + Sync>) -> Self {
         Lookups {
             hiera,
             scope,
@@ -49,7 +49,7 @@ impl Lookups {
         if let Some(found) = memo(&mut self.found.lock().unwrap_or_else(|e| e.into_inner())) {
             return Ok(found);
         }
-        let found = self.hiera.lookup(key, &self.scope, None)?;
+        let found = self.hiera.lookup(key, &*self.scope, None)?;
         self.found
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -96,8 +96,11 @@ impl HelperDef for LookupHelper {
 /// Renders strings and template files for one compile.
 pub struct Renderer {
     hb: Handlebars<'static>,
-    /// Template text → registered name.
-    strings: HashMap<String, String>,
+    /// Template text → registered name and the facts it may read.
+    strings: HashMap<String, (String, Demand)>,
+    /// Template file → the facts it may read (`None`: it does not parse;
+    /// rendering it reports why).
+    files: HashMap<String, Option<Demand>>,
     templates_dir: PathBuf,
     sensitive_seen: Arc<AtomicBool>,
 }
@@ -125,9 +128,65 @@ impl Renderer {
         Renderer {
             hb,
             strings: HashMap::new(),
+            files: HashMap::new(),
             templates_dir,
             sensitive_seen,
         }
+    }
+
+    /// Parses and keeps a manifest string (once per distinct text) and
+    /// tells which facts rendering it may read. A string that does not
+    /// parse reads none: rendering it reports the syntax error.
+    pub fn prepare_str(&mut self, text: &str) -> Demand {
+        if !text.contains("{{") {
+            return Demand::none();
+        }
+        match self.register_str(text) {
+            Ok(_) => self.strings[text].1.clone(),
+            Err(_) => Demand::none(),
+        }
+    }
+
+    fn register_str(&mut self, text: &str) -> Result<String, String> {
+        if let Some((name, _)) = self.strings.get(text) {
+            return Ok(name.clone());
+        }
+        let name = format!("string #{}", self.strings.len() + 1);
+        let template = handlebars::Template::compile(text)
+            .map_err(|e| format!("template syntax error: {}", describe_template_error(&e)))?;
+        let demand = fact_demand(&template);
+        self.hb.register_template(&name, template);
+        self.strings
+            .insert(text.to_string(), (name.clone(), demand));
+        Ok(name)
+    }
+
+    /// [`Renderer::prepare_str`] for a template file.
+    pub fn prepare_template(&mut self, rel: &str) -> Demand {
+        if let Some(d) = self.files.get(rel) {
+            return d.clone().unwrap_or_else(Demand::none);
+        }
+        let demand = self.register_template(rel).ok();
+        self.files.insert(rel.to_string(), demand.clone());
+        demand.unwrap_or_else(Demand::none)
+    }
+
+    fn register_template(&mut self, rel: &str) -> Result<Demand, String> {
+        let key = format!("template {rel}");
+        let path = confine_template(&self.templates_dir, rel)?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read template {}: {e}", path.display()))?;
+        let mut template = handlebars::Template::compile(&text).map_err(|e| {
+            format!(
+                "template syntax error in {}: {}",
+                path.display(),
+                describe_template_error(&e)
+            )
+        })?;
+        template.name = Some(key.clone());
+        let demand = fact_demand(&template);
+        self.hb.register_template(&key, template);
+        Ok(demand)
     }
 
     /// Renders a manifest string with `ctx` (facts, node, item...).
@@ -138,17 +197,7 @@ impl Renderer {
                 sensitive: false,
             });
         }
-        let name = match self.strings.get(text) {
-            Some(n) => n.clone(),
-            None => {
-                let name = format!("string #{}", self.strings.len() + 1);
-                self.hb.register_template_string(&name, text).map_err(|e| {
-                    format!("template syntax error: {}", describe_template_error(&e))
-                })?;
-                self.strings.insert(text.to_string(), name.clone());
-                name
-            }
-        };
+        let name = self.register_str(text)?;
         self.render_named(&name, ctx)
     }
 
@@ -156,16 +205,7 @@ impl Renderer {
     pub fn render_template(&mut self, rel: &str, ctx: &Vars) -> Result<Rendered, String> {
         let key = format!("template {rel}");
         if !self.hb.has_template(&key) {
-            let path = confine_template(&self.templates_dir, rel)?;
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("cannot read template {}: {e}", path.display()))?;
-            self.hb.register_template_string(&key, text).map_err(|e| {
-                format!(
-                    "template syntax error in {}: {}",
-                    path.display(),
-                    describe_template_error(&e)
-                )
-            })?;
+            self.register_template(rel)?;
         }
         self.render_named(&key, ctx)
             .map_err(|e| format!("{e} (in {})", self.templates_dir.join(rel).display()))
@@ -230,5 +270,189 @@ fn describe_render_error(e: &RenderError) -> String {
     match e.line_no {
         Some(l) if l > 1 => format!("{reason} at line {l} of the template"),
         _ => reason,
+    }
+}
+
+/// The facts a template may read: each `facts.NAME...` path gives NAME;
+/// anything that could reach the whole `facts` object (`facts` alone, or
+/// the root context itself: `this` or `.` outside any block that changes
+/// the context, `@root`, a climb with `..`) gives [`Demand::All`]. Over-
+/// asking is harmless (a fact read for nothing); under-asking would render
+/// a fact as missing, so every doubt asks for all.
+pub fn fact_demand(template: &handlebars::Template) -> Demand {
+    let mut demand = Demand::none();
+    walk_template(template, 0, &mut demand);
+    demand
+}
+
+fn walk_template(t: &handlebars::Template, depth: usize, d: &mut Demand) {
+    for e in &t.elements {
+        walk_element(e, depth, d);
+    }
+}
+
+fn walk_element(e: &handlebars::template::TemplateElement, depth: usize, d: &mut Demand) {
+    use handlebars::template::TemplateElement as E;
+    match e {
+        E::RawString(_) | E::Comment(_) => {}
+        E::Expression(h) | E::HtmlExpression(h) | E::HelperBlock(h) => walk_helper(h, depth, d),
+        // Decorators and partials are not used here (and the enum may
+        // grow): assume the worst.
+        _ => *d = Demand::All,
+    }
+}
+
+fn walk_helper(h: &handlebars::template::HelperTemplate, depth: usize, d: &mut Demand) {
+    use handlebars::template::Parameter;
+    walk_param(&h.name, depth, d);
+    for p in h.params.iter().chain(h.hash.values()) {
+        walk_param(p, depth, d);
+    }
+    // `if` and `unless` render their blocks in the same context; `each`,
+    // `with` (and any other block) in another one, where `this` is no
+    // longer the root.
+    let same_context = matches!(&h.name, Parameter::Name(n) if n == "if" || n == "unless");
+    if let Some(t) = &h.template {
+        walk_template(t, if same_context { depth } else { depth + 1 }, d);
+    }
+    if let Some(t) = &h.inverse {
+        walk_template(t, depth, d);
+    }
+}
+
+fn walk_param(p: &handlebars::template::Parameter, depth: usize, d: &mut Demand) {
+    use handlebars::template::Parameter;
+    match p {
+        Parameter::Name(raw) => path_demand(raw, depth, d),
+        Parameter::Path(handlebars::Path::Relative((_, raw)))
+        | Parameter::Path(handlebars::Path::Local((_, _, raw))) => path_demand(raw, depth, d),
+        Parameter::Literal(_) => {}
+        Parameter::Subexpression(s) => walk_element(&s.element, depth, d),
+        _ => *d = Demand::All,
+    }
+}
+
+/// The demand of one path as written (`facts.os.family`, `../facts.[os]`,
+/// `@root.facts`, `this`...).
+fn path_demand(raw: &str, depth: usize, d: &mut Demand) {
+    let sep = |c: char| c == '.' || c == '/';
+    let mut rest = raw.trim();
+    let mut at_root = depth == 0;
+    loop {
+        if let Some(r) = rest.strip_prefix("@root") {
+            rest = r.trim_start_matches(sep);
+            at_root = true;
+        } else if let Some(r) = rest.strip_prefix("..") {
+            rest = r.trim_start_matches(sep);
+            at_root = true;
+        } else if let Some(r) = rest
+            .strip_prefix("this")
+            .filter(|r| r.is_empty() || r.starts_with(sep))
+        {
+            rest = r.trim_start_matches(sep);
+        } else if let Some(r) = rest.strip_prefix("./") {
+            rest = r;
+        } else {
+            break;
+        }
+    }
+    if rest.is_empty() || rest == "." {
+        if at_root {
+            *d = Demand::All;
+        }
+        return;
+    }
+    let (first, after) = first_segment(rest);
+    if first != "facts" {
+        return;
+    }
+    match after.map(first_segment) {
+        Some((name, _)) if !name.is_empty() => d.add(name),
+        _ => *d = Demand::All,
+    }
+}
+
+/// `a.b.c` → (`a`, Some(`b.c`)); `[a b].c` → (`a b`, Some(`c`)).
+fn first_segment(path: &str) -> (&str, Option<&str>) {
+    let (seg, rest) = match path.strip_prefix('[') {
+        Some(inner) => match inner.find(']') {
+            Some(end) => (&inner[..end], &inner[end + 1..]),
+            None => (inner, ""),
+        },
+        None => match path.find(['.', '/']) {
+            Some(i) => (&path[..i], &path[i..]),
+            None => (path, ""),
+        },
+    };
+    let rest = rest.trim_start_matches(['.', '/']);
+    (seg, (!rest.is_empty()).then_some(rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn demand(text: &str) -> Demand {
+        fact_demand(&handlebars::Template::compile(text).expect("parses"))
+    }
+
+    fn names(list: &[&str]) -> Demand {
+        let mut d = Demand::none();
+        list.iter().for_each(|n| d.add(n));
+        d
+    }
+
+    #[test]
+    fn a_template_asks_for_the_facts_it_names() {
+        for (text, want) in [
+            ("{{facts.os.family}}", &["os"][..]),
+            ("{{facts.[os].family}} {{facts/kernel}}", &["os", "kernel"]),
+            (
+                "{{#if facts.db_master}}{{facts.db_master}}{{else}}x{{/if}}",
+                &["db_master"],
+            ),
+            (
+                "{{#if (eq facts.db_master (lookup 'k'))}}a{{/if}}",
+                &["db_master"],
+            ),
+            (
+                "{{#each facts.networking.interfaces}}{{@key}}={{this.ip}}{{/each}}",
+                &["networking"],
+            ),
+            (
+                "{{#each (lookup 'rules')}}{{this.type}} {{../facts.os.name}}{{/each}}",
+                &["os"],
+            ),
+            (
+                "{{#each (lookup 'rules')}}{{@root.facts.kernel}}{{/each}}",
+                &["kernel"],
+            ),
+            (
+                "{{#each (lookup 'rules')}}{{this}} {{this.a}} {{@index}}{{/each}}",
+                &[],
+            ),
+            ("{{lookup 'x'}} {{node.name}} {{item.key}} {{role}}", &[]),
+            ("plain {{! a comment about facts }} text", &[]),
+        ] {
+            assert_eq!(demand(text), names(want), "{text}");
+        }
+    }
+
+    #[test]
+    fn whatever_may_reach_the_whole_facts_object_asks_for_all() {
+        for text in [
+            "{{facts}}",
+            "{{#with facts}}{{os.family}}{{/with}}",
+            "{{#each facts}}{{@key}}{{/each}}",
+            "{{#each this}}{{@key}}{{/each}}",
+            "{{this}}",
+            "{{this.facts}}",
+            "{{#each (lookup 'x')}}{{@root}}{{/each}}",
+            "{{#each (lookup 'x')}}{{#each ../this}}{{/each}}{{/each}}",
+            "{{#each (lookup 'x')}}{{#each @root.facts}}{{/each}}{{/each}}",
+            "{{#if x}}{{this}}{{/if}}",
+        ] {
+            assert_eq!(demand(text), Demand::All, "{text}");
+        }
     }
 }

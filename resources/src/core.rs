@@ -105,19 +105,54 @@ impl Decl {
     }
 }
 
+/// Where a type reads the node's facts: the engine's facts, which may be
+/// collected only when first read.
+pub trait FactSource: Send + Sync {
+    /// The top-level fact `name` (`os`), if the node has it.
+    fn fact(&self, name: &str) -> Option<Value>;
+}
+
+impl FactSource for Value {
+    fn fact(&self, name: &str) -> Option<Value> {
+        self.get(name).cloned()
+    }
+}
+
 /// Facts a type may need to choose a provider or a default; filled by the
 /// engine from the node's facts.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone)]
 pub struct TypeEnv {
-    /// All facts of the node, as structured JSON.
-    pub facts: Value,
+    facts: std::sync::Arc<dyn FactSource>,
+}
+
+impl Default for TypeEnv {
+    fn default() -> Self {
+        TypeEnv::from_facts(Value::Object(Default::default()))
+    }
+}
+
+impl std::fmt::Debug for TypeEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TypeEnv").finish_non_exhaustive()
+    }
 }
 
 impl TypeEnv {
+    pub fn new(facts: std::sync::Arc<dyn FactSource>) -> Self {
+        TypeEnv { facts }
+    }
+
+    /// Facts given as one JSON object.
+    pub fn from_facts(facts: Value) -> Self {
+        TypeEnv::new(std::sync::Arc::new(facts))
+    }
+
     /// A fact by dotted name (`os.family`), as text.
     pub fn fact_str(&self, dotted: &str) -> Option<String> {
-        let mut v = &self.facts;
-        for part in dotted.split('.') {
+        let mut parts = dotted.split('.');
+        let top = self.facts.fact(parts.next()?)?;
+        let mut v = &top;
+        for part in parts {
             v = v.get(part)?;
         }
         match v {

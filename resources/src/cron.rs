@@ -529,9 +529,7 @@ mod tests {
     }
 
     fn debian() -> TypeEnv {
-        TypeEnv {
-            facts: json!({"os": {"family": "Debian"}}),
-        }
+        TypeEnv::from_facts(json!({"os": {"family": "Debian"}}))
     }
 
     fn sandbox() -> (tempfile::TempDir, Context) {
@@ -659,9 +657,7 @@ mod tests {
     #[test]
     fn redhat_spool_path_and_missing_dir_error() {
         let (_dir, cx) = sandbox();
-        let env = TypeEnv {
-            facts: json!({"os": {"family": "RedHat"}}),
-        };
+        let env = TypeEnv::from_facts(json!({"os": {"family": "RedHat"}}));
         let r = build(
             &decl("t", json!({"command": "true", "schedule": "@hourly"})),
             &env,

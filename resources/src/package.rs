@@ -308,9 +308,7 @@ mod tests {
     }
 
     fn env(family: &str) -> TypeEnv {
-        TypeEnv {
-            facts: json!({"os": {"family": family}}),
-        }
+        TypeEnv::from_facts(json!({"os": {"family": family}}))
     }
 
     #[test]

@@ -367,9 +367,7 @@ pub(crate) mod tests {
     }
 
     fn debian() -> TypeEnv {
-        TypeEnv {
-            facts: json!({"os": {"family": "Debian"}}),
-        }
+        TypeEnv::from_facts(json!({"os": {"family": "Debian"}}))
     }
 
     /// A `pg_backup` of `cluster` into `<base>/backups`, its script at

@@ -19,62 +19,111 @@ fn read(path: &str) -> Option<String> {
     String::from_utf8(super::read_small(std::path::Path::new(path)).ok()?).ok()
 }
 
-/// Every core fact.
-pub(super) fn collect() -> Map<String, Value> {
-    let mut facts = Map::new();
+/// The core facts, in parts that are collected separately (see
+/// [`super::Facts`]): each part reads its own sources, and the top-level
+/// names it may produce are listed in [`Part::names`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Part {
+    /// uname and /etc/os-release: `os`, `kernel*`.
+    System,
+    /// Interfaces and names (netlink, /sys, resolv.conf).
+    Networking,
+    /// /proc/cpuinfo, meminfo, uptime, the timezone, virtualization, PATH.
+    Hardware,
+    /// The user and group the agent runs as (NSS).
+    Identity,
+}
 
-    let uts = nix::sys::utsname::uname().ok();
-    let machine = uts
-        .as_ref()
-        .map(|u| u.machine().to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let os = os::facts(&machine);
-    facts.insert("operatingsystem".into(), os["name"].clone());
-    facts.insert("osfamily".into(), os["family"].clone());
-    facts.insert("os".into(), os);
-
-    if let Some(uts) = &uts {
-        let release = uts.release().to_string_lossy().into_owned();
-        facts.insert("kernel".into(), json!(uts.sysname().to_string_lossy()));
-        facts.insert("kernelversion".into(), json!(kernel_version(&release)));
-        facts.insert(
-            "kernelmajversion".into(),
-            json!(kernel_major_version(&release)),
-        );
-        facts.insert("kernelrelease".into(), json!(release));
-    }
-
-    let networking = networking::facts();
-    for (legacy, name) in [
-        ("hostname", "hostname"),
-        ("domain", "domain"),
-        ("fqdn", "fqdn"),
-        ("ipaddress", "ip"),
-    ] {
-        if let Some(value) = networking.get(name) {
-            facts.insert(legacy.into(), value.clone());
+impl Part {
+    /// Every top-level name the part may produce.
+    pub(super) fn names(self) -> &'static [&'static str] {
+        match self {
+            Part::System => &[
+                "os",
+                "operatingsystem",
+                "osfamily",
+                "kernel",
+                "kernelversion",
+                "kernelmajversion",
+                "kernelrelease",
+            ],
+            Part::Networking => &["networking", "hostname", "domain", "fqdn", "ipaddress"],
+            Part::Hardware => &[
+                "processors",
+                "memory",
+                "system_uptime",
+                "timezone",
+                "virtual",
+                "is_virtual",
+                "path",
+            ],
+            Part::Identity => &["identity"],
         }
     }
-    facts.insert("networking".into(), networking);
+}
 
-    let cpuinfo = read("/proc/cpuinfo").unwrap_or_default();
-    facts.insert("processors".into(), processors(&cpuinfo));
-    if let Some(memory) = read("/proc/meminfo").and_then(|t| memory(&parse_meminfo(&t))) {
-        facts.insert("memory".into(), memory);
+/// The facts of one part.
+pub(super) fn collect_part(part: Part) -> Map<String, Value> {
+    let mut facts = Map::new();
+    match part {
+        Part::System => {
+            let uts = nix::sys::utsname::uname().ok();
+            let machine = uts
+                .as_ref()
+                .map(|u| u.machine().to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let os = os::facts(&machine);
+            facts.insert("operatingsystem".into(), os["name"].clone());
+            facts.insert("osfamily".into(), os["family"].clone());
+            facts.insert("os".into(), os);
+            if let Some(uts) = &uts {
+                let release = uts.release().to_string_lossy().into_owned();
+                facts.insert("kernel".into(), json!(uts.sysname().to_string_lossy()));
+                facts.insert("kernelversion".into(), json!(kernel_version(&release)));
+                facts.insert(
+                    "kernelmajversion".into(),
+                    json!(kernel_major_version(&release)),
+                );
+                facts.insert("kernelrelease".into(), json!(release));
+            }
+        }
+        Part::Networking => {
+            let networking = networking::facts();
+            for (legacy, name) in [
+                ("hostname", "hostname"),
+                ("domain", "domain"),
+                ("fqdn", "fqdn"),
+                ("ipaddress", "ip"),
+            ] {
+                if let Some(value) = networking.get(name) {
+                    facts.insert(legacy.into(), value.clone());
+                }
+            }
+            facts.insert("networking".into(), networking);
+        }
+        Part::Hardware => {
+            let cpuinfo = read("/proc/cpuinfo").unwrap_or_default();
+            facts.insert("processors".into(), processors(&cpuinfo));
+            if let Some(memory) = read("/proc/meminfo").and_then(|t| memory(&parse_meminfo(&t))) {
+                facts.insert("memory".into(), memory);
+            }
+            if let Some(seconds) = read("/proc/uptime").and_then(|t| parse_uptime(&t)) {
+                facts.insert("system_uptime".into(), uptime(seconds));
+            }
+            if let Some(tz) = timezone() {
+                facts.insert("timezone".into(), json!(tz));
+            }
+            let virtual_ = virt::classify(&virt::Hints::gather(&cpuinfo));
+            facts.insert("virtual".into(), json!(virtual_));
+            facts.insert("is_virtual".into(), json!(virtual_ != "physical"));
+            if let Some(path) = std::env::var_os("PATH") {
+                facts.insert("path".into(), json!(path.to_string_lossy()));
+            }
+        }
+        Part::Identity => {
+            facts.insert("identity".into(), identity());
+        }
     }
-    if let Some(seconds) = read("/proc/uptime").and_then(|t| parse_uptime(&t)) {
-        facts.insert("system_uptime".into(), uptime(seconds));
-    }
-    if let Some(tz) = timezone() {
-        facts.insert("timezone".into(), json!(tz));
-    }
-    let virtual_ = virt::classify(&virt::Hints::gather(&cpuinfo));
-    facts.insert("virtual".into(), json!(virtual_));
-    facts.insert("is_virtual".into(), json!(virtual_ != "physical"));
-    if let Some(path) = std::env::var_os("PATH") {
-        facts.insert("path".into(), json!(path.to_string_lossy()));
-    }
-    facts.insert("identity".into(), identity());
     facts
 }
 
@@ -245,7 +294,15 @@ mod tests {
 
     #[test]
     fn live_facts_are_consistent() {
-        let f = collect();
+        let mut f = Map::new();
+        for part in [
+            Part::System,
+            Part::Networking,
+            Part::Hardware,
+            Part::Identity,
+        ] {
+            f.extend(collect_part(part));
+        }
         let uts = nix::sys::utsname::uname().unwrap();
         assert_eq!(f["kernel"], json!("Linux"));
         assert_eq!(f["kernelrelease"], json!(uts.release().to_string_lossy()));

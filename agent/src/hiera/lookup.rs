@@ -43,7 +43,7 @@ enum OptionsState {
 /// The state of one top-level lookup.
 pub(super) struct Cx<'h> {
     hiera: &'h Hiera,
-    scope: &'h Value,
+    scope: &'h dyn super::Scope,
     /// Keys (and `scope:` variables) being resolved: loop detection.
     stack: Vec<String>,
     /// Keys whose data is being interpolated: error context.
@@ -59,7 +59,11 @@ pub(super) struct Cx<'h> {
 }
 
 impl<'h> Cx<'h> {
-    pub(super) fn new(hiera: &'h Hiera, scope: &'h Value, ex: Option<Explain>) -> Cx<'h> {
+    pub(super) fn new(
+        hiera: &'h Hiera,
+        scope: &'h dyn super::Scope,
+        ex: Option<Explain>,
+    ) -> Cx<'h> {
         Cx {
             hiera,
             scope,
@@ -366,7 +370,13 @@ impl Resolver for Cx<'_> {
         let root = root.strip_prefix("::").unwrap_or(&root);
         let base = match self.locals.iter().rev().find(|(k, _)| k == root) {
             Some((_, v)) => Some(v.clone()),
-            None => self.scope.get(root).cloned(),
+            None => {
+                let next = match segs.get(1) {
+                    Some(Segment::Key(k)) => Some(k.as_str()),
+                    _ => None,
+                };
+                self.scope.var(root, next)
+            }
         };
         let value = match base {
             None => None,

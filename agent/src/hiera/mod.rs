@@ -134,7 +134,7 @@ impl Hiera {
     pub fn lookup(
         &self,
         key: &str,
-        scope: &Value,
+        scope: &dyn Scope,
         merge: Option<Merge>,
     ) -> Result<Found, HieraError> {
         lookup::Cx::new(self, scope, None).top(key, merge)
@@ -146,7 +146,7 @@ impl Hiera {
     pub fn explain(
         &self,
         key: &str,
-        scope: &Value,
+        scope: &dyn Scope,
         merge: Option<Merge>,
         show_sensitive: bool,
     ) -> (Result<Found, HieraError>, String) {
@@ -169,5 +169,21 @@ impl Hiera {
     /// How many data files have been parsed so far.
     pub fn cached_files(&self) -> usize {
         self.cache.len()
+    }
+}
+
+/// Where interpolation finds scope variables (`%{facts.os.family}`,
+/// `%{::role}`, `%{trusted.certname}`): a JSON object, or a scope that
+/// reads facts only when a variable names them.
+pub trait Scope {
+    /// The variable `root`. `next` is the segment after it (`os` in
+    /// `facts.os.family`): a lazy scope may answer `facts` with just that
+    /// member, which is all the lookup will read of it.
+    fn var(&self, root: &str, next: Option<&str>) -> Option<Value>;
+}
+
+impl Scope for Value {
+    fn var(&self, root: &str, _next: Option<&str>) -> Option<Value> {
+        self.get(root).cloned()
     }
 }
