@@ -161,10 +161,13 @@ fn anchor_mode(tmp: &Path, runs: usize) {
     settle();
     let fresh = tmp.join("fresh");
     let mut floor = Vec::with_capacity(runs);
+    let mut durable = Vec::with_capacity(runs);
     let first = measure_each(
         runs,
         |i| {
-            floor.push(fs_floor(&fresh.join(format!("floor-{i}"))));
+            floor.push(fs_floor(&fresh.join(format!("floor-{i}")), false));
+            settle();
+            durable.push(fs_floor(&fresh.join(format!("durable-{i}")), true));
             settle();
             Site {
                 root: fresh.join(format!("root-{i}")),
@@ -177,6 +180,7 @@ fn anchor_mode(tmp: &Path, runs: usize) {
     );
     let _ = std::fs::remove_dir_all(&fresh);
     floor.sort();
+    durable.sort();
 
     println!("anchor workload: 1108 resources (1042 files, 16 dirs), {runs} runs each, whole process, median [min-max]");
     println!(
@@ -198,6 +202,18 @@ fn anchor_mode(tmp: &Path, runs: usize) {
             fmt_d(floor[floor.len() / 2]),
             fmt_d(floor[0]),
             fmt_d(floor[floor.len() - 1])
+        ),
+        "",
+        ""
+    );
+    println!(
+        "{:<22} {:>26} {:>9} {:>10} | the same, durable as the agent writes: + one syncfs before the renames, + fsync of each dir",
+        "  durable fs floor",
+        format!(
+            "{} [{}-{}]",
+            fmt_d(durable[durable.len() / 2]),
+            fmt_d(durable[0]),
+            fmt_d(durable[durable.len() - 1])
         ),
         "",
         ""
@@ -323,9 +339,11 @@ fn write_files(base: &Path, files: &[(&str, String)]) {
 
 /// What this disk needs to create the workload's tree with the least a
 /// program can do: 16 directories, then per file a temp file, its bytes,
-/// a rename; no fsync at all, into `root`, which must not exist yet. The
-/// agent's first run pays this plus its own work and one `syncfs`.
-fn fs_floor(root: &Path) -> Duration {
+/// a rename, into `root`, which must not exist yet. With `durable`, as
+/// crash-safe as the agent makes it: every temp synced (one `syncfs`)
+/// before the first rename, then each directory fsynced. The agent's first
+/// run pays the durable floor plus its own work.
+fn fs_floor(root: &Path, durable: bool) -> Duration {
     use std::io::Write as _;
     let body = "# managed by the anchor workload\nid=d0-n0\ndir=d0\nindex=0\npayload=lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor\n";
     std::fs::create_dir_all(root.parent().unwrap()).unwrap();
@@ -341,13 +359,30 @@ fn fs_floor(root: &Path) -> Duration {
     for d in &dirs {
         std::fs::create_dir(d).unwrap();
     }
+    let mut temps = Vec::with_capacity(1042);
     for i in 0..1042 {
         let dir = &dirs[6 + i % 10];
         let tmp = dir.join(format!(".f{i}.tmp"));
         let mut f = std::fs::File::create(&tmp).unwrap();
         f.write_all(body.as_bytes()).unwrap();
         drop(f);
-        std::fs::rename(&tmp, dir.join(format!("f{i}"))).unwrap();
+        if durable {
+            temps.push((tmp, dir.join(format!("f{i}"))));
+        } else {
+            std::fs::rename(&tmp, dir.join(format!("f{i}"))).unwrap();
+        }
+    }
+    if durable {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::File::open(root).unwrap();
+        // SAFETY: a valid descriptor for the duration of the call.
+        assert_eq!(unsafe { libc::syncfs(f.as_raw_fd()) }, 0);
+        for (tmp, target) in &temps {
+            std::fs::rename(tmp, target).unwrap();
+        }
+        for d in &dirs {
+            std::fs::File::open(d).unwrap().sync_all().unwrap();
+        }
     }
     started.elapsed()
 }
