@@ -329,6 +329,7 @@ pub fn apply_once(settings: &Settings, noop: bool, lock_wait: Duration) -> Resul
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let (compiled, node) = compile_node(settings, !noop)?;
+    tracing::debug!(elapsed = ?started.elapsed(), "compiled");
     let cx = resources::Context::new(
         settings.root_path(),
         resources::backup::BackupStore::new(&settings.state.dir),
@@ -351,6 +352,7 @@ pub fn apply_once(settings: &Settings, noop: bool, lock_wait: Duration) -> Resul
         apply::Options { noop },
         &mut Printer::new(true),
     );
+    tracing::debug!(elapsed = ?started.elapsed(), "applied");
     let summary = Summary::of(&outcomes, started.elapsed().as_secs_f64());
     if let Some(lock) = &lock {
         let report = Report {

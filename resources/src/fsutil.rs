@@ -499,6 +499,8 @@ pub fn batch_commit() -> Vec<(Vec<usize>, ResourceError)> {
         return vec![];
     }
     let mut failed = Vec::new();
+    let started = std::time::Instant::now();
+    let files = pending.len();
     // 1. Data on disk before any rename.
     let mut bad_devs: HashMap<u64, io::Error> = HashMap::new();
     if pending.len() <= FSYNC_EACH_MAX {
@@ -517,6 +519,7 @@ pub fn batch_commit() -> Vec<(Vec<usize>, ResourceError)> {
             }
         }
     }
+    let synced = started.elapsed();
     // 2. Renames, in staging order; 3. each directory once.
     let mut dirs: Vec<PathBuf> = Vec::new();
     let mut dir_owners: HashMap<PathBuf, Vec<usize>> = HashMap::new();
@@ -540,12 +543,22 @@ pub fn batch_commit() -> Vec<(Vec<usize>, ResourceError)> {
             }
         }
     }
+    let renamed = started.elapsed();
+    let dir_count = dirs.len();
     for dir in dirs {
         if let Err(e) = fs::File::open(&dir).and_then(|d| d.sync_all()) {
             let owners = dir_owners.remove(&dir).unwrap_or_default();
             failed.push((owners, ResourceError::io(&dir, e)));
         }
     }
+    tracing::debug!(
+        files,
+        dirs = dir_count,
+        ?synced,
+        ?renamed,
+        elapsed = ?started.elapsed(),
+        "writes committed"
+    );
     failed
 }
 
