@@ -27,7 +27,9 @@ mod core;
 pub mod external;
 pub mod postgresql;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
@@ -135,7 +137,7 @@ impl Group {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Demand {
     /// Names, possibly none.
-    Names(std::collections::BTreeSet<String>),
+    Names(BTreeSet<String>),
     /// Anything (a template that walks the whole `facts` object, say).
     #[default]
     All,
@@ -171,18 +173,18 @@ impl Demand {
 /// name resolves to is what [`collect`] would give for it.
 pub struct Facts {
     opts: FactOptions,
-    inner: std::sync::Mutex<Inner>,
+    inner: Mutex<Inner>,
 }
 
 #[derive(Default)]
 struct Inner {
-    groups: std::collections::BTreeMap<Group, Map<String, Value>>,
+    groups: BTreeMap<Group, Map<String, Value>>,
     /// facts.d, read at the first question.
     external: Option<Map<String, Value>>,
     /// Facts the agent adds on top (`db_master` & co).
     extra: Map<String, Value>,
     /// Everything above merged; rebuilt when a source is added.
-    view: std::sync::Arc<Value>,
+    view: Arc<Value>,
     /// Bumped at each rebuild.
     generation: u64,
 }
@@ -191,20 +193,20 @@ impl Facts {
     pub fn new(opts: FactOptions) -> Facts {
         Facts {
             opts,
-            inner: std::sync::Mutex::new(Inner {
-                view: std::sync::Arc::new(Value::Object(Map::new())),
+            inner: Mutex::new(Inner {
+                view: Arc::new(Value::Object(Map::new())),
                 ..Inner::default()
             }),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Makes sure the facts `demand` names are collected; returns the view
     /// and its generation.
-    pub fn demand(&self, demand: &Demand) -> (u64, std::sync::Arc<Value>) {
+    pub fn demand(&self, demand: &Demand) -> (u64, Arc<Value>) {
         let mut inner = self.lock();
         let wanted: Vec<Group> = match demand {
             Demand::All => Group::ALL.to_vec(),
@@ -234,7 +236,7 @@ impl Facts {
     }
 
     /// Every fact.
-    pub fn all(&self) -> std::sync::Arc<Value> {
+    pub fn all(&self) -> Arc<Value> {
         self.demand(&Demand::All).1
     }
 
@@ -271,7 +273,7 @@ fn rebuild(inner: &mut Inner) {
     }
     apply_env_overrides(&mut facts, env_pairs());
     merge_top_level(&mut facts, inner.extra.clone());
-    inner.view = std::sync::Arc::new(facts);
+    inner.view = Arc::new(facts);
     inner.generation += 1;
 }
 
