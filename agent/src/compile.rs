@@ -643,12 +643,22 @@ mod lazy_facts_tests {
         (m, hiera)
     }
 
-    fn facts(dir: &Path) -> Arc<Facts> {
+    /// [`site`] compiled for node `n1` with facts read on demand.
+    fn compile_site(dir: &Path, manifest: &str, levels: &str) -> (Compiled, Arc<Facts>) {
+        let (m, hiera) = site(dir, manifest, levels);
         std::fs::create_dir_all(dir.join("facts.d")).unwrap();
-        Arc::new(Facts::new(FactOptions {
+        let facts = Arc::new(Facts::new(FactOptions {
             facts_dir: dir.join("facts.d"),
             ..FactOptions::default()
-        }))
+        }));
+        let c = compile(Input {
+            manifests_dir: &m,
+            node: "n1",
+            facts: &facts,
+            hiera,
+        })
+        .unwrap();
+        (c, facts)
     }
 
     fn collected(facts: &Facts) -> Vec<String> {
@@ -677,19 +687,11 @@ mod lazy_facts_tests {
     #[test]
     fn a_site_that_names_no_fact_reads_none() {
         let dir = tempfile::tempdir().unwrap();
-        let (m, hiera) = site(
+        let (c, facts) = compile_site(
             dir.path(),
             "resources:\n  - file: /a\n    content: \"{{lookup 'greeting'}} {{node.name}}\\n\"\n",
             "  - name: common\n    path: common.yaml\n",
         );
-        let facts = facts(dir.path());
-        let c = compile(Input {
-            manifests_dir: &m,
-            node: "n1",
-            facts: &facts,
-            hiera,
-        })
-        .unwrap();
         assert_eq!(content(&c, "/a"), "hello n1\n");
         assert_eq!(collected(&facts), Vec::<String>::new());
     }
@@ -697,20 +699,12 @@ mod lazy_facts_tests {
     #[test]
     fn the_facts_named_by_hiera_manifests_and_templates_are_read_and_no_others() {
         let dir = tempfile::tempdir().unwrap();
-        let (m, hiera) = site(
+        let (c, facts) = compile_site(
             dir.path(),
             "resources:\n  - file: /a\n    content: \"{{facts.kernel}} {{lookup 'greeting'}}\\n\"\n  \
              - file: /b\n    template: t.hbs\n",
             "  - name: os\n    path: \"os/%{facts.os.family}.yaml\"\n  - name: common\n    path: common.yaml\n",
         );
-        let facts = facts(dir.path());
-        let c = compile(Input {
-            manifests_dir: &m,
-            node: "n1",
-            facts: &facts,
-            hiera,
-        })
-        .unwrap();
         let all = crate::facts::collect(&FactOptions {
             facts_dir: dir.path().join("facts.d"),
             ..FactOptions::default()

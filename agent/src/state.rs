@@ -139,8 +139,6 @@ impl StateDir {
         name: &str,
         fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
     ) -> Result<()> {
-        use nix::errno::Errno;
-        use nix::fcntl::{renameat2, RenameFlags};
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let target = self.dir.join(name);
@@ -164,13 +162,7 @@ impl StateDir {
             if f.metadata()?.len() != w.written {
                 f.set_len(w.written)?;
             }
-            match renameat2(None, &spare, None, &target, RenameFlags::RENAME_EXCHANGE) {
-                Ok(()) => Ok(()),
-                Err(Errno::ENOENT | Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {
-                    fs::rename(&spare, &target)
-                }
-                Err(e) => Err(e.into()),
-            }
+            resources::fsutil::swap_in(&spare, &target)
         })();
         written.with_context(|| format!("writing {}", target.display()))
     }

@@ -437,6 +437,23 @@ fn spare_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Puts `spare` in the place of `target` and `target` in the place of
+/// `spare`, in one step (`renameat2(RENAME_EXCHANGE)`): a reader of
+/// `target` sees the old or the new file, and no inode is freed. Where
+/// `target` does not exist yet, or the filesystem cannot exchange, it is a
+/// plain rename (and `spare` is gone).
+pub fn swap_in(spare: &Path, target: &Path) -> io::Result<()> {
+    use nix::errno::Errno;
+    use nix::fcntl::{renameat2, RenameFlags};
+    match renameat2(None, spare, None, target, RenameFlags::RENAME_EXCHANGE) {
+        Ok(()) => Ok(()),
+        Err(Errno::ENOENT | Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {
+            fs::rename(spare, target)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Writes `content` over whatever `path` holds, without truncating first
 /// (only a longer old tail is cut): no block is freed while the new
 /// content is as long as the old.
@@ -477,19 +494,7 @@ fn stage(path: &Path, content: &[u8], mode: u32) -> Result<(), ResourceError> {
             let dev = overwrite_with_mode(&spare, content, mode)?
                 .metadata()?
                 .dev();
-            match nix::fcntl::renameat2(
-                None,
-                &spare,
-                None,
-                &tmp,
-                nix::fcntl::RenameFlags::RENAME_EXCHANGE,
-            ) {
-                Ok(()) => {}
-                Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOSYS) => {
-                    fs::rename(&spare, &tmp)?
-                }
-                Err(e) => return Err(io::Error::from(e)),
-            }
+            swap_in(&spare, &tmp)?;
             Ok(dev)
         })()
         .inspect_err(|_| {
