@@ -521,27 +521,36 @@ fn cmd_validate(settings: &Settings) -> Result<u8> {
 
 /// tracing to stderr, through the redactor.
 fn init_logging(verbose: u8) {
-    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
     use tracing_subscriber::EnvFilter;
-    let fmt = tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(|| RedactingWriter(std::io::stderr()))
         .with_target(false);
     // AGENT_LOG directives need EnvFilter, whose parser compiles regexes
-    // (a third of a millisecond); without them a plain level does. As
-    // before, AGENT_LOG that does not parse falls back to the level.
+    // (a third of a millisecond); without them a plain per-crate level
+    // does. As before, AGENT_LOG that does not parse falls back to -v.
     let directives = std::env::var("AGENT_LOG")
         .ok()
         .and_then(|d| EnvFilter::try_new(d).ok());
+    let registry = tracing_subscriber::registry().with(fmt);
     let _ = match directives {
-        Some(filter) => fmt.with_env_filter(filter).try_init(),
-        None => fmt
-            .with_max_level(match verbose {
+        Some(filter) => registry.with(filter).try_init(),
+        None => {
+            let level = match verbose {
                 0 => LevelFilter::WARN,
                 1 => LevelFilter::INFO,
                 2 => LevelFilter::DEBUG,
                 _ => LevelFilter::TRACE,
-            })
-            .try_init(),
+            };
+            // -v levels are the agent's own: libraries stay at warnings
+            // (handlebars alone logs a debug line per rendered expression).
+            let targets = Targets::new()
+                .with_target("agent", level)
+                .with_target("resources", level)
+                .with_default(LevelFilter::WARN);
+            registry.with(targets).try_init()
+        }
     };
 }
 
