@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::compile::{self, CompileErrors};
 use crate::hiera::{Hiera, Merge};
@@ -162,27 +162,15 @@ impl Settings {
         })
     }
 
-    pub fn facts(&self) -> Result<Value> {
-        facts::collect(&self.fact_opts)
-    }
-
-    /// `--node`, else the hostname fact.
-    pub fn node_name(&self, facts: &Value) -> Result<String> {
+    /// `--node`, else the `networking.hostname` fact (the only fact read).
+    pub fn node_name(&self, facts: &facts::Facts) -> Result<String> {
         if let Some(n) = &self.node {
             return Ok(n.clone());
         }
-        facts::get_path(facts, "networking.hostname")
-            .and_then(Value::as_str)
-            .map(str::to_string)
+        facts
+            .get("networking")
+            .and_then(|n| n.get("hostname")?.as_str().map(str::to_string))
             .context("no --node given and no networking.hostname fact")
-    }
-
-    /// [`Settings::node_name`] reading only the networking facts.
-    pub fn node_name_of(&self, facts: &facts::Facts) -> Result<String> {
-        match &self.node {
-            Some(n) => Ok(n.clone()),
-            None => self.node_name(&json!({ "networking": facts.get("networking") })),
-        }
     }
 
     pub fn hiera(&self) -> Result<Arc<Hiera>> {
@@ -199,21 +187,9 @@ impl Settings {
         compile::classify(&self.manifests, node).map_err(|e| anyhow::anyhow!("{e}"))
     }
 
-    /// Adds `db_master` & co. (see `dbmaster`); returns the split-brain
-    /// error, which leaves `db_master` unset.
+    /// Adds `db_master` & co. (see `dbmaster`) on top of `facts`; returns
+    /// the split-brain error, which leaves `db_master` unset.
     pub fn add_cluster_facts(
-        &self,
-        facts: &mut Value,
-        node: &str,
-        hiera: &Hiera,
-        persist: bool,
-    ) -> Result<Option<String>> {
-        let scope = compile::scope(facts, node, &self.roles(node)?);
-        crate::dbmaster::add_facts(facts, hiera, &scope, &self.state, persist)
-    }
-
-    /// [`Settings::add_cluster_facts`] for facts read on demand.
-    pub fn add_cluster_facts_to(
         &self,
         facts: &Arc<facts::Facts>,
         node: &str,
@@ -291,9 +267,9 @@ fn run(cli: Cli) -> Result<u8> {
 fn compile_node(settings: &Settings, persist: bool) -> Result<(compile::Compiled, String)> {
     // Facts are collected as the node name, Hiera and the manifests ask.
     let facts = Arc::new(facts::Facts::new(settings.fact_opts.clone()));
-    let node = settings.node_name_of(&facts)?;
+    let node = settings.node_name(&facts)?;
     let hiera = settings.hiera()?;
-    if let Some(e) = settings.add_cluster_facts_to(&facts, &node, &hiera, persist)? {
+    if let Some(e) = settings.add_cluster_facts(&facts, &node, &hiera, persist)? {
         report::print_errors("db_master", &[e]);
     }
     let compiled = compile::compile(compile::Input {
@@ -399,21 +375,20 @@ fn cmd_facts(settings: &Settings, names: &[String], json: bool, yaml: bool) -> R
     if names.is_empty() {
         demand = facts::Demand::All;
     }
-    facts.demand(&demand);
     // The cluster facts cost a network probe: only when asked for (or all).
     if (names.is_empty() || names.iter().any(|n| n.starts_with("db_")))
         && settings.hiera_config.exists()
     {
-        let node = settings.node_name_of(&facts)?;
+        let node = settings.node_name(&facts)?;
         let hiera = settings.hiera()?;
-        if let Some(e) = settings.add_cluster_facts_to(&facts, &node, &hiera, true)? {
+        if let Some(e) = settings.add_cluster_facts(&facts, &node, &hiera, true)? {
             if names.iter().any(|n| n == "db_master") {
                 anyhow::bail!("db_master has no value: {e}");
             }
             report::print_errors("db_master", &[e]);
         }
     }
-    let all = facts.demand(&demand).1;
+    let all = facts.demand(&demand);
     let render = |v: &Value| -> String {
         if yaml {
             serde_yaml::to_string(v).unwrap_or_default()
@@ -469,7 +444,7 @@ fn cmd_lookup(
 ) -> Result<u8> {
     // Only the facts the hierarchy and the data interpolate are read.
     let facts = Arc::new(facts::Facts::new(settings.fact_opts.clone()));
-    let node = settings.node_name_of(&facts)?;
+    let node = settings.node_name(&facts)?;
     let scope = compile::NodeScope::new(facts, &node, &settings.roles(&node)?);
     let hiera = settings.hiera()?;
     let merge = merge

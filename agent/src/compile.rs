@@ -63,22 +63,13 @@ pub struct Compiled {
     pub files: Vec<PathBuf>,
 }
 
-/// The Hiera scope of a node: its facts at top level (legacy `%{::x}`),
-/// `facts`, `trusted.certname` and the role from site.yaml.
-pub fn scope(facts: &Value, node: &str, roles: &[String]) -> Value {
-    let mut scope = facts.as_object().cloned().unwrap_or_default();
-    scope.insert("facts".into(), facts.clone());
-    scope.insert("trusted".into(), json!({ "certname": node }));
-    scope.insert("role".into(), json!(role_name(roles)));
-    scope.insert("roles".into(), json!(roles));
-    Value::Object(scope)
-}
-
-/// [`scope`] over facts collected when a variable names them: Hiera reads
+/// The Hiera scope of a node: its facts at top level (legacy `%{::x}`) and
+/// under `facts`, `trusted.certname`, and the role from site.yaml. Facts
+/// are collected when a variable names them: Hiera reads
 /// `%{facts.os.family}` as the `os` fact alone, and a hierarchy and data
 /// that name no fact read none.
 pub struct NodeScope {
-    /// `trusted`, `role`, `roles`: above every fact, as in [`scope`].
+    /// `trusted`, `role`, `roles`: above every fact.
     fixed: Map<String, Value>,
     facts: Arc<Facts>,
 }
@@ -184,7 +175,7 @@ pub fn compile(input: Input<'_>) -> Result<Compiled, CompileErrors> {
     for raw in &loaded.resources {
         demand.merge(resource_demand(raw, &mut renderer));
     }
-    let (_, facts) = input.facts.demand(&demand);
+    let facts = input.facts.demand(&demand);
     // Built once: each resource only sets or removes `item` in it.
     let mut vars = Vars::from(json!({
         "facts": *facts,
@@ -662,7 +653,7 @@ mod lazy_facts_tests {
     }
 
     fn collected(facts: &Facts) -> Vec<String> {
-        let (_, view) = facts.demand(&Demand::none());
+        let view = facts.demand(&Demand::none());
         view.as_object().unwrap().keys().cloned().collect()
     }
 

@@ -263,28 +263,12 @@ pub fn remember(state: &StateDir, value: &str) -> anyhow::Result<()> {
 }
 
 /// Probes the nodes of Hiera's `db_cluster::nodes` (when the key exists)
-/// and adds `db_master`, `db_master_stale`, `db_split_brain` and
-/// `db_cluster` to `facts`. Returns the split-brain error, if any.
+/// and returns `db_master`, `db_master_stale`, `db_split_brain` and
+/// `db_cluster` (none without the key), and the split-brain error, if any.
 ///
 /// Probe settings come from Hiera too: `db_cluster::probe_user` (postgres),
 /// `db_cluster::probe_password` (default `pgsql_server::postgres_password`),
 /// `db_cluster::probe_database` (postgres), `db_cluster::probe_timeout_ms` (1000).
-pub fn add_facts(
-    facts: &mut Value,
-    hiera: &crate::hiera::Hiera,
-    scope: &dyn crate::hiera::Scope,
-    state: &StateDir,
-    persist: bool,
-) -> anyhow::Result<Option<String>> {
-    let (found, error) = cluster_facts(hiera, scope, state, persist)?;
-    if let Some(map) = facts.as_object_mut() {
-        map.extend(found);
-    }
-    Ok(error)
-}
-
-/// [`add_facts`], returning the facts instead: none when Hiera has no
-/// `db_cluster::nodes`.
 pub fn cluster_facts(
     hiera: &crate::hiera::Hiera,
     scope: &dyn crate::hiera::Scope,

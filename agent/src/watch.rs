@@ -5,6 +5,7 @@
 //! JSON document on stdin (see `hooks`). Stops cleanly on SIGTERM/SIGINT.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -41,12 +42,13 @@ pub struct WatchArgs {
 }
 
 /// Facts of this iteration: everything `apply` would see, db_master included.
-fn evaluate(settings: &Settings) -> Result<(Value, String)> {
-    let mut all = settings.facts()?;
-    let node = settings.node_name(&all)?;
+fn evaluate(settings: &Settings) -> Result<(Arc<facts::Facts>, Value, String)> {
+    let facts = Arc::new(facts::Facts::new(settings.fact_opts.clone()));
+    let node = settings.node_name(&facts)?;
     let hiera = settings.hiera()?;
-    settings.add_cluster_facts(&mut all, &node, &hiera, true)?;
-    Ok((all, node))
+    settings.add_cluster_facts(&facts, &node, &hiera, true)?;
+    let all = (*facts.all()).clone();
+    Ok((facts, all, node))
 }
 
 fn watched_values(all: &Value, names: &[String]) -> Vec<Option<Value>> {
@@ -76,8 +78,8 @@ pub fn run(settings: &Settings, args: WatchArgs) -> Result<u8> {
     };
     let started = Instant::now();
 
-    let (all, node) = evaluate(settings)?;
-    let cluster_name = cluster_name(settings, &all, &node);
+    let (facts, all, node) = evaluate(settings)?;
+    let cluster_name = cluster_name(settings, facts, &node);
     let mut view = ClusterView::from_facts(&all).unwrap_or_default();
     let mut values = watched_values(&all, &names);
     report::print(&format!(
@@ -103,7 +105,7 @@ pub fn run(settings: &Settings, args: WatchArgs) -> Result<u8> {
             break;
         }
         pending.retain(|t| !t.is_finished());
-        let (all, _) = match evaluate(settings) {
+        let (_, all, _) = match evaluate(settings) {
             Ok(x) => x,
             Err(e) => {
                 report::print_errors("watch", &[format!("{e:#}")]);
@@ -167,8 +169,9 @@ fn converge(settings: &Settings, why: &str) {
     }
 }
 
-fn cluster_name(settings: &Settings, all: &Value, node: &str) -> String {
-    let scope = crate::compile::scope(all, node, &settings.roles(node).unwrap_or_default());
+fn cluster_name(settings: &Settings, facts: Arc<facts::Facts>, node: &str) -> String {
+    let scope =
+        crate::compile::NodeScope::new(facts, node, &settings.roles(node).unwrap_or_default());
     settings
         .hiera()
         .ok()

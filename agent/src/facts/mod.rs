@@ -185,8 +185,6 @@ struct Inner {
     extra: Map<String, Value>,
     /// Everything above merged; rebuilt when a source is added.
     view: Arc<Value>,
-    /// Bumped at each rebuild.
-    generation: u64,
 }
 
 impl Facts {
@@ -204,9 +202,9 @@ impl Facts {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Makes sure the facts `demand` names are collected; returns the view
-    /// and its generation.
-    pub fn demand(&self, demand: &Demand) -> (u64, Arc<Value>) {
+    /// Makes sure the facts `demand` names are collected; returns every
+    /// fact collected so far.
+    pub fn demand(&self, demand: &Demand) -> Arc<Value> {
         let mut inner = self.lock();
         let wanted: Vec<Group> = match demand {
             Demand::All => Group::ALL.to_vec(),
@@ -232,19 +230,19 @@ impl Facts {
             rebuild(&mut inner);
             tracing::debug!(elapsed = ?started.elapsed(), groups = inner.groups.len(), "facts collected");
         }
-        (inner.generation, inner.view.clone())
+        inner.view.clone()
     }
 
     /// Every fact.
     pub fn all(&self) -> Arc<Value> {
-        self.demand(&Demand::All).1
+        self.demand(&Demand::All)
     }
 
     /// The top-level fact `name` (collecting its group if need be).
     pub fn get(&self, name: &str) -> Option<Value> {
         let mut d = Demand::none();
         d.add(name);
-        self.demand(&d).1.get(name).cloned()
+        self.demand(&d).get(name).cloned()
     }
 
     /// Adds facts on top of every source (the cluster facts).
@@ -274,7 +272,6 @@ fn rebuild(inner: &mut Inner) {
     apply_env_overrides(&mut facts, env_pairs());
     merge_top_level(&mut facts, inner.extra.clone());
     inner.view = Arc::new(facts);
-    inner.generation += 1;
 }
 
 /// The process environment as UTF-8 pairs (non-UTF-8 variables cannot name
@@ -593,18 +590,21 @@ mod tests {
         let all = collect(&opts).unwrap();
         let facts = Facts::new(opts);
         // Nothing asked: nothing read.
-        let (g0, view) = facts.demand(&Demand::none());
-        assert_eq!(*view, json!({}));
+        let view0 = facts.demand(&Demand::none());
+        assert_eq!(*view0, json!({}));
         // One name: its group, facts.d and nothing else.
         assert_eq!(facts.get("os"), all.get("os").cloned());
-        let (g1, view) = facts.demand(&Demand::none());
-        assert!(g1 > g0);
+        let view = facts.demand(&Demand::none());
+        assert!(!Arc::ptr_eq(&view, &view0), "rebuilt");
         assert_eq!(view["site"], json!("dc1"));
         assert_eq!(view["kernel"], json!("Custom"), "facts.d beats the core");
         assert!(view.get("networking").is_none() && view.get("identity").is_none());
         // A name no group produces collects nothing more.
         assert_eq!(facts.get("site"), Some(json!("dc1")));
-        assert_eq!(facts.demand(&Demand::none()).0, g1);
+        assert!(
+            Arc::ptr_eq(&facts.demand(&Demand::none()), &view),
+            "not rebuilt"
+        );
         // Everything: the same as collect, and the agent's own facts on top.
         facts.extend(Map::from_iter([("db_master".to_string(), json!("a:1"))]));
         let mut want = all.clone();
