@@ -140,53 +140,19 @@ impl StateDir {
         fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
     ) -> Result<()> {
         use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let target = self.dir.join(name);
         let spare = self.dir.join(format!(".{name}.prev"));
-        let written = (|| -> std::io::Result<()> {
-            let f = fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&spare)?;
-            let mut w = CountingWriter {
-                inner: std::io::BufWriter::with_capacity(64 * 1024, f),
-                written: 0,
-            };
-            fill(&mut w)?;
-            w.inner.flush()?;
-            // Cut what is left of the longer old version, if anything.
-            let f = w.inner.get_ref();
-            if f.metadata()?.len() != w.written {
-                f.set_len(w.written)?;
-            }
-            resources::fsutil::swap_in(&spare, &target)
-        })();
+        let written = resources::fsutil::overwrite_with(&spare, 0o600, |w| {
+            let mut buffered = std::io::BufWriter::with_capacity(64 * 1024, w);
+            fill(&mut buffered)?;
+            buffered.flush()
+        })
+        .and_then(|_| resources::fsutil::swap_in(&spare, &target));
         written.with_context(|| format!("writing {}", target.display()))
     }
 
     pub fn read(&self, name: &str) -> Option<Vec<u8>> {
         fs::read(self.dir.join(name)).ok()
-    }
-}
-
-/// A writer that counts the bytes it was given.
-struct CountingWriter<W> {
-    inner: W,
-    written: u64,
-}
-
-impl<W: std::io::Write> std::io::Write for CountingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.written += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
     }
 }
 

@@ -122,7 +122,7 @@ impl FactSource for Value {
 /// engine from the node's facts.
 #[derive(Clone)]
 pub struct TypeEnv {
-    facts: std::sync::Arc<dyn FactSource>,
+    facts: Arc<dyn FactSource>,
 }
 
 impl Default for TypeEnv {
@@ -131,20 +131,20 @@ impl Default for TypeEnv {
     }
 }
 
-impl std::fmt::Debug for TypeEnv {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for TypeEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TypeEnv").finish_non_exhaustive()
     }
 }
 
 impl TypeEnv {
-    pub fn new(facts: std::sync::Arc<dyn FactSource>) -> Self {
+    pub fn new(facts: Arc<dyn FactSource>) -> Self {
         TypeEnv { facts }
     }
 
     /// Facts given as one JSON object.
     pub fn from_facts(facts: Value) -> Self {
-        TypeEnv::new(std::sync::Arc::new(facts))
+        TypeEnv::new(Arc::new(facts))
     }
 
     /// A fact by dotted name (`os.family`), as text.

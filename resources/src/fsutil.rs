@@ -454,26 +454,55 @@ pub fn swap_in(spare: &Path, target: &Path) -> io::Result<()> {
     }
 }
 
-/// Writes `content` over whatever `path` holds, without truncating first
-/// (only a longer old tail is cut): no block is freed while the new
-/// content is as long as the old.
-fn overwrite_with_mode(path: &Path, content: &[u8], mode: u32) -> io::Result<fs::File> {
-    let mut f = fs::OpenOptions::new()
+/// Writes what `fill` gives over whatever `path` holds (created with `mode`
+/// when missing, never through a link), without truncating first: only a
+/// longer old tail is cut, so no block is freed while the new content is
+/// as long as the old. `fill` writes straight to the file: a caller with a
+/// lot to say buffers it.
+pub fn overwrite_with(
+    path: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<fs::File> {
+    let f = fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
         .mode(mode)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)?;
-    f.write_all(content)?;
+    let mut w = CountingWriter {
+        inner: f,
+        written: 0,
+    };
+    fill(&mut w)?;
+    let (f, written) = (w.inner, w.written);
     let meta = f.metadata()?;
-    if meta.len() > content.len() as u64 {
-        f.set_len(content.len() as u64)?;
+    if meta.len() > written {
+        f.set_len(written)?;
     }
     if meta.permissions().mode() & 0o7777 != mode {
         f.set_permissions(fs::Permissions::from_mode(mode))?;
     }
     Ok(f)
+}
+
+/// A writer that counts the bytes it passed on.
+struct CountingWriter<W> {
+    inner: W,
+    written: u64,
+}
+
+impl<W: Write> Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Writes the temp of `path` (no fsync) and records it.
@@ -491,7 +520,7 @@ fn stage(path: &Path, content: &[u8], mode: u32) -> Result<(), ResourceError> {
     let result = if again {
         let spare = spare_path(path);
         (|| {
-            let dev = overwrite_with_mode(&spare, content, mode)?
+            let dev = overwrite_with(&spare, mode, |w| w.write_all(content))?
                 .metadata()?
                 .dev();
             swap_in(&spare, &tmp)?;
