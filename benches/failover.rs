@@ -9,7 +9,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use agent::demo::{self, Cluster};
+use agent::testbed::demo::{self, Cluster};
 
 fn main() {
     let runs = common::env_num("RUNS", 3);

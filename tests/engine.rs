@@ -205,7 +205,7 @@ fn for_each_ranges_and_matrix() {
 }
 
 /// Checks are done ahead on helper threads while the run has changed
-/// nothing (`agent::apply`); what a command changes must be seen by the
+/// nothing (`agent::engine::apply`); what a command changes must be seen by the
 /// resources after it.
 #[test]
 fn checks_done_ahead_never_hide_what_the_run_changed() {

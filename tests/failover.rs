@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use agent::demo::{self, Cluster};
+use agent::testbed::demo::{self, Cluster};
 use common::repo;
 
 fn report(c: &Cluster) -> serde_json::Value {

@@ -1,23 +1,21 @@
-//! The `agent` engine: facts → Hiera → manifest compile → catalog → apply →
-//! report. Everything before `apply` is pure: it reads, it never writes.
+//! The `agent` library, in layers (each folder one; nothing below imports
+//! the CLI):
+//!
+//! - [`cli`]: clap's definitions and dispatch, one file per subcommand;
+//!   raw flags become [`settings::Settings`] before anything runs.
+//! - [`engine`]: facts → Hiera → manifest compile → catalog → apply →
+//!   report, behind a small API ([`engine::compile`], [`engine::apply`]).
+//!   Everything before `apply` is pure: it reads, it never writes.
+//! - [`failover`]: the `db_master` fact and its sources, the watch loop,
+//!   the cluster-event hooks.
+//! - [`schedule`]: drift correction (`agent run`), the timer installer,
+//!   signal handling for the long-running modes.
+//! - [`testbed`]: the demo scenarios and the stand-in applications; the
+//!   product's code path never imports it.
 
-pub mod apply;
-pub mod backup_cmd;
-pub mod catalog;
 pub mod cli;
-pub mod compile;
-pub mod daemon;
-pub mod dbmaster;
-pub mod demo;
-pub mod facts;
-pub mod hiera;
-pub mod hooks;
-pub mod lint;
-pub mod manifest;
-pub mod render;
-pub mod report;
-pub mod signals;
-pub mod standin;
-pub mod state;
-pub mod timer;
-pub mod watch;
+pub mod engine;
+pub mod failover;
+pub mod schedule;
+pub mod settings;
+pub mod testbed;

@@ -112,7 +112,7 @@ fn parse_convert_to(v: &Value) -> Result<bool, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hiera::Merge;
+    use crate::engine::hiera::Merge;
     use serde_json::json;
 
     #[test]

@@ -11,15 +11,17 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use serde_json::Value;
 
-use crate::cli::{apply_once, Settings};
-use crate::hooks::{self, ClusterView, Hooks};
-use crate::{daemon, facts, report, signals};
+use crate::engine::apply_once;
+use crate::engine::{facts, report};
+use crate::failover::hooks::{self, ClusterView, Hooks};
+use crate::schedule::{run as daemon, signals};
+use crate::settings::Settings;
 
 /// Flags of `agent watch`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct WatchArgs {
     /// How often the watched facts are re-evaluated.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "250ms")]
+    #[arg(long, value_parser = crate::settings::parse_duration, default_value = "250ms")]
     pub interval: Duration,
     /// A fact to watch besides db_master (repeatable; dotted names work).
     #[arg(long = "fact")]
@@ -31,13 +33,13 @@ pub struct WatchArgs {
     #[arg(long, default_value = "/etc/agent/hooks.d")]
     pub hooks_dir: PathBuf,
     /// Time limit of one hook.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    #[arg(long, value_parser = crate::settings::parse_duration, default_value = "10s")]
     pub hook_timeout: Duration,
     /// How often the heartbeat hook runs.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    #[arg(long, value_parser = crate::settings::parse_duration, default_value = "10s")]
     pub heartbeat: Duration,
     /// Stop after this long (tests and demos).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = crate::settings::parse_duration)]
     pub max_time: Option<Duration>,
 }
 
@@ -170,8 +172,11 @@ fn converge(settings: &Settings, why: &str) {
 }
 
 fn cluster_name(settings: &Settings, facts: Arc<facts::Facts>, node: &str) -> String {
-    let scope =
-        crate::compile::NodeScope::new(facts, node, &settings.roles(node).unwrap_or_default());
+    let scope = crate::engine::compile::NodeScope::new(
+        facts,
+        node,
+        &settings.roles(node).unwrap_or_default(),
+    );
     settings
         .hiera()
         .ok()

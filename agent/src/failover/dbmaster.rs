@@ -20,7 +20,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::state::StateDir;
+use crate::engine::state::StateDir;
 
 /// One node to probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -270,12 +270,12 @@ pub fn remember(state: &StateDir, value: &str) -> anyhow::Result<()> {
 /// `db_cluster::probe_password` (default `pgsql_server::postgres_password`),
 /// `db_cluster::probe_database` (postgres), `db_cluster::probe_timeout_ms` (1000).
 pub fn cluster_facts(
-    hiera: &crate::hiera::Hiera,
-    scope: &dyn crate::hiera::Scope,
+    hiera: &crate::engine::hiera::Hiera,
+    scope: &dyn crate::engine::hiera::Scope,
     state: &StateDir,
     persist: bool,
 ) -> anyhow::Result<(serde_json::Map<String, Value>, Option<String>)> {
-    use crate::hiera::HieraError;
+    use crate::engine::hiera::HieraError;
     let nodes = match hiera.lookup("db_cluster::nodes", scope, None) {
         Ok(found) => found.value,
         Err(HieraError::NotFound { .. }) => return Ok((Default::default(), None)),

@@ -16,11 +16,11 @@ use resources::{redact, registry, Decl, ResourceId};
 use serde_json::{json, Map, Value};
 use serde_yaml::Value as Yaml;
 
-use crate::catalog::{Catalog, Entry, Meta};
-use crate::facts::{Demand, Facts};
-use crate::hiera::{Hiera, Scope};
-use crate::manifest::{self, ManifestError, RawResource};
-use crate::render::{Lookups, Renderer, Vars};
+use crate::engine::catalog::{Catalog, Entry, Meta};
+use crate::engine::facts::{Demand, Facts};
+use crate::engine::hiera::{Hiera, Scope};
+use crate::engine::manifest::{self, ManifestError, RawResource};
+use crate::engine::render::{Lookups, Renderer, Vars};
 
 /// All the errors of one compile; nothing is applied when there is any.
 #[derive(Debug)]
@@ -385,8 +385,8 @@ impl CompileCx<'_> {
                     let Value::String(rel) = v else {
                         return Err(at(format!("{id}: source must be a string")));
                     };
-                    let path =
-                        crate::render::confine_template(&self.files_dir, &rel).map_err(|e| {
+                    let path = crate::engine::render::confine_template(&self.files_dir, &rel)
+                        .map_err(|e| {
                             at(format!("{id}: source: {e}"))
                                 .hint("sources live under manifests/files/")
                         })?;
@@ -608,7 +608,7 @@ mod tests {
 #[cfg(test)]
 mod lazy_facts_tests {
     use super::*;
-    use crate::facts::FactOptions;
+    use crate::engine::facts::FactOptions;
 
     /// A site of one role whose manifest is `manifest`, with a Hiera whose
     /// hierarchy is `levels`.
@@ -696,7 +696,7 @@ mod lazy_facts_tests {
              - file: /b\n    template: t.hbs\n",
             "  - name: os\n    path: \"os/%{facts.os.family}.yaml\"\n  - name: common\n    path: common.yaml\n",
         );
-        let all = crate::facts::collect(&FactOptions {
+        let all = crate::engine::facts::collect(&FactOptions {
             facts_dir: dir.path().join("facts.d"),
             ..FactOptions::default()
         })

@@ -18,8 +18,8 @@ use handlebars::{
     ScopedJson,
 };
 
-use crate::facts::Demand;
-use crate::hiera::{Found, Hiera, HieraError, Scope};
+use crate::engine::facts::Demand;
+use crate::engine::hiera::{Found, Hiera, HieraError, Scope};
 
 /// The variables of a render (`facts`, `node`, `role`, `item`...), kept as
 /// Handlebars' own context so rendering reads them without copying.

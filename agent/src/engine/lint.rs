@@ -5,7 +5,7 @@
 //! Sensitive value, an exec with no guard that runs on every apply); this
 //! module walks the catalog and says where each one was declared.
 
-use crate::catalog::Catalog;
+use crate::engine::catalog::Catalog;
 
 /// One line per warning, `<file>:<line>: <id>: <message>`, in declaration
 /// order; Sensitive values are redacted.
@@ -25,7 +25,7 @@ pub fn lint(catalog: &Catalog) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{Entry, Meta};
+    use crate::engine::catalog::{Entry, Meta};
     use resources::core::TypeEnv;
     use resources::{registry, Decl, Location, ResourceId};
     use serde_json::{json, Value};

@@ -16,8 +16,8 @@ use anyhow::{Context as _, Result};
 use resources::backup::{self, BackupEntry, BackupStore, PruneStats};
 use resources::fsutil;
 
-use crate::cli::Settings;
-use crate::report;
+use crate::engine::report;
+use crate::settings::Settings;
 
 /// Seconds a restore or prune waits for a running apply to finish.
 const LOCK_WAIT: Duration = Duration::from_secs(5);

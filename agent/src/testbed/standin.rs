@@ -82,7 +82,7 @@ extern "C" fn on_stop_signal(_: libc::c_int) {
 
 /// Runs `agent stash-standin`. Returns when stopped by a signal (0), or at
 /// once with an error when the config cannot be used.
-pub fn run(settings: &crate::cli::Settings, args: StandinArgs) -> Result<u8> {
+pub fn run(settings: &crate::settings::Settings, args: StandinArgs) -> Result<u8> {
     let config_path = node_path(settings, &args.config)?;
     let log_path = args
         .log
@@ -114,7 +114,7 @@ pub fn run(settings: &crate::cli::Settings, args: StandinArgs) -> Result<u8> {
 
 /// A path flag: under --root an absolute path is a node path; a relative
 /// one is made absolute (a daemon changes its directory to /).
-fn node_path(settings: &crate::cli::Settings, p: &Path) -> Result<PathBuf> {
+fn node_path(settings: &crate::settings::Settings, p: &Path) -> Result<PathBuf> {
     match &settings.root {
         Some(root) if p.is_absolute() => Ok(resources::fsutil::confine(root, p)?),
         _ if p.is_absolute() => Ok(p.to_path_buf()),

@@ -26,10 +26,10 @@ struct Wrap {
     args: StandinArgs,
 }
 
-fn settings() -> crate::cli::Settings {
-    crate::cli::Settings {
+fn settings() -> crate::settings::Settings {
+    crate::settings::Settings {
         root: None,
-        state: crate::state::StateDir::new("/nonexistent/state"),
+        state: crate::engine::state::StateDir::new("/nonexistent/state"),
         manifests: PathBuf::from("manifests"),
         hiera_config: PathBuf::from("hiera/hiera.yaml"),
         fact_opts: Default::default(),

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use resources::{fsutil, Change, Context};
 use serde::Serialize;
 
-use crate::catalog::{Catalog, Entry};
+use crate::engine::catalog::{Catalog, Entry};
 
 /// What happened to one resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -149,7 +149,7 @@ fn run(
             .graph
             .predecessors(i)
             .find(|&p| matches!(status[p], Some(Status::Failed | Status::Skipped)));
-        if crate::signals::stop_requested() {
+        if crate::schedule::signals::stop_requested() {
             // A clean stop: the resource in hand finished; the rest waits.
             out.status = Status::Skipped;
             out.message = Some("skipped: the agent is stopping".into());
@@ -420,7 +420,7 @@ impl<'a> Ahead<'a> {
     /// something or ended.
     fn work(&self) {
         for (k, &i) in self.catalog.order.iter().enumerate().rev() {
-            if self.over.load(Ordering::Acquire) || crate::signals::stop_requested() {
+            if self.over.load(Ordering::Acquire) || crate::schedule::signals::stop_requested() {
                 return;
             }
             if !stageable(self.catalog, i)

@@ -16,11 +16,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use clap::{Args, ValueEnum};
 
-use crate::report;
+use crate::engine::report;
 
 pub mod calendar;
 
-pub use calendar::{cron_to_oncalendar, parse_duration_secs};
+pub use calendar::cron_to_oncalendar;
 
 /// Marks the files this command writes (and may replace or remove).
 pub const MARKER: &str = "# Managed by `agent install-timer`: local changes are overwritten.";
@@ -46,8 +46,8 @@ pub struct InstallTimerArgs {
     pub schedule: String,
     /// Random delay before each run, so that nodes do not all run at once:
     /// seconds, or a number with s, m or h (`90`, `5m`, `1h`).
-    #[arg(long, default_value = "0")]
-    pub splay: String,
+    #[arg(long, default_value = "0", value_parser = crate::settings::parse_duration)]
+    pub splay: std::time::Duration,
     /// The agent binary the schedule runs (default: this one).
     #[arg(long, value_name = "PATH")]
     pub agent_path: Option<PathBuf>,
@@ -65,7 +65,7 @@ pub struct Plan {
 }
 
 /// Runs `agent install-timer`: installs, then prints what changed.
-pub fn run(settings: &crate::cli::Settings, args: InstallTimerArgs) -> Result<u8> {
+pub fn run(settings: &crate::settings::Settings, args: InstallTimerArgs) -> Result<u8> {
     let changes = install(settings, &args)?;
     if changes.is_empty() {
         report::print("Notice: install-timer: already installed, nothing changed");
@@ -78,7 +78,10 @@ pub fn run(settings: &crate::cli::Settings, args: InstallTimerArgs) -> Result<u8
 
 /// Writes (and, on a systemd host with root /, enables) the schedule;
 /// returns one line per change, none when everything was in place.
-pub fn install(settings: &crate::cli::Settings, args: &InstallTimerArgs) -> Result<Vec<String>> {
+pub fn install(
+    settings: &crate::settings::Settings,
+    args: &InstallTimerArgs,
+) -> Result<Vec<String>> {
     let plan = plan(settings, args)?;
     let root = settings.root_path();
     let cx = resources::Context::new(
@@ -105,14 +108,13 @@ pub fn install(settings: &crate::cli::Settings, args: &InstallTimerArgs) -> Resu
 }
 
 /// The files for `args`, without touching anything.
-pub fn plan(settings: &crate::cli::Settings, args: &InstallTimerArgs) -> Result<Plan> {
+pub fn plan(settings: &crate::settings::Settings, args: &InstallTimerArgs) -> Result<Plan> {
     let scheduler = match args.scheduler {
         Scheduler::Auto if Path::new("/run/systemd/system").is_dir() => Scheduler::Systemd,
         Scheduler::Auto => Scheduler::Cron,
         s => s,
     };
-    let splay = parse_duration_secs(&args.splay)
-        .map_err(|e| anyhow::anyhow!("bad --splay '{}': {e}", args.splay))?;
+    let splay = args.splay.as_secs();
     let agent = match &args.agent_path {
         Some(p) => absolute(p)?,
         None => std::env::current_exe().context("finding the agent binary")?,
@@ -149,7 +151,7 @@ pub fn plan(settings: &crate::cli::Settings, args: &InstallTimerArgs) -> Result<
 }
 
 /// The global flags the scheduled run needs to read what this install read.
-fn apply_flags(settings: &crate::cli::Settings) -> Result<Vec<String>> {
+fn apply_flags(settings: &crate::settings::Settings) -> Result<Vec<String>> {
     let root = settings.root.as_deref();
     let np = |p: &Path| -> Result<String> { Ok(node_path(root, &absolute(p)?)) };
     let mut flags = vec![
@@ -160,7 +162,7 @@ fn apply_flags(settings: &crate::cli::Settings) -> Result<Vec<String>> {
         "--state-dir".to_string(),
         np(&settings.state.dir)?,
     ];
-    let default_facts = crate::facts::FactOptions::default().facts_dir;
+    let default_facts = crate::engine::facts::FactOptions::default().facts_dir;
     if settings.fact_opts.facts_dir != default_facts {
         flags.extend([
             "--facts-dir".to_string(),

@@ -10,8 +10,10 @@ use std::time::Duration;
 use anyhow::Result;
 use chrono::Local;
 
-use crate::cli::{apply_once, Settings};
-use crate::{report, signals};
+use crate::engine::apply_once;
+use crate::engine::report;
+use crate::schedule::signals;
+use crate::settings::Settings;
 
 /// Flags of `agent run`.
 #[derive(Debug, Clone, clap::Args)]
@@ -20,7 +22,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "*/30 * * * *")]
     pub schedule: String,
     /// Random delay added to each run (e.g. 30s, 5m), so a fleet does not run at once.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    #[arg(long, value_parser = crate::settings::parse_duration, default_value = "0s")]
     pub splay: Duration,
     /// Apply once now, then follow the schedule.
     #[arg(long)]

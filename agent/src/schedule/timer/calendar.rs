@@ -196,19 +196,3 @@ fn weekdays(text: &str) -> Result<Option<String>, String> {
         .collect();
     Ok(Some(names.join(",")))
 }
-
-/// `90`, `90s`, `5m`, `1h` → seconds.
-pub fn parse_duration_secs(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let (num, mult) = match t.char_indices().last() {
-        Some((i, 's')) => (&t[..i], 1),
-        Some((i, 'm')) => (&t[..i], 60),
-        Some((i, 'h')) => (&t[..i], 3600),
-        _ => (t, 1),
-    };
-    num.trim()
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| "expected seconds, or a number with s, m or h (5m)".to_string())
-}

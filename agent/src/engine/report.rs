@@ -9,8 +9,8 @@ use std::io::Write;
 use resources::redact;
 use serde::Serialize;
 
-use crate::apply::{Observer, Outcome, Status};
-use crate::catalog::Entry;
+use crate::engine::apply::{Observer, Outcome, Status};
+use crate::engine::catalog::Entry;
 
 /// Counts of one run.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -272,7 +272,7 @@ mod tests {
 
     #[test]
     fn report_is_json_one_resource_per_line_and_redacts_before_escaping() {
-        use crate::catalog::Meta;
+        use crate::engine::catalog::Meta;
         use resources::{registry, Decl, Location, ResourceId};
         let secret = r#"Qu"ote\Back-report-secret"#;
         redact::register(secret);

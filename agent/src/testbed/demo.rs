@@ -19,8 +19,9 @@ use anyhow::{bail, Context as _, Result};
 use resources::pg::{bin_cmd, Conn, DEFAULT_BINDIR};
 use resources::runner::Runner;
 
-use crate::cli::Settings;
-use crate::{report, signals};
+use crate::engine::report;
+use crate::schedule::signals;
+use crate::settings::Settings;
 
 /// The superuser password of the site's data (`pgsql_server::postgres_password`).
 const SITE_SUPERUSER_PASSWORD_KEY: &str = "pgsql_server::postgres_password";
@@ -29,7 +30,7 @@ const SITE_SUPERUSER_PASSWORD_KEY: &str = "pgsql_server::postgres_password";
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
     /// Watch interval of the stash node's `agent watch`.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "250ms")]
+    #[arg(long, value_parser = crate::settings::parse_duration, default_value = "250ms")]
     pub interval: Duration,
     /// Keep the cluster's files (not its processes) for a look afterwards.
     #[arg(long)]
@@ -134,7 +135,7 @@ impl Cluster {
         let hiera_config = write_demo_hiera(&base, &repo_hiera, &primary, &standby)?;
         let hooks_dir = base.join("hooks.d");
         write_recorder_hooks(&hooks_dir, &base.join("events.jsonl"))?;
-        let hiera = crate::hiera::Hiera::load(&hiera_config)?;
+        let hiera = crate::engine::hiera::Hiera::load(&hiera_config)?;
         let scope = serde_json::json!({"trusted": {"certname": primary.name}, "facts": {}});
         let password = match hiera
             .lookup(SITE_SUPERUSER_PASSWORD_KEY, &scope, None)?
