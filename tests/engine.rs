@@ -439,3 +439,79 @@ fn second_run_waits_for_the_lock_then_gives_up_clearly() {
     assert!(slow.wait().unwrap().success());
     sb.agent(&["apply"]).code(0);
 }
+
+/// A site whose Hiera names a DB node that accepts TCP and never answers
+/// (a listener nobody accepts on: the kernel completes the handshake).
+fn hanging_cluster(manifest: &str) -> (Sandbox, std::net::TcpListener) {
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    hung.set_nonblocking(true).unwrap();
+    let port = hung.local_addr().unwrap().port();
+    let sb = fixture(manifest);
+    sb.site_file(
+        "hiera/data/common.yaml",
+        &format!("db_cluster::nodes: ['127.0.0.1:{port}']\ndb_cluster::probe_timeout_ms: 2000\n"),
+    );
+    (sb, hung)
+}
+
+#[test]
+fn cluster_facts_are_probed_only_when_the_catalog_names_them() {
+    // No cluster fact named: no connection to the hanging node at all, no
+    // split-brain or db_master line, and nothing written in noop.
+    let (sb, hung) = hanging_cluster(
+        "resources:\n  - file: /motd\n    content: \"hello {{facts.kernel}}\\n\"\n",
+    );
+    let run = sb.agent(&["apply", "--noop", "--detailed-exitcodes"]);
+    run.code(2);
+    assert!(!run.all().contains("db_master"), "{}", run.all());
+    assert!(
+        matches!(hung.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the catalog names no cluster fact, yet the DB node was probed"
+    );
+    assert!(!sb.state().join("db_master.json").exists());
+
+    // Named: the node is probed (and found stale: it never answers).
+    let (sb, hung) = hanging_cluster(
+        "resources:\n  - file: /motd\n    content: \"stale={{facts.db_master_stale}}\\n\"\n",
+    );
+    sb.agent(&["apply", "--detailed-exitcodes"]).code(2);
+    assert_eq!(sb.read_root("motd"), "stale=true\n");
+    assert!(
+        hung.accept().is_ok(),
+        "db_master_stale named: the node must be probed"
+    );
+}
+
+#[test]
+fn read_only_commands_create_no_root() {
+    let sb = fixture("resources:\n  - file: /motd\n    content: hi\n");
+    let missing = sb.path().join("not-yet");
+    for args in [
+        &["validate"][..],
+        &["facts", "kernel"],
+        &["apply", "--noop"],
+        &["apply"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_agent"))
+            .args(args)
+            .arg("--root")
+            .arg(&missing)
+            .arg("--state-dir")
+            .arg(sb.state())
+            .arg("--manifests")
+            .arg(sb.site().join("manifests"))
+            .arg("--hiera-config")
+            .arg(sb.site().join("hiera/hiera.yaml"))
+            .arg("--facts-dir")
+            .arg(sb.path().join("facts.d"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        if args == ["apply"] {
+            // A real apply creates it, and converges under it.
+            assert_eq!(fs::read_to_string(missing.join("motd")).unwrap(), "hi");
+        } else {
+            assert!(!missing.exists(), "{args:?} created the root");
+        }
+    }
+}

@@ -10,6 +10,7 @@ use anyhow::{Context as _, Result};
 use crate::engine::hiera::Hiera;
 use crate::engine::state::{self, StateDir};
 use crate::engine::{compile, facts};
+use crate::failover::dbmaster::ClusterSource;
 
 /// Validated settings shared by the subcommands.
 pub struct Settings {
@@ -37,14 +38,9 @@ impl Settings {
     /// Settles defaults: the state dir under the root, manifests and
     /// hiera.yaml in the current directory first, then under /etc/agent.
     pub fn resolve(raw: Raw) -> Result<Settings> {
-        let root = match raw.root {
-            Some(r) => {
-                std::fs::create_dir_all(&r)
-                    .with_context(|| format!("creating root {}", r.display()))?;
-                Some(std::fs::canonicalize(&r).with_context(|| format!("root {}", r.display()))?)
-            }
-            None => None,
-        };
+        // Not created here: validate, facts, lookup and --noop change
+        // nothing anywhere; a real apply creates it ([`Settings::ensure_root`]).
+        let root = raw.root.as_deref().map(canonical_root).transpose()?;
         let state = StateDir::new(
             raw.state_dir
                 .unwrap_or_else(|| state::default_state_dir(root.as_deref())),
@@ -94,24 +90,55 @@ impl Settings {
         compile::classify(&self.manifests, node).map_err(|e| anyhow::anyhow!("{e}"))
     }
 
-    /// Adds `db_master` & co. (see `dbmaster`) on top of `facts`; returns
-    /// the split-brain error, which leaves `db_master` unset.
-    pub fn add_cluster_facts(
+    /// Registers `db_master` & co. (see `failover::dbmaster`) as late facts
+    /// of `facts`: probed only if something names them.
+    pub fn cluster_facts(
         &self,
         facts: &Arc<facts::Facts>,
         node: &str,
-        hiera: &Hiera,
-        persist: bool,
-    ) -> Result<Option<String>> {
-        let scope = compile::NodeScope::new(facts.clone(), node, &self.roles(node)?);
-        let (cluster, error) =
-            crate::failover::dbmaster::cluster_facts(hiera, &scope, &self.state, persist)?;
-        facts.extend(cluster);
-        Ok(error)
+        roles: &[String],
+        hiera: Arc<Hiera>,
+    ) -> Arc<ClusterSource> {
+        ClusterSource::attach(facts, hiera, node, roles, &self.state)
+    }
+
+    /// Creates the `--root` directory, for commands that write under it.
+    pub fn ensure_root(&self) -> Result<()> {
+        if let Some(r) = &self.root {
+            std::fs::create_dir_all(r).with_context(|| format!("creating root {}", r.display()))?;
+        }
+        Ok(())
     }
 
     pub fn root_path(&self) -> PathBuf {
         self.root.clone().unwrap_or_else(|| PathBuf::from("/"))
+    }
+}
+
+/// The root as it will be once created: its nearest existing ancestor
+/// resolved (symlinks followed), the rest appended, so the path is the
+/// same before and after [`Settings::ensure_root`].
+fn canonical_root(root: &Path) -> Result<PathBuf> {
+    let abs = std::path::absolute(root).with_context(|| format!("root {}", root.display()))?;
+    let mut missing = Vec::new();
+    let mut existing = abs.as_path();
+    loop {
+        match std::fs::canonicalize(existing) {
+            Ok(real) => {
+                return Ok(missing
+                    .iter()
+                    .rev()
+                    .fold(real, |p: PathBuf, name| p.join(name)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let (Some(parent), Some(name)) = (existing.parent(), existing.file_name()) else {
+                    return Err(e).with_context(|| format!("root {}", root.display()));
+                };
+                missing.push(name.to_os_string());
+                existing = parent;
+            }
+            Err(e) => return Err(e).with_context(|| format!("root {}", root.display())),
+        }
     }
 }
 

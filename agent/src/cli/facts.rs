@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::engine::facts;
 use crate::engine::report;
+use crate::failover::dbmaster;
 use crate::settings::Settings;
 
 pub fn run(settings: &Settings, names: &[String], json: bool, yaml: bool) -> Result<u8> {
@@ -21,20 +22,26 @@ pub fn run(settings: &Settings, names: &[String], json: bool, yaml: bool) -> Res
     if names.is_empty() {
         demand = facts::Demand::All;
     }
-    // The cluster facts cost a network probe: only when asked for (or all).
-    if (names.is_empty() || names.iter().any(|n| n.starts_with("db_")))
-        && settings.hiera_config.exists()
-    {
+    // The cluster facts cost a network probe: a late source, asked only
+    // when they are named (or all are printed).
+    let wants_cluster = names.is_empty()
+        || names
+            .iter()
+            .any(|n| dbmaster::FACT_NAMES.contains(&n.split('.').next().unwrap_or(n)));
+    let cluster = if wants_cluster && settings.hiera_config.exists() {
         let node = settings.node_name(&facts)?;
-        let hiera = settings.hiera()?;
-        if let Some(e) = settings.add_cluster_facts(&facts, &node, &hiera, true)? {
-            if names.iter().any(|n| n == "db_master") {
-                anyhow::bail!("db_master has no value: {e}");
-            }
-            report::print_errors("db_master", &[e]);
-        }
-    }
+        let roles = settings.roles(&node)?;
+        Some(settings.cluster_facts(&facts, &node, &roles, settings.hiera()?))
+    } else {
+        None
+    };
     let all = facts.demand(&demand);
+    if let Some(e) = cluster.as_ref().and_then(|c| c.error()) {
+        if names.iter().any(|n| n == "db_master") {
+            anyhow::bail!("db_master has no value: {e}");
+        }
+        report::print_errors("db_master", &[e]);
+    }
     let render = |v: &Value| -> String {
         if yaml {
             serde_yaml::to_string(v).unwrap_or_default()

@@ -9,7 +9,8 @@ pub fn run(settings: &Settings) -> Result<u8> {
     let engine::Node {
         name: node,
         compiled,
-    } = engine::compile(settings, false)?;
+        ..
+    } = engine::compile(settings)?;
     for w in lint::lint(&compiled.catalog) {
         report::warn(&format!("Warning: {w}"));
     }

@@ -50,6 +50,9 @@ impl From<ManifestError> for CompileErrors {
 pub struct Input<'a> {
     pub manifests_dir: &'a Path,
     pub node: &'a str,
+    /// The node's manifests, read once by the caller (which took the roles
+    /// from them for the cluster facts' Hiera scope).
+    pub loaded: manifest::NodeManifests,
     /// Read as the manifests, templates and Hiera data ask.
     pub facts: &'a Arc<Facts>,
     pub hiera: Arc<Hiera>,
@@ -161,7 +164,7 @@ const META: &[&str] = &[
 
 /// Compiles the node's catalog.
 pub fn compile(input: Input<'_>) -> Result<Compiled, CompileErrors> {
-    let loaded = manifest::load(input.manifests_dir, input.node)?;
+    let loaded = input.loaded;
     let scope = Arc::new(NodeScope::new(
         input.facts.clone(),
         input.node,
@@ -645,6 +648,7 @@ mod lazy_facts_tests {
         let c = compile(Input {
             manifests_dir: &m,
             node: "n1",
+            loaded: manifest::load(&m, "n1").unwrap(),
             facts: &facts,
             hiera,
         })

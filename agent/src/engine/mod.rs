@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 
+use crate::failover::dbmaster::ClusterSource;
 use crate::settings::Settings;
 use compile::{CompileErrors, Compiled};
 use report::{Printer, Report, Summary};
@@ -31,30 +32,41 @@ use report::{Printer, Report, Summary};
 pub struct Node {
     pub name: String,
     pub compiled: Compiled,
+    /// The cluster facts, if the compile asked for them: what they found
+    /// is persisted by [`apply`], under the lock.
+    pub cluster: Arc<ClusterSource>,
 }
 
-/// facts → Hiera → compile. `persist` lets the cluster facts remember the
-/// last `db_master` seen (never in noop).
-pub fn compile(settings: &Settings, persist: bool) -> Result<Node> {
+/// facts → Hiera → compile, in one pass: the manifests are read once, a
+/// fact (the cluster's included) is collected only when something names
+/// it, and nothing is written anywhere.
+pub fn compile(settings: &Settings) -> Result<Node> {
     // Facts are collected as the node name, Hiera and the manifests ask.
     let facts = Arc::new(facts::Facts::new(settings.fact_opts.clone()));
     let node = settings.node_name(&facts)?;
+    let context = || format!("compiling the catalog for {node}");
+    let loaded = manifest::load(&settings.manifests, &node)
+        .map_err(|e| anyhow::anyhow!("{}", CompileErrors::from(e)).context(context()))?;
     let hiera = settings.hiera()?;
-    if let Some(e) = settings.add_cluster_facts(&facts, &node, &hiera, persist)? {
-        report::print_errors("db_master", &[e]);
-    }
+    let cluster = settings.cluster_facts(&facts, &node, &loaded.roles, hiera.clone());
     let compiled = compile::compile(compile::Input {
         manifests_dir: &settings.manifests,
         node: &node,
+        loaded,
         facts: &facts,
         hiera,
-    })
-    .map_err(|e: CompileErrors| {
-        anyhow::anyhow!("{e}").context(format!("compiling the catalog for {node}"))
-    })?;
+    });
+    // A split brain leaves db_master unset: said whether or not the
+    // catalog compiles (it will not, if it names db_master).
+    if let Some(e) = cluster.error() {
+        report::print_errors("db_master", &[e]);
+    }
+    let compiled =
+        compiled.map_err(|e: CompileErrors| anyhow::anyhow!("{e}").context(context()))?;
     Ok(Node {
         name: node,
         compiled,
+        cluster,
     })
 }
 
@@ -74,7 +86,7 @@ impl ApplyResult {
 /// the long-running modes (`run`, `watch`).
 pub fn apply_once(settings: &Settings, noop: bool, lock_wait: Duration) -> Result<ApplyResult> {
     let started = Instant::now();
-    let node = compile(settings, !noop)?;
+    let node = compile(settings)?;
     tracing::debug!(elapsed = ?started.elapsed(), "compiled");
     apply(settings, &node, noop, lock_wait, started)
 }
@@ -93,6 +105,9 @@ pub fn apply(
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let compiled = &node.compiled;
+    if !noop {
+        settings.ensure_root()?;
+    }
     let cx = resources::Context::new(
         settings.root_path(),
         resources::backup::BackupStore::new(&settings.state.dir),
@@ -130,6 +145,7 @@ pub fn apply(
         settings
             .state
             .replace_locked(lock, "last_run_report.json", |w| report.write_json(w))?;
+        node.cluster.persist();
         // Retention of the backup store, under the run lock; never in noop.
         let max_age = Duration::from_secs(resources::backup::DEFAULT_MAX_AGE_DAYS * 86_400);
         let keep = Some(resources::backup::DEFAULT_KEEP_PER_PATH);

@@ -5,8 +5,8 @@
 //! pg_is_in_recovery()`, each probe bounded as a whole (connect, auth and
 //! query) by a short timeout, so a node that accepts TCP and never answers
 //! costs one timeout, not a hang. Outcomes:
-//! - exactly one primary → `db_master: "host:port"` (and it is persisted in the
-//!   state dir as the last known value);
+//! - exactly one primary → `db_master: "host:port"` (and a run that applies
+//!   persists it in the state dir as the last known value);
 //! - none reachable, or no primary → the last known value and
 //!   `db_master_stale: true`;
 //! - two or more primaries (split brain) → no `db_master`,
@@ -14,12 +14,20 @@
 //!   never be pointed at either.
 //!
 //! `db_cluster` holds the details: `{primary, standbys, unreachable, nodes}`.
+//!
+//! The probe runs only when something names these facts ([`ClusterSource`]
+//! is a late fact source): a catalog that never mentions them pays nothing,
+//! even when a node of the cluster hangs.
 
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::engine::compile::NodeScope;
+use crate::engine::facts::{Facts, LateSource};
+use crate::engine::hiera::Hiera;
 use crate::engine::state::StateDir;
 
 /// One node to probe.
@@ -246,7 +254,9 @@ pub fn last_known(state: &StateDir) -> Option<LastKnown> {
     serde_json::from_slice(&state.read(STATE_FILE)?).ok()
 }
 
-/// Persists a newly seen primary (only when it changed).
+/// Persists a newly seen primary (only when it changed). Called after a
+/// run took its lock, never by a compile (which writes nothing) nor in
+/// noop.
 pub fn remember(state: &StateDir, value: &str) -> anyhow::Result<()> {
     if last_known(state).is_some_and(|l| l.db_master == value) {
         return Ok(());
@@ -262,6 +272,103 @@ pub fn remember(state: &StateDir, value: &str) -> anyhow::Result<()> {
     state.write(STATE_FILE, &text)
 }
 
+/// The cluster facts as a late fact source: the probe runs only when a
+/// consumer names `db_master` & co (or all facts), at most once per run.
+/// What it found that is worth keeping, the run persists after taking its
+/// lock ([`ClusterSource::persist`]).
+pub struct ClusterSource {
+    hiera: Arc<Hiera>,
+    facts: Weak<Facts>,
+    node: String,
+    roles: Vec<String>,
+    state: StateDir,
+    found: Mutex<Found>,
+}
+
+#[derive(Default)]
+struct Found {
+    /// The split brain, or a Hiera error in the cluster's settings.
+    error: Option<String>,
+    persist: Option<String>,
+}
+
+/// The top-level facts [`cluster_facts`] produces.
+pub const FACT_NAMES: &[&str] = &[
+    "db_master",
+    "db_master_stale",
+    "db_split_brain",
+    "db_cluster",
+];
+
+impl ClusterSource {
+    /// Registers the cluster facts of `node` as `facts`' late source.
+    pub fn attach(
+        facts: &Arc<Facts>,
+        hiera: Arc<Hiera>,
+        node: &str,
+        roles: &[String],
+        state: &StateDir,
+    ) -> Arc<ClusterSource> {
+        let source = Arc::new(ClusterSource {
+            hiera,
+            facts: Arc::downgrade(facts),
+            node: node.to_string(),
+            roles: roles.to_vec(),
+            state: state.clone(),
+            found: Mutex::new(Found::default()),
+        });
+        facts.set_late(source.clone());
+        source
+    }
+
+    fn found(&self) -> std::sync::MutexGuard<'_, Found> {
+        self.found.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Why `db_master` has no value (split brain, bad settings), if the
+    /// probe ran and found so.
+    pub fn error(&self) -> Option<String> {
+        self.found().error.clone()
+    }
+
+    /// Remembers the primary the probe found as the last known one (for
+    /// the run after, should no node answer then). Only under the run
+    /// lock, never in noop.
+    pub fn persist(&self) {
+        let value = self.found().persist.clone();
+        if let Some(value) = value {
+            if let Err(e) = remember(&self.state, &value) {
+                tracing::debug!("cannot persist db_master: {e:#}");
+            }
+        }
+    }
+}
+
+impl LateSource for ClusterSource {
+    fn names(&self) -> &'static [&'static str] {
+        FACT_NAMES
+    }
+
+    fn collect(&self) -> serde_json::Map<String, Value> {
+        let Some(facts) = self.facts.upgrade() else {
+            return Default::default();
+        };
+        let scope = NodeScope::new(facts, &self.node, &self.roles);
+        match cluster_facts(&self.hiera, &scope, &self.state) {
+            Ok(outcome) => {
+                let mut found = self.found();
+                found.error = outcome.error;
+                found.persist = outcome.persist;
+                outcome.facts
+            }
+            Err(e) => {
+                self.found().error = Some(format!("{e:#}"));
+                Default::default()
+            }
+        }
+    }
+}
+
 /// Probes the nodes of Hiera's `db_cluster::nodes` (when the key exists)
 /// and returns `db_master`, `db_master_stale`, `db_split_brain` and
 /// `db_cluster` (none without the key), and the split-brain error, if any.
@@ -270,15 +377,20 @@ pub fn remember(state: &StateDir, value: &str) -> anyhow::Result<()> {
 /// `db_cluster::probe_password` (default `pgsql_server::postgres_password`),
 /// `db_cluster::probe_database` (postgres), `db_cluster::probe_timeout_ms` (1000).
 pub fn cluster_facts(
-    hiera: &crate::engine::hiera::Hiera,
+    hiera: &Hiera,
     scope: &dyn crate::engine::hiera::Scope,
     state: &StateDir,
-    persist: bool,
-) -> anyhow::Result<(serde_json::Map<String, Value>, Option<String>)> {
+) -> anyhow::Result<Outcome> {
     use crate::engine::hiera::HieraError;
     let nodes = match hiera.lookup("db_cluster::nodes", scope, None) {
         Ok(found) => found.value,
-        Err(HieraError::NotFound { .. }) => return Ok((Default::default(), None)),
+        Err(HieraError::NotFound { .. }) => {
+            return Ok(Outcome {
+                facts: Default::default(),
+                error: None,
+                persist: None,
+            })
+        }
         Err(e) => return Err(e.into()),
     };
     let targets: Vec<Target> = nodes
@@ -313,13 +425,7 @@ pub fn cluster_facts(
         timeout: Duration::from_millis(timeout_ms),
     };
     let probes = probe_all(&targets, &cfg);
-    let outcome = decide(&targets, &probes, last_known(state).as_ref());
-    if let (true, Some(value)) = (persist, &outcome.persist) {
-        if let Err(e) = remember(state, value) {
-            tracing::debug!("cannot persist db_master: {e:#}");
-        }
-    }
-    Ok((outcome.facts, outcome.error))
+    Ok(decide(&targets, &probes, last_known(state).as_ref()))
 }
 
 #[cfg(test)]

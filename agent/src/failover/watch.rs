@@ -48,8 +48,11 @@ fn evaluate(settings: &Settings) -> Result<(Arc<facts::Facts>, Value, String)> {
     let facts = Arc::new(facts::Facts::new(settings.fact_opts.clone()));
     let node = settings.node_name(&facts)?;
     let hiera = settings.hiera()?;
-    settings.add_cluster_facts(&facts, &node, &hiera, true)?;
+    let cluster = settings.cluster_facts(&facts, &node, &settings.roles(&node)?, hiera);
     let all = (*facts.all()).clone();
+    // The watcher remembers the primary it saw, as a run would: it is the
+    // only process awake between runs to see a failover.
+    cluster.persist();
     Ok((facts, all, node))
 }
 

@@ -83,6 +83,7 @@ pub fn install(
     args: &InstallTimerArgs,
 ) -> Result<Vec<String>> {
     let plan = plan(settings, args)?;
+    settings.ensure_root()?;
     let root = settings.root_path();
     let cx = resources::Context::new(
         root.clone(),

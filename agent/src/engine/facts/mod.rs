@@ -163,6 +163,18 @@ impl Demand {
     }
 }
 
+/// Facts computed by the agent itself on top of every source, only when a
+/// consumer names one of them: `db_master` & co, whose probe of the
+/// cluster costs a network round trip (seconds, when a node hangs) that a
+/// catalog which never names them must not pay.
+pub trait LateSource: Send + Sync {
+    /// The top-level facts it produces.
+    fn names(&self) -> &'static [&'static str];
+    /// Computes them. Called at most once per [`Facts`], without its lock
+    /// held: the source may read other facts (its Hiera scope does).
+    fn collect(&self) -> Map<String, Value>;
+}
+
 /// The facts of one run, collected a group at a time when first asked for
 /// (Facter's slowness is its users' first complaint, and a run whose
 /// manifests and Hiera data name no fact should not read /proc for
@@ -183,6 +195,9 @@ struct Inner {
     external: Option<Map<String, Value>>,
     /// Facts the agent adds on top (`db_master` & co).
     extra: Map<String, Value>,
+    /// A source asked only when one of its names is (the cluster facts,
+    /// which cost a network probe); taken when it runs, so it runs once.
+    late: Option<Arc<dyn LateSource>>,
     /// Everything above merged; rebuilt when a source is added.
     view: Arc<Value>,
 }
@@ -205,7 +220,31 @@ impl Facts {
     /// Makes sure the facts `demand` names are collected; returns every
     /// fact collected so far.
     pub fn demand(&self, demand: &Demand) -> Arc<Value> {
-        let mut inner = self.lock();
+        let late = {
+            let mut inner = self.lock();
+            self.collect_groups(&mut inner, demand);
+            let wants_late = inner.late.as_ref().is_some_and(|l| match demand {
+                Demand::All => true,
+                Demand::Names(names) => l.names().iter().any(|n| names.contains(*n)),
+            });
+            if !wants_late {
+                return inner.view.clone();
+            }
+            inner.late.take()
+        };
+        // Unlocked: the source reads facts through this same object.
+        if let Some(late) = late {
+            let started = Instant::now();
+            let facts = late.collect();
+            tracing::debug!(elapsed = ?started.elapsed(), "late facts collected");
+            self.extend(facts);
+        }
+        self.lock().view.clone()
+    }
+
+    /// Collects the groups `demand` names that are not yet collected (and
+    /// the external facts at the first question).
+    fn collect_groups(&self, inner: &mut Inner, demand: &Demand) {
         let wanted: Vec<Group> = match demand {
             Demand::All => Group::ALL.to_vec(),
             Demand::Names(names) if names.is_empty() => vec![],
@@ -227,10 +266,14 @@ impl Facts {
                 let ext = external::load(&self.opts.facts_dir, self.opts.exec_timeout, &runner);
                 inner.external = Some(ext.facts);
             }
-            rebuild(&mut inner);
+            rebuild(inner);
             tracing::debug!(elapsed = ?started.elapsed(), groups = inner.groups.len(), "facts collected");
         }
-        inner.view.clone()
+    }
+
+    /// Registers the source of late facts (see [`LateSource`]).
+    pub fn set_late(&self, source: Arc<dyn LateSource>) {
+        self.lock().late = Some(source);
     }
 
     /// Every fact.
