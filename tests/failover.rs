@@ -103,21 +103,29 @@ fn stash_follows_the_primary_through_failover_and_split_brain() {
         format!("jdbc:postgresql://{}/stashdb", c.standby.label()),
         "jdbc.url names the new primary"
     );
-    std::thread::sleep(Duration::from_millis(800));
+    // An apply of our own waits for the watcher's run in flight (the lock)
+    // and must find nothing left to do: no second restart is pending.
+    let settled = settle(&c);
+    assert!(settled.contains("0 changed"), "{settled}");
     assert_eq!(
         stash_starts(&c),
         starts_before + 1,
         "Stash restarted exactly once"
     );
-    let writes_after = demo::stash_writes(&c.primary.stash_log());
-    assert!(
-        writes_after
-            .iter()
-            .rev()
-            .take(3)
-            .all(|l| l.contains(&c.standby.label())),
-        "heartbeats resume on the new primary"
-    );
+    demo::wait_until(
+        "three heartbeats in a row on the new primary",
+        Duration::from_secs(10),
+        || {
+            let writes = demo::stash_writes(&c.primary.stash_log());
+            writes.len() >= 3
+                && writes
+                    .iter()
+                    .rev()
+                    .take(3)
+                    .all(|l| l.contains(&c.standby.label()))
+        },
+    )
+    .expect("heartbeats resume on the new primary");
     assert!(f.stash_writing < Duration::from_secs(30));
 
     // Split brain: the old primary comes back as a primary.
@@ -143,7 +151,8 @@ fn stash_follows_the_primary_through_failover_and_split_brain() {
     assert_eq!(split["trigger"], "master_up");
     assert_eq!(split["split_brain"], true);
     assert!(split["db_master"].is_null());
-    std::thread::sleep(Duration::from_millis(1500));
+    // The watcher's run for this change has finished once ours got the lock.
+    settle(&c);
     assert_eq!(
         demo::jdbc_url(&props).unwrap(),
         format!("jdbc:postgresql://{}/stashdb", c.standby.label()),
@@ -155,6 +164,26 @@ fn stash_follows_the_primary_through_failover_and_split_brain() {
         "and Stash is not restarted"
     );
     c.stop_all();
+}
+
+/// Runs one apply on the Stash node, after the watcher's apply in flight
+/// (they share the run lock): what follows sees everything the watcher
+/// did for the events before. Its output.
+fn settle(c: &demo::Cluster) -> String {
+    let out = c
+        .agent(&c.primary, &["apply", "--lock-wait", "60"])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !text.contains("lock"),
+        "waited for the lock in vain: {text}"
+    );
+    text
 }
 
 /// How many times the stand-in Stash started (its log says so each time).
