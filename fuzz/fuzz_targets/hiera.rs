@@ -52,7 +52,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     // A new Hiera per input: the data cache must not carry the last input.
-    let Ok(hiera) = agent::hiera::Hiera::load(&d.join("hiera.yaml")) else {
+    let Ok(hiera) = agent::engine::hiera::Hiera::load(&d.join("hiera.yaml")) else {
         return;
     };
     let scope = json!({

@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
     let d = dir();
     std::fs::write(d.join("site.yaml"), site).unwrap();
     std::fs::write(d.join("roles/r.yaml"), role).unwrap();
-    if let Err(e) = agent::manifest::load(d, "fuzz-node") {
+    if let Err(e) = agent::engine::manifest::load(d, "fuzz-node") {
         let _ = e.to_string();
     }
 });

@@ -9,8 +9,8 @@ use serde_json::json;
 
 const HIERA: &str = "version: 5\ndefaults:\n  datadir: data\n  data_hash: yaml_data\nhierarchy:\n  - name: common\n    path: common.yaml\n";
 
-fn hiera() -> &'static (tempfile::TempDir, Arc<agent::hiera::Hiera>) {
-    static H: OnceLock<(tempfile::TempDir, Arc<agent::hiera::Hiera>)> = OnceLock::new();
+fn hiera() -> &'static (tempfile::TempDir, Arc<agent::engine::hiera::Hiera>) {
+    static H: OnceLock<(tempfile::TempDir, Arc<agent::engine::hiera::Hiera>)> = OnceLock::new();
     H.get_or_init(|| {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("data")).unwrap();
@@ -21,7 +21,7 @@ fn hiera() -> &'static (tempfile::TempDir, Arc<agent::hiera::Hiera>) {
             "k: v\nlist: [a, b]\nhash: {x: 1}\n",
         )
         .unwrap();
-        let h = agent::hiera::Hiera::load(&d.path().join("hiera.yaml")).unwrap();
+        let h = agent::engine::hiera::Hiera::load(&d.path().join("hiera.yaml")).unwrap();
         (d, Arc::new(h))
     })
 }
@@ -31,8 +31,8 @@ fuzz_target!(|text: &str| {
     let scope = Arc::new(json!({"facts": {}, "trusted": {"certname": "n"}}));
     // A fresh renderer per input: its cache of parsed strings must not grow
     // across inputs.
-    let lookups = Arc::new(agent::render::Lookups::new(h.clone(), scope));
-    let mut r = agent::render::Renderer::new(lookups, dir.path().join("templates"));
+    let lookups = Arc::new(agent::engine::render::Lookups::new(h.clone(), scope));
+    let mut r = agent::engine::render::Renderer::new(lookups, dir.path().join("templates"));
     let ctx = json!({
         "facts": {"os": {"family": "Debian"}},
         "node": {"name": "n", "roles": ["roles/r"]},
