@@ -6,10 +6,15 @@
 
 mod apply;
 pub mod backup;
+mod demo;
 mod facts;
 mod graph;
+mod install_timer;
 mod lookup;
+mod run;
+mod stash_standin;
 mod validate;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -106,16 +111,16 @@ pub enum Command {
     #[command(subcommand)]
     Backup(crate::cli::backup::BackupCommand),
     /// Drift correction: apply on a cron schedule until stopped.
-    Run(crate::schedule::run::RunArgs),
+    Run(run::RunArgs),
     /// Re-evaluate watched facts (db_master) and apply as soon as one changes.
-    Watch(crate::failover::watch::WatchArgs),
+    Watch(watch::WatchArgs),
     /// A throw-away two-node cluster on loopback, failed over, with timings.
-    Demo(crate::testbed::demo::DemoArgs),
+    Demo(demo::DemoArgs),
     /// Install drift correction: a systemd timer, or a cron.d entry without systemd.
-    InstallTimer(crate::schedule::timer::InstallTimerArgs),
+    InstallTimer(install_timer::InstallTimerArgs),
     /// The stand-in Stash (tests and the demo): heartbeats through jdbc.url.
     #[command(hide = true)]
-    StashStandin(crate::testbed::standin::StandinArgs),
+    StashStandin(stash_standin::StandinArgs),
 }
 
 /// Entry point of the binary.
@@ -157,11 +162,11 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Validate => validate::run(&settings),
         Command::Graph => graph::run(&settings),
         Command::Backup(cmd) => backup::run(&settings, cmd),
-        Command::Run(args) => crate::schedule::run::run(&settings, args),
-        Command::Watch(args) => crate::failover::watch::run(&settings, args),
-        Command::Demo(args) => crate::testbed::demo::run(&settings, args),
-        Command::InstallTimer(args) => crate::schedule::timer::run(&settings, args),
-        Command::StashStandin(args) => crate::testbed::standin::run(&settings, args),
+        Command::Run(args) => run::run(&settings, args),
+        Command::Watch(args) => watch::run(&settings, args),
+        Command::Demo(args) => demo::run(&settings, args),
+        Command::InstallTimer(args) => install_timer::run(&settings, args),
+        Command::StashStandin(args) => stash_standin::run(&settings, args),
     }
 }
 

@@ -4,7 +4,6 @@
 //! run` would. Cluster events (from the `db_cluster` fact) fire hooks with a
 //! JSON document on stdin (see `hooks`). Stops cleanly on SIGTERM/SIGINT.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,32 +15,6 @@ use crate::engine::{facts, report};
 use crate::failover::hooks::{self, ClusterView, Hooks};
 use crate::schedule::{run as daemon, signals};
 use crate::settings::Settings;
-
-/// Flags of `agent watch`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct WatchArgs {
-    /// How often the watched facts are re-evaluated.
-    #[arg(long, value_parser = crate::settings::parse_duration, default_value = "250ms")]
-    pub interval: Duration,
-    /// A fact to watch besides db_master (repeatable; dotted names work).
-    #[arg(long = "fact")]
-    pub facts: Vec<String>,
-    /// Fallback drift-correction schedule (cron expression).
-    #[arg(long, default_value = "*/30 * * * *")]
-    pub schedule: String,
-    /// Executables run on cluster events (agent_up, heartbeat, master_down, master_up, slave_down, slave_up).
-    #[arg(long, default_value = "/etc/agent/hooks.d")]
-    pub hooks_dir: PathBuf,
-    /// Time limit of one hook.
-    #[arg(long, value_parser = crate::settings::parse_duration, default_value = "10s")]
-    pub hook_timeout: Duration,
-    /// How often the heartbeat hook runs.
-    #[arg(long, value_parser = crate::settings::parse_duration, default_value = "10s")]
-    pub heartbeat: Duration,
-    /// Stop after this long (tests and demos).
-    #[arg(long, value_parser = crate::settings::parse_duration)]
-    pub max_time: Option<Duration>,
-}
 
 /// Facts of this iteration: everything `apply` would see, db_master included.
 fn evaluate(settings: &Settings) -> Result<(Arc<facts::Facts>, Value, String)> {
@@ -71,16 +44,28 @@ fn show(v: &Option<Value>) -> String {
     }
 }
 
-pub fn run(settings: &Settings, args: WatchArgs) -> Result<u8> {
+/// What `agent watch` does, validated by the CLI.
+pub struct Options {
+    /// How often the watched facts are re-evaluated.
+    pub interval: Duration,
+    /// Facts watched besides `db_master` (dotted names).
+    pub facts: Vec<String>,
+    /// Fallback drift-correction schedule.
+    pub schedule: cron::Schedule,
+    /// The cluster-event hooks and their time limit.
+    pub hooks: Hooks,
+    /// How often the heartbeat hook runs.
+    pub heartbeat: Duration,
+    /// Stop after this long.
+    pub max_time: Option<Duration>,
+}
+
+pub fn run(settings: &Settings, args: Options) -> Result<u8> {
     signals::install();
-    let schedule = resources::cron::schedule(&args.schedule)
-        .map_err(|e| anyhow::anyhow!("--schedule '{}': {e}", args.schedule))?;
+    let schedule = &args.schedule;
     let mut names = vec!["db_master".to_string()];
     names.extend(args.facts.iter().cloned());
-    let hooks = Hooks {
-        dir: args.hooks_dir.clone(),
-        timeout: args.hook_timeout,
-    };
+    let hooks = &args.hooks;
     let started = Instant::now();
 
     let (facts, all, node) = evaluate(settings)?;
@@ -102,7 +87,7 @@ pub fn run(settings: &Settings, args: WatchArgs) -> Result<u8> {
         &view,
     ));
     converge(settings, "start");
-    let mut next_scheduled = daemon::until_next(&schedule).map(|(_, d)| Instant::now() + d);
+    let mut next_scheduled = daemon::until_next(schedule).map(|(_, d)| Instant::now() + d);
     let mut next_heartbeat = Instant::now() + args.heartbeat;
 
     while signals::sleep(args.interval) {
@@ -145,7 +130,7 @@ pub fn run(settings: &Settings, args: WatchArgs) -> Result<u8> {
             converge(settings, "a watched fact changed");
         } else if next_scheduled.is_some_and(|t| Instant::now() >= t) {
             converge(settings, "schedule");
-            next_scheduled = daemon::until_next(&schedule).map(|(_, d)| Instant::now() + d);
+            next_scheduled = daemon::until_next(schedule).map(|(_, d)| Instant::now() + d);
         }
         if Instant::now() >= next_heartbeat {
             pending.extend(hooks.fire(&hooks::event(

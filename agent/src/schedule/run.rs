@@ -15,23 +15,6 @@ use crate::engine::report;
 use crate::schedule::signals;
 use crate::settings::Settings;
 
-/// Flags of `agent run`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct RunArgs {
-    /// Five-field cron expression or @hourly/@daily/@weekly...
-    #[arg(long, default_value = "*/30 * * * *")]
-    pub schedule: String,
-    /// Random delay added to each run (e.g. 30s, 5m), so a fleet does not run at once.
-    #[arg(long, value_parser = crate::settings::parse_duration, default_value = "0s")]
-    pub splay: Duration,
-    /// Apply once now, then follow the schedule.
-    #[arg(long)]
-    pub now: bool,
-    /// Stop after this many runs (tests, cron-driven one-shots).
-    #[arg(long)]
-    pub max_runs: Option<u64>,
-}
-
 /// A random duration in `0..=max` (not cryptographic: spreading load only).
 pub fn random_splay(max: Duration) -> Duration {
     if max.is_zero() {
@@ -48,17 +31,28 @@ pub fn until_next(schedule: &cron::Schedule) -> Option<(chrono::DateTime<Local>,
     Some((next, (next - now).to_std().unwrap_or(Duration::ZERO)))
 }
 
-pub fn run(settings: &Settings, args: RunArgs) -> Result<u8> {
-    let schedule = resources::cron::schedule(&args.schedule)
-        .map_err(|e| anyhow::anyhow!("--schedule '{}': {e}", args.schedule))?;
+/// What `agent run` does, validated by the CLI.
+pub struct Options {
+    /// When to apply (local time).
+    pub schedule: cron::Schedule,
+    /// A random delay of up to this much after each fire time.
+    pub splay: Duration,
+    /// Apply once at start, before the first fire time.
+    pub now: bool,
+    /// Stop after this many runs.
+    pub max_runs: Option<u64>,
+}
+
+pub fn run(settings: &Settings, args: Options) -> Result<u8> {
+    let schedule = &args.schedule;
     signals::install();
     let mut runs = 0u64;
     let mut last_code = 0;
     let mut first = args.now;
     while !signals::stop_requested() {
         if !first {
-            let Some((at, wait)) = until_next(&schedule) else {
-                anyhow::bail!("schedule '{}' never fires again", args.schedule);
+            let Some((at, wait)) = until_next(schedule) else {
+                anyhow::bail!("the schedule never fires again");
             };
             let splay = random_splay(args.splay);
             report::print(&format!(

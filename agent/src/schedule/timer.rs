@@ -14,7 +14,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
-use clap::{Args, ValueEnum};
 
 use crate::engine::report;
 
@@ -28,32 +27,25 @@ pub const SERVICE_PATH: &str = "/etc/systemd/system/agent.service";
 pub const TIMER_PATH: &str = "/etc/systemd/system/agent.timer";
 pub const CRON_PATH: &str = "/etc/cron.d/agent";
 
+/// What `agent install-timer` installs, validated by the CLI.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// When to run, in cron syntax (5 fields or a shorthand).
+    pub schedule: String,
+    /// Random delay before each run (whole seconds are written).
+    pub splay: std::time::Duration,
+    /// The agent binary the schedule runs (default: this one).
+    pub agent_path: Option<PathBuf>,
+    pub scheduler: Scheduler,
+}
+
 /// Which scheduler runs the agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheduler {
     /// systemd when /run/systemd/system exists (PID 1 is systemd), else cron.
     Auto,
     Systemd,
     Cron,
-}
-
-/// Flags of `agent install-timer`.
-#[derive(Debug, Args, Clone)]
-pub struct InstallTimerArgs {
-    /// When to run, in cron syntax: 5 fields (`*/30 * * * *`) or a
-    /// shorthand (`@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`).
-    #[arg(long, default_value = "*/30 * * * *")]
-    pub schedule: String,
-    /// Random delay before each run, so that nodes do not all run at once:
-    /// seconds, or a number with s, m or h (`90`, `5m`, `1h`).
-    #[arg(long, default_value = "0", value_parser = crate::settings::parse_duration)]
-    pub splay: std::time::Duration,
-    /// The agent binary the schedule runs (default: this one).
-    #[arg(long, value_name = "PATH")]
-    pub agent_path: Option<PathBuf>,
-    /// systemd timer or cron.d entry.
-    #[arg(long, value_enum, default_value_t = Scheduler::Auto)]
-    pub scheduler: Scheduler,
 }
 
 /// What the install writes: node paths and their content, and the
@@ -65,7 +57,7 @@ pub struct Plan {
 }
 
 /// Runs `agent install-timer`: installs, then prints what changed.
-pub fn run(settings: &crate::settings::Settings, args: InstallTimerArgs) -> Result<u8> {
+pub fn run(settings: &crate::settings::Settings, args: Options) -> Result<u8> {
     let changes = install(settings, &args)?;
     if changes.is_empty() {
         report::print("Notice: install-timer: already installed, nothing changed");
@@ -78,10 +70,7 @@ pub fn run(settings: &crate::settings::Settings, args: InstallTimerArgs) -> Resu
 
 /// Writes (and, on a systemd host with root /, enables) the schedule;
 /// returns one line per change, none when everything was in place.
-pub fn install(
-    settings: &crate::settings::Settings,
-    args: &InstallTimerArgs,
-) -> Result<Vec<String>> {
+pub fn install(settings: &crate::settings::Settings, args: &Options) -> Result<Vec<String>> {
     let plan = plan(settings, args)?;
     settings.ensure_root()?;
     let root = settings.root_path();
@@ -109,7 +98,7 @@ pub fn install(
 }
 
 /// The files for `args`, without touching anything.
-pub fn plan(settings: &crate::settings::Settings, args: &InstallTimerArgs) -> Result<Plan> {
+pub fn plan(settings: &crate::settings::Settings, args: &Options) -> Result<Plan> {
     let scheduler = match args.scheduler {
         Scheduler::Auto if Path::new("/run/systemd/system").is_dir() => Scheduler::Systemd,
         Scheduler::Auto => Scheduler::Cron,

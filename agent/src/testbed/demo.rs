@@ -26,20 +26,6 @@ use crate::settings::Settings;
 /// The superuser password of the site's data (`pgsql_server::postgres_password`).
 const SITE_SUPERUSER_PASSWORD_KEY: &str = "pgsql_server::postgres_password";
 
-/// Flags of `agent demo`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct DemoArgs {
-    /// Watch interval of the stash node's `agent watch`.
-    #[arg(long, value_parser = crate::settings::parse_duration, default_value = "250ms")]
-    pub interval: Duration,
-    /// Keep the cluster's files (not its processes) for a look afterwards.
-    #[arg(long)]
-    pub keep: bool,
-    /// Where to build it (default: a new temp dir).
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
-}
-
 /// One node of the demo cluster.
 pub struct DemoNode {
     pub name: &'static str,
@@ -623,7 +609,17 @@ pub fn failover(c: &Cluster, verbose: bool) -> Result<Failover> {
     })
 }
 
-pub fn run(settings: &Settings, args: DemoArgs) -> Result<u8> {
+/// What `agent demo` does.
+pub struct Options {
+    /// Watch interval of the stash node's `agent watch`.
+    pub interval: Duration,
+    /// Keep the cluster's files (not its processes) afterwards.
+    pub keep: bool,
+    /// Where to build it (default: a new temp dir).
+    pub dir: Option<PathBuf>,
+}
+
+pub fn run(settings: &Settings, args: Options) -> Result<u8> {
     signals::install();
     let (base, owns) = match &args.dir {
         Some(d) => (d.clone(), false),

@@ -36,33 +36,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context as _, Result};
-use clap::Args;
 
 pub mod jdbc;
 
 pub use jdbc::{load_config, parse_url, JdbcUrl, StandinConfig, TargetServerType};
-
-/// Flags of `agent stash-standin`.
-#[derive(Debug, Args, Clone)]
-pub struct StandinArgs {
-    /// Stash's `stash-config.properties` (jdbc.url, jdbc.user, jdbc.password),
-    /// read once at start. Under --root, an absolute path is a node path.
-    #[arg(long, value_name = "FILE")]
-    pub config: PathBuf,
-    /// Append the log here (default: stdout).
-    #[arg(long, value_name = "FILE")]
-    pub log: Option<PathBuf>,
-    /// Write the pid here; removed on a clean exit.
-    #[arg(long, value_name = "FILE")]
-    pub pidfile: Option<PathBuf>,
-    /// Milliseconds between two heartbeat writes.
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
-    pub interval_ms: u64,
-    /// Detach (fork, setsid) once the config is read and the pidfile is
-    /// written; the foreground process exits 0 then, or 1 with the reason.
-    #[arg(long, requires = "pidfile")]
-    pub daemonize: bool,
-}
 
 /// Backoff between reconnection attempts: doubles from MIN up to MAX.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -80,9 +57,25 @@ extern "C" fn on_stop_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
+/// What `agent stash-standin` does (see its flags in the CLI).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Options {
+    /// Stash's `stash-config.properties`; under --root an absolute path is
+    /// a node path.
+    pub config: PathBuf,
+    /// Append the log here (default: stdout).
+    pub log: Option<PathBuf>,
+    /// Write the pid here; removed on a clean exit.
+    pub pidfile: Option<PathBuf>,
+    /// Between two heartbeat writes.
+    pub interval: Duration,
+    /// Detach once the config is read and the pidfile written.
+    pub daemonize: bool,
+}
+
 /// Runs `agent stash-standin`. Returns when stopped by a signal (0), or at
 /// once with an error when the config cannot be used.
-pub fn run(settings: &crate::settings::Settings, args: StandinArgs) -> Result<u8> {
+pub fn run(settings: &crate::settings::Settings, args: Options) -> Result<u8> {
     let config_path = node_path(settings, &args.config)?;
     let log_path = args
         .log
@@ -96,7 +89,7 @@ pub fn run(settings: &crate::settings::Settings, args: StandinArgs) -> Result<u8
         .transpose()?;
     // Errors in the config surface here, in the foreground, before any fork.
     let cfg = load_config(&config_path)?;
-    let interval = Duration::from_millis(args.interval_ms);
+    let interval = args.interval;
     if args.daemonize {
         return daemonize(&cfg, log_path.as_deref(), pidfile.as_deref(), interval);
     }

@@ -155,8 +155,8 @@ fn sandbox(root: &Path, node: Option<&str>) -> crate::settings::Settings {
     }
 }
 
-fn args(scheduler: Scheduler, schedule: &str, splay: &str, agent: &Path) -> InstallTimerArgs {
-    InstallTimerArgs {
+fn args(scheduler: Scheduler, schedule: &str, splay: &str, agent: &Path) -> Options {
+    Options {
         schedule: schedule.into(),
         splay: crate::settings::parse_duration(splay).unwrap(),
         agent_path: Some(agent.to_path_buf()),

@@ -1,8 +1,8 @@
 //! Tests of the stand-in against real PostgreSQL clusters. The signal and
 //! daemon tests run the service in a child process: this test binary
 //! re-executed on the `child_entry` test, which runs `standin::run` with the
-//! arguments given in `STANDIN_TEST_CHILD` (the subcommand is wired into the
-//! agent's command line elsewhere).
+//! options given (as JSON) in `STANDIN_TEST_CHILD` (the subcommand's flags
+//! are the CLI's).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -10,7 +10,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use clap::Parser;
 use resources::pg::testing::{free_port, TestCluster, PASSWORD};
 use resources::pg::{bin_cmd, Conn};
 use resources::runner::Runner;
@@ -19,12 +18,6 @@ use super::*;
 
 const CHILD_ENV: &str = "STANDIN_TEST_CHILD";
 const APP_PASSWORD: &str = "standin-app-Pa55";
-
-#[derive(Parser)]
-struct Wrap {
-    #[command(flatten)]
-    args: StandinArgs,
-}
 
 fn settings() -> crate::settings::Settings {
     crate::settings::Settings {
@@ -43,10 +36,8 @@ fn child_entry() {
     let Ok(json) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let argv: Vec<String> = serde_json::from_str(&json).unwrap();
-    let wrap = Wrap::try_parse_from(std::iter::once("stash-standin".to_string()).chain(argv))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let code = match run(&settings(), wrap.args) {
+    let opts: Options = serde_json::from_str(&json).unwrap();
+    let code = match run(&settings(), opts) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("Error: {e:#}");
@@ -56,7 +47,7 @@ fn child_entry() {
     std::process::exit(code.into());
 }
 
-fn spawn_child(argv: &[String]) -> Child {
+fn spawn_child(opts: &Options) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .args([
             "testbed::standin::tests::child_entry",
@@ -65,7 +56,7 @@ fn spawn_child(argv: &[String]) -> Child {
             "--nocapture",
             "--quiet",
         ])
-        .env(CHILD_ENV, serde_json::to_string(argv).unwrap())
+        .env(CHILD_ENV, serde_json::to_string(opts).unwrap())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -249,11 +240,11 @@ fn a_bad_url_is_an_error_naming_it_before_anything_starts() {
         "pw-x9",
     );
     let pidfile = dir.path().join("standin.pid");
-    let args = StandinArgs {
+    let args = Options {
         config: conf.clone(),
         log: Some(dir.path().join("log")),
         pidfile: Some(pidfile.clone()),
-        interval_ms: 100,
+        interval: Duration::from_millis(100),
         daemonize: true,
     };
     let e = format!("{:#}", run(&settings(), args).unwrap_err());
@@ -335,7 +326,7 @@ fn a_multi_host_url_goes_to_the_primary_and_follows_a_switch() {
     assert!(rows(b.conn(), "stash-standin %") >= 2);
 }
 
-fn app_setup(dir: &Path) -> (TestCluster, Vec<String>, PathBuf, PathBuf) {
+fn app_setup(dir: &Path) -> (TestCluster, Options, PathBuf, PathBuf) {
     let c = app_cluster(&dir.join("pg"));
     let conf = dir.join("stash-config.properties");
     write_config(
@@ -346,17 +337,14 @@ fn app_setup(dir: &Path) -> (TestCluster, Vec<String>, PathBuf, PathBuf) {
     );
     let pidfile = dir.join("run/standin.pid");
     let log = dir.join("standin.log");
-    let argv = vec![
-        "--config".to_string(),
-        conf.display().to_string(),
-        "--pidfile".into(),
-        pidfile.display().to_string(),
-        "--log".into(),
-        log.display().to_string(),
-        "--interval-ms".into(),
-        "50".into(),
-    ];
-    (c, argv, pidfile, log)
+    let opts = Options {
+        config: conf,
+        log: Some(log.clone()),
+        pidfile: Some(pidfile.clone()),
+        interval: Duration::from_millis(50),
+        daemonize: false,
+    };
+    (c, opts, pidfile, log)
 }
 
 fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
@@ -396,7 +384,7 @@ fn sh(line: &str) -> bool {
 fn daemonized_it_detaches_and_the_service_lines_drive_it() {
     let dir = tempfile::tempdir().unwrap();
     let (_c, mut argv, pidfile, log) = app_setup(dir.path());
-    argv.push("--daemonize".into());
+    argv.daemonize = true;
     let mut starter = spawn_child(&argv);
     let status = wait_exit(&mut starter, Duration::from_secs(10));
     assert!(status.success(), "{status:?}");
