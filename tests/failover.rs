@@ -148,6 +148,25 @@ fn stash_follows_the_primary_through_failover_and_split_brain() {
                 .is_some_and(|r| r.contains("split brain"))
         })
         .unwrap();
+    // Facts in a split brain: what is known is printed, the exit names db_master.
+    let out = c
+        .agent(
+            &c.primary,
+            &["facts", "db_master", "db_master_stale", "db_split_brain"],
+        )
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("db_split_brain => true"), "{stdout}");
+    assert!(stdout.contains("db_master_stale => false"), "{stdout}");
+    assert!(
+        stderr.contains("db_master has no value: split brain"),
+        "{stderr}"
+    );
     assert_eq!(split["trigger"], "master_up");
     assert_eq!(split["split_brain"], true);
     assert!(split["db_master"].is_null());

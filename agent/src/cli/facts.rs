@@ -36,11 +36,12 @@ pub fn run(settings: &Settings, names: &[String], json: bool, yaml: bool) -> Res
         None
     };
     let all = facts.demand(&demand);
-    if let Some(e) = cluster.as_ref().and_then(|c| c.error()) {
-        if names.iter().any(|n| n == "db_master") {
-            anyhow::bail!("db_master has no value: {e}");
-        }
-        report::print_errors("db_master", &[e]);
+    let cluster_error = cluster.as_ref().and_then(|c| c.error());
+    if let Some(e) = cluster_error
+        .as_ref()
+        .filter(|_| !names.iter().any(|n| n == "db_master"))
+    {
+        report::print_errors("db_master", std::slice::from_ref(e));
     }
     let render = |v: &Value| -> String {
         if yaml {
@@ -65,14 +66,13 @@ pub fn run(settings: &Settings, names: &[String], json: bool, yaml: bool) -> Res
             None => missing.push(n.clone()),
         }
     }
-    if !missing.is_empty() {
-        anyhow::bail!(
-            "no such fact: {} (try `agent facts` to list them)",
-            missing.join(", ")
-        );
-    }
+    // What is known is printed even when a name is not (in a split brain,
+    // `db_split_brain` is the answer the caller needs); the exit names the
+    // rest.
     if names.len() == 1 && !json && !yaml {
-        report::print(&render(&picked[&names[0]]));
+        if let Some(v) = picked.get(&names[0]) {
+            report::print(&render(v));
+        }
     } else if json || yaml {
         report::print(&render(&Value::Object(picked)));
     } else {
@@ -85,5 +85,20 @@ pub fn run(settings: &Settings, names: &[String], json: bool, yaml: bool) -> Res
             report::print(&format!("{k} => {v}"));
         }
     }
-    Ok(0)
+    if missing.is_empty() {
+        return Ok(0);
+    }
+    let mut errors = Vec::new();
+    if let Some(e) = cluster_error.filter(|_| missing.iter().any(|n| n == "db_master")) {
+        missing.retain(|n| n != "db_master");
+        errors.push(format!("db_master has no value: {e}"));
+    }
+    if !missing.is_empty() {
+        errors.push(format!(
+            "no such fact: {} (try `agent facts` to list them)",
+            missing.join(", ")
+        ));
+    }
+    report::print_errors("agent", &errors);
+    Ok(1)
 }

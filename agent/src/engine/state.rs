@@ -1,5 +1,8 @@
 //! The state dir: where the run lock, the last report, last-known facts and
 //! the backup store live. Created 0700: it may hold secrets' neighbours.
+//! The parents it needs are created 0755, as any system directory: under
+//! `--root` they are the node's `/var` and `/var/lib`, which the postgres
+//! OS user must be able to traverse.
 
 use std::fs;
 use std::io::Read;
@@ -28,8 +31,16 @@ impl StateDir {
         self.dir.join("agent.lock")
     }
 
-    /// Creates the state dir (0700) if needed.
+    /// Creates the state dir (0700) if needed, and its parents (0755).
     pub fn ensure(&self) -> Result<()> {
+        if let Some(parent) = self.dir.parent().filter(|p| !p.exists()) {
+            use std::os::unix::fs::DirBuilderExt;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
         resources::backup::create_private_dir(&self.dir)
             .with_context(|| format!("creating state dir {}", self.dir.display()))?;
         Ok(())
@@ -191,6 +202,23 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = fs::metadata(&state.dir).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
+    }
+
+    #[test]
+    fn the_state_dirs_parents_stay_traversable() {
+        // The default state dir under --root is <root>/var/lib/agent: the
+        // node's /var and /var/lib must not come out 0700 (initdb, as the
+        // postgres user, then cannot reach /var/lib/postgresql).
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(default_state_dir(Some(dir.path())));
+        state.ensure().unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        for parent in ["var", "var/lib"] {
+            let m = mode(&dir.path().join(parent));
+            assert_eq!(m & 0o055, 0o055, "{parent} is {m:o}");
+        }
+        assert_eq!(mode(&state.dir), 0o700);
     }
 
     #[test]
