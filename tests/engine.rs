@@ -515,3 +515,14 @@ fn read_only_commands_create_no_root() {
         }
     }
 }
+
+#[test]
+fn quiet_apply_says_nothing_only_when_nothing_changed() {
+    let sb = fixture("resources:\n  - file: /motd\n    content: hi\n");
+    let first = sb.agent(&["apply", "--quiet"]);
+    first.code(0).stdout_has("1 changed");
+    let second = sb.agent(&["apply", "--quiet"]);
+    second.code(0);
+    assert_eq!(second.all(), "", "a converged quiet run prints nothing");
+    sb.agent(&["apply"]).code(0).stdout_has("0 changed");
+}

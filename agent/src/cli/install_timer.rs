@@ -26,6 +26,14 @@ pub struct InstallTimerArgs {
     /// (/run/systemd/system exists), else cron.
     #[arg(long, default_value = "auto", value_parser = ["auto", "systemd", "cron"])]
     pub scheduler: String,
+    /// Install `agent watch` as a service instead (systemd unit with
+    /// Restart=on-failure, or a cron-supervised entry without systemd):
+    /// it applies as soon as db_master changes, and on --schedule.
+    #[arg(long)]
+    pub watch: bool,
+    /// The longest one scheduled apply may run (TimeoutStartSec).
+    #[arg(long, default_value = "1h", value_parser = settings::parse_duration)]
+    pub run_timeout: std::time::Duration,
 }
 
 pub fn run(settings: &Settings, args: InstallTimerArgs) -> Result<u8> {
@@ -41,6 +49,8 @@ pub fn run(settings: &Settings, args: InstallTimerArgs) -> Result<u8> {
             splay: args.splay,
             agent_path: args.agent_path,
             scheduler,
+            watch: args.watch,
+            run_timeout: args.run_timeout,
         },
     )
 }

@@ -82,6 +82,9 @@ pub enum Command {
         /// How long to wait for another run's lock (`5`, `500ms`, `1m`).
         #[arg(long, default_value = "5", value_parser = settings::parse_duration)]
         lock_wait: std::time::Duration,
+        /// Print nothing when nothing changed and nothing failed (cron).
+        #[arg(long)]
+        quiet: bool,
     },
     /// Print facts (all, or the named dotted ones).
     Facts {
@@ -151,7 +154,16 @@ fn run(cli: Cli) -> Result<u8> {
             noop,
             detailed_exitcodes,
             lock_wait,
-        } => apply::run(&settings, noop, detailed_exitcodes, lock_wait),
+            quiet,
+        } => apply::run(
+            &settings,
+            crate::engine::RunOptions {
+                noop,
+                lock_wait,
+                quiet,
+            },
+            detailed_exitcodes,
+        ),
         Command::Facts { names, json, yaml } => facts::run(&settings, &names, json, yaml),
         Command::Lookup {
             key,

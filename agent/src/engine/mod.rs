@@ -82,13 +82,36 @@ impl ApplyResult {
     }
 }
 
+/// How one apply runs.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// Report what would change; change nothing anywhere.
+    pub noop: bool,
+    /// How long to wait for another run's lock.
+    pub lock_wait: Duration,
+    /// No summary line when nothing changed and nothing failed (a cron
+    /// job that mails its output stays silent then).
+    pub quiet: bool,
+}
+
+impl RunOptions {
+    /// A real, reported run that waits `lock_wait` for the lock.
+    pub fn real(lock_wait: Duration) -> RunOptions {
+        RunOptions {
+            noop: false,
+            lock_wait,
+            quiet: false,
+        }
+    }
+}
+
 /// One whole run: [`compile`] then [`apply`]. Used by `agent apply` and by
 /// the long-running modes (`run`, `watch`).
-pub fn apply_once(settings: &Settings, noop: bool, lock_wait: Duration) -> Result<ApplyResult> {
+pub fn apply_once(settings: &Settings, opts: RunOptions) -> Result<ApplyResult> {
     let started = Instant::now();
     let node = compile(settings)?;
     tracing::debug!(elapsed = ?started.elapsed(), "compiled");
-    apply(settings, &node, noop, lock_wait, started)
+    apply(settings, &node, opts, started)
 }
 
 /// Preflight, lock, apply, report: converges the node to `node`'s catalog.
@@ -96,10 +119,14 @@ pub fn apply_once(settings: &Settings, noop: bool, lock_wait: Duration) -> Resul
 pub fn apply(
     settings: &Settings,
     node: &Node,
-    noop: bool,
-    lock_wait: Duration,
+    opts: RunOptions,
     started: Instant,
 ) -> Result<ApplyResult> {
+    let RunOptions {
+        noop,
+        lock_wait,
+        quiet,
+    } = opts;
     let started_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -159,7 +186,9 @@ pub fn apply(
             Err(e) => report::warn(&format!("Warning: backup retention failed: {e}")),
         }
     }
-    report::print_summary(&node.name, &summary, noop);
+    if !(quiet && summary.exit_code(true) == 0) {
+        report::print_summary(&node.name, &summary, noop);
+    }
     Ok(ApplyResult {
         node: node.name.clone(),
         summary,

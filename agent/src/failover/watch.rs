@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use serde_json::Value;
 
-use crate::engine::apply_once;
+use crate::engine::{apply_once, RunOptions};
 use crate::engine::{facts, report};
 use crate::failover::hooks::{self, ClusterView, Hooks};
 use crate::schedule::{run as daemon, signals};
@@ -154,7 +154,7 @@ pub fn run(settings: &Settings, args: Options) -> Result<u8> {
 
 fn converge(settings: &Settings, why: &str) {
     report::print(&format!("Notice: applying ({why})"));
-    if let Err(e) = apply_once(settings, false, Duration::from_secs(30)) {
+    if let Err(e) = apply_once(settings, RunOptions::real(Duration::from_secs(30))) {
         report::print_errors("watch", &[format!("{e:#}")]);
     }
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::Result;
 use chrono::Local;
 
-use crate::engine::apply_once;
 use crate::engine::report;
+use crate::engine::{apply_once, RunOptions};
 use crate::schedule::signals;
 use crate::settings::Settings;
 
@@ -69,7 +69,7 @@ pub fn run(settings: &Settings, args: Options) -> Result<u8> {
             "Notice: scheduled run started at {}",
             Local::now().format("%Y-%m-%d %H:%M:%S")
         ));
-        last_code = match apply_once(settings, false, Duration::from_secs(5)) {
+        last_code = match apply_once(settings, RunOptions::real(Duration::from_secs(5))) {
             Ok(r) => r.exit_code(true),
             Err(e) => {
                 report::print_errors("run", &[format!("{e:#}")]);

@@ -26,6 +26,17 @@ pub const MARKER: &str = "# Managed by `agent install-timer`: local changes are 
 pub const SERVICE_PATH: &str = "/etc/systemd/system/agent.service";
 pub const TIMER_PATH: &str = "/etc/systemd/system/agent.timer";
 pub const CRON_PATH: &str = "/etc/cron.d/agent";
+pub const WATCH_SERVICE_PATH: &str = "/etc/systemd/system/agent-watch.service";
+pub const WATCH_CRON_PATH: &str = "/etc/cron.d/agent-watch";
+/// Every file an install may write: those a new install does not write
+/// again are removed (one way of running the agent at a time).
+const ALL_PATHS: [&str; 5] = [
+    SERVICE_PATH,
+    TIMER_PATH,
+    CRON_PATH,
+    WATCH_SERVICE_PATH,
+    WATCH_CRON_PATH,
+];
 
 /// What `agent install-timer` installs, validated by the CLI.
 #[derive(Debug, Clone)]
@@ -37,6 +48,13 @@ pub struct Options {
     /// The agent binary the schedule runs (default: this one).
     pub agent_path: Option<PathBuf>,
     pub scheduler: Scheduler,
+    /// Install `agent watch` as a supervised service (reacting to a
+    /// failover within its interval, `schedule` as its fallback run)
+    /// instead of a scheduled `agent apply`.
+    pub watch: bool,
+    /// The longest a scheduled run may take (systemd's TimeoutStartSec,
+    /// Puppet's runtimeout).
+    pub run_timeout: std::time::Duration,
 }
 
 /// Which scheduler runs the agent.
@@ -78,21 +96,51 @@ pub fn install(settings: &crate::settings::Settings, args: &Options) -> Result<V
         root.clone(),
         resources::backup::BackupStore::new(&settings.state.dir),
     );
+    let on_systemd = plan.scheduler == Scheduler::Systemd && root == Path::new("/");
     let mut changes = Vec::new();
+    // One way of running the agent at a time: what this install does not
+    // write again goes (a timer and a watcher would both apply).
+    for stale in ALL_PATHS.map(Path::new) {
+        if plan.files.iter().any(|(p, _)| p == stale)
+            || !is_ours(&cx.path(&stale.display().to_string())?)
+        {
+            continue;
+        }
+        let unit = stale
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if stale.starts_with("/etc/systemd") {
+            if on_systemd {
+                if unit.ends_with(".timer") || unit == "agent-watch.service" {
+                    disable_unit(&cx.runner, unit)?;
+                }
+            } else if plan.scheduler == Scheduler::Cron {
+                // Without systemctl a unit cannot be stopped: say so.
+                report::warn(&format!(
+                    "Warning: {} is installed too; disable it: systemctl disable --now {}",
+                    stale.display(),
+                    if unit == "agent.service" {
+                        "agent.timer"
+                    } else {
+                        unit
+                    }
+                ));
+                continue;
+            }
+        }
+        changes.extend(remove_ours(&cx, stale)?);
+    }
     for (node_path, content) in &plan.files {
         changes.extend(write_if_changed(&cx, node_path, content)?);
     }
-    // Two schedulers would run the agent twice: drop our cron entry when
-    // installing the timer. (The reverse needs systemctl; say so instead.)
-    if plan.scheduler == Scheduler::Systemd {
-        changes.extend(remove_ours(&cx, Path::new(CRON_PATH))?);
-    } else if is_ours(&cx.path(TIMER_PATH)?) {
-        report::warn(&format!(
-            "Warning: {TIMER_PATH} is installed too; disable it: systemctl disable --now agent.timer"
-        ));
-    }
-    if plan.scheduler == Scheduler::Systemd && root == Path::new("/") {
-        changes.extend(enable_timer(&cx.runner, !changes.is_empty())?);
+    if on_systemd {
+        let unit = if args.watch {
+            "agent-watch.service"
+        } else {
+            "agent.timer"
+        };
+        changes.extend(enable_unit(&cx.runner, unit, !changes.is_empty())?);
     }
     Ok(changes)
 }
@@ -109,10 +157,24 @@ pub fn plan(settings: &crate::settings::Settings, args: &Options) -> Result<Plan
         Some(p) => absolute(p)?,
         None => std::env::current_exe().context("finding the agent binary")?,
     };
-    let mut argv = vec![agent.display().to_string(), "apply".to_string()];
-    argv.extend(apply_flags(settings)?);
     resources::cron::validate_schedule(&args.schedule)
         .map_err(|e| anyhow::anyhow!("bad --schedule '{}': {e}", args.schedule))?;
+    if args.watch {
+        let mut argv = vec![
+            agent.display().to_string(),
+            "watch".to_string(),
+            "--schedule".to_string(),
+            args.schedule.clone(),
+        ];
+        argv.extend(apply_flags(settings)?);
+        let files = match scheduler {
+            Scheduler::Systemd => vec![(PathBuf::from(WATCH_SERVICE_PATH), watch_unit(&argv))],
+            _ => vec![(PathBuf::from(WATCH_CRON_PATH), watch_cron_file(&argv))],
+        };
+        return Ok(Plan { scheduler, files });
+    }
+    let mut argv = vec![agent.display().to_string(), "apply".to_string()];
+    argv.extend(apply_flags(settings)?);
     let files = match scheduler {
         Scheduler::Systemd => {
             let on_calendar = cron_to_oncalendar(&args.schedule).map_err(|e| {
@@ -122,7 +184,10 @@ pub fn plan(settings: &crate::settings::Settings, args: &Options) -> Result<Plan
                 )
             })?;
             vec![
-                (PathBuf::from(SERVICE_PATH), service_unit(&argv)),
+                (
+                    PathBuf::from(SERVICE_PATH),
+                    service_unit(&argv, args.run_timeout.as_secs()),
+                ),
                 (
                     PathBuf::from(TIMER_PATH),
                     timer_unit(&args.schedule, &on_calendar, splay),
@@ -130,7 +195,7 @@ pub fn plan(settings: &crate::settings::Settings, args: &Options) -> Result<Plan
             ]
         }
         _ => {
-            argv.extend(["--lock-wait".to_string(), "0".to_string()]);
+            argv.extend(["--lock-wait", "0", "--quiet"].map(String::from));
             vec![(
                 PathBuf::from(CRON_PATH),
                 cron_file(&args.schedule, &argv, splay),
@@ -178,14 +243,46 @@ fn node_path(root: Option<&Path>, p: &Path) -> String {
     }
 }
 
-/// The oneshot service running `agent apply`.
-pub fn service_unit(argv: &[String]) -> String {
+/// The oneshot service running `agent apply`. KillMode=process: the
+/// daemons a run starts (PostgreSQL, the application) outlive it; without
+/// it systemd kills the unit's whole cgroup when the run ends. A run
+/// longer than `timeout_secs` is stopped (Puppet's runtimeout).
+pub fn service_unit(argv: &[String], timeout_secs: u64) -> String {
     let exec: Vec<String> = argv.iter().map(|a| systemd_quote(a)).collect();
     format!(
         "{MARKER}\n[Unit]\nDescription=agent apply: converge this node to its role\n\
          Wants=network-online.target\nAfter=network-online.target\n\n\
-         [Service]\nType=oneshot\nExecStart={}\n",
+         [Service]\nType=oneshot\nExecStart={}\nKillMode=process\nTimeoutStartSec={timeout_secs}\n",
         exec.join(" ")
+    )
+}
+
+/// `agent watch` as a service: restarted when it fails, its applies'
+/// daemons left alone when it stops (KillMode=process).
+pub fn watch_unit(argv: &[String]) -> String {
+    let exec: Vec<String> = argv.iter().map(|a| systemd_quote(a)).collect();
+    format!(
+        "{MARKER}\n[Unit]\nDescription=agent watch: converge as soon as db_master changes\n\
+         Wants=network-online.target\nAfter=network-online.target\n\n\
+         [Service]\nType=simple\nExecStart={}\nRestart=on-failure\nRestartSec=5\nKillMode=process\n\n\
+         [Install]\nWantedBy=multi-user.target\n",
+        exec.join(" ")
+    )
+}
+
+/// Where PID 1 is not systemd, cron supervises the watcher: every minute
+/// it starts one unless one runs (`flock -n` on a lock the running one
+/// holds), so a watcher that died is back within a minute.
+pub fn watch_cron_file(argv: &[String]) -> String {
+    let run: Vec<String> = argv.iter().map(|a| sh_quote(a)).collect();
+    let command = format!(
+        "flock -n /run/agent-watch.lock {} >>/var/log/agent-watch.log 2>&1",
+        run.join(" ")
+    )
+    .replace('%', "\\%");
+    format!(
+        "{MARKER}\nSHELL=/bin/sh\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n\
+         * * * * * root {command}\n"
     )
 }
 
@@ -280,40 +377,42 @@ fn remove_ours(cx: &resources::Context, node_path: &Path) -> Result<Option<Strin
     Ok(Some(format!("{}: removed", node_path.display())))
 }
 
-/// `daemon-reload` after a unit changed; `enable --now` unless the timer is
-/// already enabled and active. Returns what was done.
-fn enable_timer(runner: &resources::runner::Runner, units_changed: bool) -> Result<Option<String>> {
+/// `daemon-reload` after a unit changed; `enable --now` unless `unit` is
+/// already enabled and active (restarted when it changed). Returns what was
+/// done.
+fn enable_unit(
+    runner: &resources::runner::Runner,
+    unit: &str,
+    units_changed: bool,
+) -> Result<Option<String>> {
     use resources::runner::Cmd;
     if units_changed {
         runner.run(&Cmd::new(&["systemctl", "daemon-reload"]))?;
     }
     let enabled = runner
-        .output(&Cmd::new(&[
-            "systemctl",
-            "is-enabled",
-            "--quiet",
-            "agent.timer",
-        ]))?
+        .output(&Cmd::new(&["systemctl", "is-enabled", "--quiet", unit]))?
         .success();
     let active = runner
-        .output(&Cmd::new(&[
-            "systemctl",
-            "is-active",
-            "--quiet",
-            "agent.timer",
-        ]))?
+        .output(&Cmd::new(&["systemctl", "is-active", "--quiet", unit]))?
         .success();
     if enabled && active && !units_changed {
         return Ok(None);
     }
     if !(enabled && active) {
-        runner.run(&Cmd::new(&["systemctl", "enable", "--now", "agent.timer"]))?;
-        Ok(Some("agent.timer: enabled and started".into()))
+        runner.run(&Cmd::new(&["systemctl", "enable", "--now", unit]))?;
+        Ok(Some(format!("{unit}: enabled and started")))
     } else {
-        // A changed timer takes its new schedule on restart.
-        runner.run(&Cmd::new(&["systemctl", "restart", "agent.timer"]))?;
-        Ok(Some("agent.timer: restarted".into()))
+        // A changed unit takes its new settings on restart.
+        runner.run(&Cmd::new(&["systemctl", "restart", unit]))?;
+        Ok(Some(format!("{unit}: restarted")))
     }
+}
+
+/// Stops and disables a unit of ours before its file goes.
+fn disable_unit(runner: &resources::runner::Runner, unit: &str) -> Result<()> {
+    use resources::runner::Cmd;
+    runner.run(&Cmd::new(&["systemctl", "disable", "--now", unit]))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -161,6 +161,8 @@ fn args(scheduler: Scheduler, schedule: &str, splay: &str, agent: &Path) -> Opti
         splay: crate::settings::parse_duration(splay).unwrap(),
         agent_path: Some(agent.to_path_buf()),
         scheduler,
+        watch: false,
+        run_timeout: std::time::Duration::from_secs(3600),
     }
 }
 
@@ -200,6 +202,9 @@ fn systemd_units_are_written_under_root_verified_and_idempotent() {
         )
     );
     assert!(service.contains("\nType=oneshot\n"), "{service}");
+    // Daemons a run starts outlive it; a run is bounded (runtimeout).
+    assert!(service.contains("\nKillMode=process\n"), "{service}");
+    assert!(service.contains("\nTimeoutStartSec=3600\n"), "{service}");
     assert!(timer.contains("\nOnCalendar=*-*-* *:00/30:00\n"), "{timer}");
     assert!(timer.contains("\nRandomizedDelaySec=300\n"), "{timer}");
     assert!(timer.contains("\nPersistent=true\n"), "{timer}");
@@ -262,7 +267,7 @@ fn a_cron_d_entry_is_written_where_there_is_no_systemd() {
     assert_eq!(
         fields[6],
         "sleep $(shuf -i 0-90 -n 1) && /usr/local/bin/agent apply --manifests /etc/agent/manifests \
-         --hiera-config /etc/agent/hiera.yaml --state-dir /var/lib/agent --lock-wait 0"
+         --hiera-config /etc/agent/hiera.yaml --state-dir /var/lib/agent --lock-wait 0 --quiet"
     );
     assert!(install(&s, &a).unwrap().is_empty());
 
@@ -281,7 +286,7 @@ fn odd_paths_are_quoted_for_systemd_and_sh() {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let unit = service_unit(&argv);
+    let unit = service_unit(&argv, 60);
     assert!(
         unit.contains("ExecStart=\"/opt/my agent/agent\" apply --node \"50%%$$x'y\"\n"),
         "{unit}"
@@ -306,4 +311,85 @@ fn bad_schedules_are_refused_before_writing() {
     let e = install(&s, &args(Scheduler::Systemd, "0 0 1 * 1", "0", &agent)).unwrap_err();
     assert!(format!("{e:#}").contains("cannot convert"), "{e:#}");
     assert!(!s.root.unwrap().join("etc/cron.d").exists());
+}
+
+#[test]
+fn watch_is_installed_as_a_supervised_service_in_place_of_the_timer() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = sandbox(dir.path(), Some("stash-server"));
+    let root = s.root.clone().unwrap();
+    let agent = real_agent_path();
+    install(&s, &args(Scheduler::Systemd, "*/30 * * * *", "0", &agent)).unwrap();
+    let mut w = args(Scheduler::Systemd, "*/30 * * * *", "0", &agent);
+    w.watch = true;
+    let changes = install(&s, &w).unwrap();
+    assert_eq!(
+        changes,
+        vec![
+            format!("{SERVICE_PATH}: removed"),
+            format!("{TIMER_PATH}: removed"),
+            format!("{WATCH_SERVICE_PATH}: created"),
+        ]
+    );
+    let unit =
+        std::fs::read_to_string(root.join("etc/systemd/system/agent-watch.service")).unwrap();
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap();
+    assert_eq!(
+        exec,
+        format!(
+            "{} watch --schedule \"*/30 * * * *\" --manifests /etc/agent/manifests \
+             --hiera-config /etc/agent/hiera.yaml --state-dir /var/lib/agent --node stash-server",
+            agent.display()
+        )
+    );
+    for line in [
+        "Restart=on-failure",
+        "KillMode=process",
+        "WantedBy=multi-user.target",
+    ] {
+        assert!(unit.contains(&format!("\n{line}\n")), "{line}: {unit}");
+    }
+    if let Some(sa) = systemd_analyze() {
+        let out = Command::new(sa)
+            .args(["verify", "--man=no"])
+            .arg(root.join("etc/systemd/system/agent-watch.service"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        let ours: Vec<&str> = err.lines().filter(|l| l.contains("agent-watch")).collect();
+        assert!(out.status.success() && ours.is_empty(), "{err}");
+    }
+    assert!(install(&s, &w).unwrap().is_empty());
+
+    // Without systemd: cron starts one watcher a minute unless one runs.
+    let mut c = args(
+        Scheduler::Cron,
+        "@hourly",
+        "0",
+        Path::new("/usr/local/bin/agent"),
+    );
+    c.watch = true;
+    let changes = install(&s, &c).unwrap();
+    assert!(
+        changes.contains(&format!("{WATCH_CRON_PATH}: created")),
+        "{changes:?}"
+    );
+    let text = std::fs::read_to_string(root.join("etc/cron.d/agent-watch")).unwrap();
+    let entry = text
+        .lines()
+        .find(|l| l.starts_with("* * * * * root "))
+        .unwrap();
+    assert!(
+        entry.contains(
+            "root flock -n /run/agent-watch.lock /usr/local/bin/agent watch --schedule @hourly "
+        ),
+        "{entry}"
+    );
+    assert!(
+        entry.ends_with(">>/var/log/agent-watch.log 2>&1"),
+        "{entry}"
+    );
 }
