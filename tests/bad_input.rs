@@ -47,3 +47,56 @@ fn every_bad_case_is_refused_and_changes_nothing() {
         }
     }
 }
+
+/// Runs `agent ARGS` in `sb`, killed if it has not ended within `limit`:
+/// its exit code and stderr, or None when it hung.
+fn run_bounded(sb: &Sandbox, args: &[&str], limit: std::time::Duration) -> Option<(i32, String)> {
+    let mut child = sb
+        .command(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            return Some((status.code().unwrap_or(-1), err));
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_fifo_as_template_or_source_is_refused_without_blocking() {
+    for (attr, dir) in [("template", "templates"), ("source", "files")] {
+        let sb = Sandbox::new();
+        sb.site_file("hiera/hiera.yaml", HIERA_YAML)
+            .site_file("manifests/site.yaml", "default: [roles/r]\n")
+            .site_file(
+                "manifests/roles/r.yaml",
+                &format!("resources:\n  - file: /a\n    content: first\n  - file: /b\n    {attr}: pipe\n"),
+            );
+        let fifo = sb.site().join("manifests").join(dir).join("pipe");
+        std::fs::create_dir_all(fifo.parent().unwrap()).unwrap();
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let before = sb.snapshot();
+        for args in [&["validate"][..], &["apply"][..]] {
+            let (code, err) = run_bounded(&sb, args, std::time::Duration::from_secs(20))
+                .unwrap_or_else(|| panic!("{attr}: {args:?} hung on a FIFO"));
+            assert_eq!(code, 1, "{attr}: {args:?}: {err}");
+            assert!(err.contains("is not a regular file"), "{attr}: {err}");
+            assert_eq!(
+                before,
+                sb.snapshot(),
+                "{attr}: {args:?} changed the sandbox"
+            );
+        }
+    }
+}

@@ -90,6 +90,13 @@ impl Runner {
         if let Some(user) = &cmd.user {
             set_user(&mut command, user)?;
         }
+        if cmd.timeout.is_some() {
+            // Its own process group, so that a timeout ends the command and
+            // everything it started (a script's `sleep 600` would otherwise
+            // be reparented to PID 1 and run on).
+            use std::os::unix::process::CommandExt;
+            command.process_group(0);
+        }
         command
             .stdin(if cmd.stdin.is_some() {
                 Stdio::piped()
@@ -136,6 +143,13 @@ impl Runner {
                 None => {
                     if let Some(limit) = cmd.timeout {
                         if started.elapsed() > limit {
+                            // The group's id is the child's pid (see above).
+                            if let Ok(pid) = i32::try_from(child.id()) {
+                                let _ = nix::sys::signal::killpg(
+                                    nix::unistd::Pid::from_raw(pid),
+                                    nix::sys::signal::Signal::SIGKILL,
+                                );
+                            }
                             let _ = child.kill();
                             let _ = child.wait();
                             return Err(ResourceError::CommandFailed {
@@ -237,5 +251,34 @@ mod tests {
         c.timeout = Some(Duration::from_millis(100));
         let err = r.run(&c).unwrap_err();
         assert!(err.to_string().contains("timeout"), "{err}");
+    }
+
+    #[test]
+    fn a_timeout_kills_what_the_command_started_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("grandchild.pid");
+        let r = Runner::default();
+        // The shell starts a background sleep, records its pid, and waits.
+        let mut c = Cmd::shell(&format!(
+            "sleep 300 & echo $! > {}; wait",
+            pidfile.display()
+        ));
+        c.timeout = Some(Duration::from_millis(300));
+        assert!(r.run(&c).unwrap_err().to_string().contains("timeout"));
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // Killed with its group: gone (or a zombie being reaped) at once.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let alive = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|st| !st.split(") ").nth(1).is_some_and(|s| s.starts_with('Z')))
+        };
+        while alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!alive(), "the grandchild {pid} outlived the timeout");
     }
 }

@@ -276,6 +276,16 @@ impl CompileCx<'_> {
                     let values = self
                         .items(axis, vars)
                         .map_err(|e| format!("matrix axis '{name}': {e}"))?;
+                    // The limit is on what is built: the product of the
+                    // axes, checked before any of it is allocated.
+                    let count = items.len().saturating_mul(values.len());
+                    if count > MAX_ITEMS {
+                        return Err(format!(
+                            "for_each: the matrix makes {} x {} = {count} items, more than {MAX_ITEMS}",
+                            items.len(),
+                            values.len()
+                        ));
+                    }
                     let mut next = Vec::with_capacity(items.len() * values.len());
                     for item in &items {
                         for v in &values {
@@ -300,8 +310,8 @@ impl CompileCx<'_> {
                          exactly {{{{lookup 'key'}}}}, got '{text}'"
                     )
                 })?;
-                if to.saturating_sub(from) >= MAX_RANGE {
-                    return Err(format!("for_each: range {text} is longer than {MAX_RANGE}"));
+                if to.saturating_sub(from) >= MAX_ITEMS as i64 {
+                    return Err(format!("for_each: range {text} is longer than {MAX_ITEMS}"));
                 }
                 Ok((from..=to).map(Value::from).collect())
             }
@@ -549,9 +559,11 @@ fn contains_secret_value(v: &Value) -> bool {
     }
 }
 
-/// The longest `for_each` range: a typo like `1..10000000` is an error,
-/// not a run that eats the machine.
-const MAX_RANGE: i64 = 1_000_000;
+/// The most resources one `for_each` makes (a range, or a matrix's product):
+/// a typo like `1..10000000` is an error, not a run that eats the machine.
+/// Each item costs about 0.8 KB to validate and 1.3 KB in a run, so the
+/// largest takes about 80 / 130 MB.
+pub const MAX_ITEMS: usize = 100_000;
 
 /// `A..B` (integers, B ≥ A, spaces allowed around each part).
 fn parse_range(s: &str) -> Option<(i64, i64)> {

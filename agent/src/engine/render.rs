@@ -152,8 +152,10 @@ impl Renderer {
             return Ok(name.clone());
         }
         let name = format!("string #{}", self.strings.len() + 1);
+        check_nesting(text)?;
         let template = handlebars::Template::compile(text)
             .map_err(|e| format!("template syntax error: {}", describe_template_error(&e)))?;
+        refuse_partials(&template)?;
         let demand = fact_demand(&template);
         self.hb.register_template(&name, template);
         self.strings
@@ -176,6 +178,7 @@ impl Renderer {
         let path = confine_template(&self.templates_dir, rel)?;
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("cannot read template {}: {e}", path.display()))?;
+        check_nesting(&text).map_err(|e| format!("{e} (in {})", path.display()))?;
         let mut template = handlebars::Template::compile(&text).map_err(|e| {
             format!(
                 "template syntax error in {}: {}",
@@ -183,6 +186,7 @@ impl Renderer {
                 describe_template_error(&e)
             )
         })?;
+        refuse_partials(&template).map_err(|e| format!("{e} (in {})", path.display()))?;
         template.name = Some(key.clone());
         let demand = fact_demand(&template);
         self.hb.register_template(&key, template);
@@ -225,7 +229,7 @@ impl Renderer {
 }
 
 /// A template path must stay inside the templates dir (no `..`, no absolute
-/// path, no symlink out).
+/// path, no symlink out) and name a regular file.
 pub fn confine_template(dir: &Path, rel: &str) -> Result<PathBuf, String> {
     let p = Path::new(rel);
     if p.is_absolute()
@@ -249,7 +253,99 @@ pub fn confine_template(dir: &Path, rel: &str) -> Result<PathBuf, String> {
             dir.display()
         ));
     }
+    // A FIFO or a device would block the read (holding the run lock) or
+    // never end: only regular files are read.
+    let meta = std::fs::metadata(&canon).map_err(|e| format!("{}: {e}", full.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", full.display()));
+    }
     Ok(canon)
+}
+
+/// How deep blocks (`{{#if}}` in `{{#each}}` ...) and subexpressions
+/// (`(lookup (concat ...))`) may nest: far beyond any real template, far
+/// below what overflows the parser's stack (a 20,000-deep nest aborted the
+/// process).
+pub const MAX_TEMPLATE_NESTING: usize = 64;
+
+/// Refuses a template nested deeper than [`MAX_TEMPLATE_NESTING`], before
+/// the (recursive) parser sees it. Counts `{{#`/`{{^` against `{{/`, and
+/// open parentheses inside a mustache; over-counting (a `{{#` in a comment)
+/// only makes the check stricter.
+fn check_nesting(text: &str) -> Result<(), String> {
+    let too_deep = |line: usize| {
+        Err(format!(
+            "template nested deeper than {MAX_TEMPLATE_NESTING} blocks or subexpressions at line {line}"
+        ))
+    };
+    let (mut blocks, mut parens, mut inside, mut line) = (0usize, 0usize, false, 1usize);
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\n' => line += 1,
+            b'{' if bytes.get(i + 1) == Some(&b'{') => {
+                inside = true;
+                parens = 0;
+                let mut j = i + 2;
+                while matches!(bytes.get(j), Some(b'{' | b'~' | b' ')) {
+                    j += 1;
+                }
+                match bytes.get(j) {
+                    Some(b'#' | b'^') => blocks += 1,
+                    Some(b'/') => blocks = blocks.saturating_sub(1),
+                    _ => {}
+                }
+                if blocks > MAX_TEMPLATE_NESTING {
+                    return too_deep(line);
+                }
+                i = j;
+                continue;
+            }
+            b'}' if bytes.get(i + 1) == Some(&b'}') => inside = false,
+            b'(' if inside => {
+                parens += 1;
+                if parens > MAX_TEMPLATE_NESTING {
+                    return too_deep(line);
+                }
+            }
+            b')' if inside => parens = parens.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// Partials (`{{> name}}`) and inline partials (`{{#*inline}}`): none is
+/// registered, and an inline one can include itself, recursing until the
+/// stack overflows. A template includes no other.
+fn refuse_partials(template: &handlebars::Template) -> Result<(), String> {
+    use handlebars::template::TemplateElement as E;
+    fn walk(t: &handlebars::Template) -> Result<(), String> {
+        for e in &t.elements {
+            match e {
+                E::PartialExpression(_) | E::PartialBlock(_) => {
+                    return Err("partials ({{> name}}) are not supported: a template \
+                                includes no other; use a resource per file"
+                        .to_string())
+                }
+                E::DecoratorExpression(_) | E::DecoratorBlock(_) => {
+                    return Err("decorators and inline partials ({{#*inline}}) are not \
+                                supported"
+                        .to_string())
+                }
+                E::HelperBlock(h) => {
+                    for sub in h.template.iter().chain(h.inverse.iter()) {
+                        walk(sub)?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+    walk(template)
 }
 
 fn describe_template_error(e: &handlebars::TemplateError) -> String {
@@ -391,6 +487,33 @@ fn first_segment(path: &str) -> (&str, Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deep_nesting_and_partials_are_refused_before_they_recurse() {
+        let deep = format!(
+            "{}x{}",
+            "{{#if a}}".repeat(20_000),
+            "{{/if}}".repeat(20_000)
+        );
+        let e = check_nesting(&deep).unwrap_err();
+        assert!(e.contains("nested deeper than 64"), "{e}");
+        let parens = format!(
+            "{{{{lookup {}'k'{}}}}}",
+            "(concat ".repeat(500),
+            ")".repeat(500)
+        );
+        assert!(check_nesting(&parens).is_err());
+        let fine = format!("{}x{}", "{{#if a}}".repeat(64), "{{/if}}".repeat(64));
+        check_nesting(&fine).unwrap();
+        check_nesting("{{#each (lookup 'k')}}{{this}}{{/each}}\n{{#if x}}a{{else}}b{{/if}}")
+            .unwrap();
+
+        let recursive = "{{#*inline 'p'}}a{{> p}}{{/inline}}{{> p}}";
+        let t = handlebars::Template::compile(recursive).unwrap();
+        assert!(refuse_partials(&t).unwrap_err().contains("inline partials"));
+        let t = handlebars::Template::compile("{{#if a}}{{> other}}{{/if}}").unwrap();
+        assert!(refuse_partials(&t).unwrap_err().contains("partials"));
+    }
 
     fn demand(text: &str) -> Demand {
         fact_demand(&handlebars::Template::compile(text).expect("parses"))
