@@ -203,3 +203,48 @@ pub fn copy_dir(from: &Path, to: &Path) {
 
 /// A minimal hiera.yaml (nodes/, common) for fixture sites.
 pub const HIERA_YAML: &str = "version: 5\ndefaults:\n  datadir: data\n  data_hash: yaml_data\nhierarchy:\n  - name: node\n    path: \"nodes/%{trusted.certname}.yaml\"\n  - name: common\n    path: common.yaml\n";
+
+/// Makes sure the Debian package `package` is installed (its `binary`
+/// exists), installing it when missing: as root with apt-get, once across
+/// test processes (an flock), `apt-get update` first. Not root and
+/// missing: the test fails naming the package (it never skips and passes).
+#[allow(dead_code)]
+pub fn ensure_package(package: &str, binary: &str) {
+    if Path::new(binary).exists() {
+        return;
+    }
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs the Debian package {package} ({binary}); install it: apt-get install {package}"
+    );
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/tmp/agent-tests-apt.lock")
+        .unwrap();
+    let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .unwrap();
+    if Path::new(binary).exists() {
+        return;
+    }
+    let apt = |args: &[&str]| {
+        let out = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .output()
+            .expect("apt-get runs");
+        assert!(
+            out.status.success(),
+            "apt-get {args:?} for {package}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    apt(&["update", "-qq"]);
+    apt(&["install", "-y", "-qq", "--no-install-recommends", package]);
+    assert!(
+        Path::new(binary).exists(),
+        "{package} installed no {binary}"
+    );
+}

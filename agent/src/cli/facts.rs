@@ -11,7 +11,34 @@ use crate::engine::report;
 use crate::failover::dbmaster;
 use crate::settings::Settings;
 
-pub fn run(settings: &Settings, names: &[String], json: bool, yaml: bool) -> Result<u8> {
+/// Flags of `agent facts`.
+#[derive(Debug, clap::Args)]
+pub struct FactsArgs {
+    /// Facts to print, dotted for nested ones (`os.release.major`); one
+    /// prints its value, several `name => value` in the order asked; none,
+    /// every fact.
+    pub names: Vec<String>,
+    /// Print JSON.
+    #[arg(short, long, conflicts_with = "yaml")]
+    pub json: bool,
+    /// Print YAML.
+    #[arg(short, long)]
+    pub yaml: bool,
+    /// With no names: list Facter's legacy flat facts too
+    /// (`operatingsystemrelease`, `ipaddress_eth0`, ...). By name they
+    /// always resolve.
+    #[arg(long)]
+    pub show_legacy: bool,
+}
+
+pub fn run(settings: &Settings, args: FactsArgs) -> Result<u8> {
+    let FactsArgs {
+        names,
+        json,
+        yaml,
+        show_legacy,
+    } = args;
+    let names = &names[..];
     // Named facts: only their sources are read (`agent facts os.family`
     // does not look for postmasters).
     let facts = Arc::new(facts::Facts::new(settings.fact_opts.clone()));
@@ -53,6 +80,10 @@ pub fn run(settings: &Settings, names: &[String], json: bool, yaml: bool) -> Res
         }
     };
     if names.is_empty() {
+        let mut all = (*all).clone();
+        if let (false, Value::Object(map)) = (show_legacy, &mut all) {
+            map.retain(|name, _| !facts::legacy::is_legacy(name));
+        }
         report::print(&render(&all));
         return Ok(0);
     }
@@ -76,13 +107,14 @@ pub fn run(settings: &Settings, names: &[String], json: bool, yaml: bool) -> Res
     } else if json || yaml {
         report::print(&render(&Value::Object(picked)));
     } else {
-        for (k, v) in picked {
-            let v = if let Value::String(s) = v {
-                s
-            } else {
-                serde_json::to_string(&v).unwrap_or_default()
+        // Facter's form, in the order asked.
+        for n in names {
+            let Some(v) = picked.get(n) else { continue };
+            let v = match v {
+                Value::String(s) => s.clone(),
+                other => serde_json::to_string(other).unwrap_or_default(),
             };
-            report::print(&format!("{k} => {v}"));
+            report::print(&format!("{n} => {v}"));
         }
     }
     if missing.is_empty() {

@@ -87,13 +87,7 @@ pub enum Command {
         quiet: bool,
     },
     /// Print facts (all, or the named dotted ones).
-    Facts {
-        names: Vec<String>,
-        #[arg(long, conflicts_with = "yaml")]
-        json: bool,
-        #[arg(long)]
-        yaml: bool,
-    },
+    Facts(facts::FactsArgs),
     /// Look a key up in Hiera as the node would.
     Lookup {
         key: String,
@@ -164,7 +158,7 @@ fn run(cli: Cli) -> Result<u8> {
             },
             detailed_exitcodes,
         ),
-        Command::Facts { names, json, yaml } => facts::run(&settings, &names, json, yaml),
+        Command::Facts(args) => facts::run(&settings, args),
         Command::Lookup {
             key,
             explain,

@@ -51,6 +51,7 @@ impl Part {
             Part::Hardware => &[
                 "processors",
                 "memory",
+                "disks",
                 "system_uptime",
                 "timezone",
                 "virtual",
@@ -107,6 +108,7 @@ pub(super) fn collect_part(part: Part) -> Map<String, Value> {
             if let Some(memory) = read("/proc/meminfo").and_then(|t| memory(&parse_meminfo(&t))) {
                 facts.insert("memory".into(), memory);
             }
+            facts.insert("disks".into(), disks(std::path::Path::new("/sys/block")));
             if let Some(seconds) = read("/proc/uptime").and_then(|t| parse_uptime(&t)) {
                 facts.insert("system_uptime".into(), uptime(seconds));
             }
@@ -141,8 +143,11 @@ pub(crate) fn kernel_major_version(release: &str) -> String {
         .join(".")
 }
 
-/// `processors`: logical CPUs online, and the model names from cpuinfo.
-fn processors(cpuinfo: &str) -> Value {
+/// `processors`: logical CPUs online, the model names, and Facter's
+/// topology fields from cpuinfo (sockets, cores per socket, threads per
+/// core, the first CPU's speed) and `isa` (uname -p, which Linux does not
+/// know: "unknown", as Facter says).
+pub(crate) fn processors(cpuinfo: &str) -> Value {
     // SAFETY: sysconf only reads a configuration value.
     let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
     let models: Vec<&str> = cpuinfo
@@ -158,7 +163,76 @@ fn processors(cpuinfo: &str) -> Value {
     } else {
         models.len()
     };
-    json!({"count": count, "models": models})
+    let field = |name: &'static str| {
+        cpuinfo.lines().filter_map(move |l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.trim() == name)
+                .map(|(_, v)| v.trim())
+        })
+    };
+    let sockets = field("physical id")
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+        .max(1);
+    let cores = field("cpu cores")
+        .next()
+        .and_then(|c| c.parse::<usize>().ok())
+        .unwrap_or(count / sockets)
+        .max(1);
+    let mut out = json!({
+        "count": count,
+        "models": models,
+        "physicalcount": sockets,
+        "cores": cores,
+        "threads": (count / (sockets * cores)).max(1),
+        "isa": "unknown",
+    });
+    if let Some(mhz) = field("cpu MHz").next().and_then(|m| m.parse::<f64>().ok()) {
+        out["speed"] = json!(if mhz >= 1000.0 {
+            format!("{:.2} GHz", mhz / 1000.0)
+        } else {
+            format!("{mhz:.2} MHz")
+        });
+    }
+    out
+}
+
+/// `disks`: the block devices backed by hardware (a `device` link in
+/// sysfs: loop and zram devices have none), as Facter lists them.
+pub(crate) fn disks(sys_block: &std::path::Path) -> Value {
+    let mut out = serde_json::Map::new();
+    let Ok(entries) = std::fs::read_dir(sys_block) else {
+        return Value::Object(out);
+    };
+    for e in entries.flatten() {
+        let dir = e.path();
+        if !dir.join("device").exists() {
+            continue;
+        }
+        let name = e.file_name().to_string_lossy().into_owned();
+        let text = |rel: &str| {
+            read(&dir.join(rel).to_string_lossy())
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+        };
+        let mut disk = serde_json::Map::new();
+        if let Some(sectors) = text("size").and_then(|t| t.parse::<u64>().ok()) {
+            // sysfs counts 512-byte sectors whatever the device's own size.
+            let bytes = sectors * 512;
+            disk.insert("size".into(), json!(bytes_to_human(bytes)));
+            disk.insert("size_bytes".into(), json!(bytes));
+        }
+        if let Some(rot) = text("queue/rotational") {
+            disk.insert("type".into(), json!(if rot == "1" { "hdd" } else { "ssd" }));
+        }
+        for (key, rel) in [("vendor", "device/vendor"), ("model", "device/model")] {
+            if let Some(v) = text(rel) {
+                disk.insert(key.into(), json!(v));
+            }
+        }
+        out.insert(name, Value::Object(disk));
+    }
+    Value::Object(out)
 }
 
 /// `/proc/meminfo` in bytes, by field name.

@@ -25,6 +25,7 @@
 
 mod core;
 pub mod external;
+pub mod legacy;
 pub mod postgresql;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -248,7 +249,12 @@ impl Facts {
         let wanted: Vec<Group> = match demand {
             Demand::All => Group::ALL.to_vec(),
             Demand::Names(names) if names.is_empty() => vec![],
-            Demand::Names(names) => names.iter().filter_map(|n| Group::of(n)).collect(),
+            // A legacy name (`ipaddress_eth0`) collects the group of the
+            // structured fact it is read from.
+            Demand::Names(names) => names
+                .iter()
+                .filter_map(|n| Group::of(n).or_else(|| legacy::source(n).and_then(Group::of)))
+                .collect(),
         };
         let missing: Vec<Group> = wanted
             .into_iter()
@@ -308,6 +314,13 @@ fn rebuild(inner: &mut Inner) {
     let mut facts = Value::Object(Map::new());
     for source in inner.groups.values() {
         merge_top_level(&mut facts, source.clone());
+    }
+    // Legacy names from the structured facts collected so far (a name a
+    // group already produced is kept as it is).
+    let derived = legacy::derive(as_object_mut(&mut facts));
+    let map = as_object_mut(&mut facts);
+    for (name, value) in derived {
+        map.entry(name).or_insert(value);
     }
     if let Some(ext) = &inner.external {
         merge_top_level(&mut facts, ext.clone());

@@ -104,6 +104,22 @@ pub(crate) fn parse_default_route(text: &str) -> Option<String> {
         .map(|(_, iface)| iface)
 }
 
+/// Facter's `scope6` of an IPv6 address: `host` (loopback), `link`
+/// (fe80::/10), `site` (the deprecated fec0::/10), else `global` (unique
+/// local fc00::/7 included, as Facter reports it).
+pub(crate) fn scope6(ip: &Ipv6Addr) -> &'static str {
+    let first = ip.segments()[0];
+    if ip.is_loopback() {
+        "host"
+    } else if first & 0xffc0 == 0xfe80 {
+        "link"
+    } else if first & 0xffc0 == 0xfec0 {
+        "site"
+    } else {
+        "global"
+    }
+}
+
 /// One interface's addresses as gathered from getifaddrs.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Iface {
@@ -141,6 +157,7 @@ impl Iface {
                 "network6".into(),
                 json!(Ipv6Addr::from(ip.to_bits() & mask.to_bits()).to_string()),
             );
+            out.insert("scope6".into(), json!(scope6(ip)));
         }
         if let Some(mac) = &self.mac {
             out.insert("mac".into(), json!(mac));
@@ -168,11 +185,13 @@ impl Iface {
                 .v6
                 .iter()
                 .map(|(ip, m)| {
-                    binding(
+                    let mut b = binding(
                         ip.to_string(),
                         m.to_string(),
                         Ipv6Addr::from(ip.to_bits() & m.to_bits()).to_string(),
-                    )
+                    );
+                    b["scope6"] = json!(scope6(ip));
+                    b
                 })
                 .collect();
             out.insert("bindings6".into(), Value::Array(b));

@@ -39,13 +39,25 @@ pub(super) fn facts(machine: &str) -> Value {
     if let Some(codename) = &os.codename {
         distro.insert("codename".into(), json!(codename));
     }
+    // lsb_release -i: the distribution's own name.
+    distro.insert("id".into(), json!(os.name));
     if let Some(description) = &os.description {
         distro.insert("description".into(), json!(description));
     }
     if !distro.is_empty() {
         os_fact["distro"] = Value::Object(distro);
     }
+    os_fact["selinux"] = selinux();
     os_fact
+}
+
+/// `os.selinux`: enabled when selinuxfs is mounted, and then whether it
+/// enforces (Facter's `enabled`, `enforced`).
+fn selinux() -> Value {
+    let Some(enforce) = read("/sys/fs/selinux/enforce") else {
+        return json!({"enabled": false});
+    };
+    json!({"enabled": true, "enforced": enforce.trim() == "1"})
 }
 
 /// `/etc/os-release` as a map, with shell quoting removed.
