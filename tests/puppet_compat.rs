@@ -102,3 +102,27 @@ fn a_legacy_fact_in_a_hierarchy_path_finds_its_file() {
     run.code(0);
     assert_eq!(run.stdout.trim(), "os-file", "{}", run.all());
 }
+
+#[test]
+fn a_hierarchy_variable_with_no_value_is_a_warning_naming_the_level() {
+    let sb = Sandbox::new();
+    sb.site_file(
+        "hiera/hiera.yaml",
+        "version: 5\nhierarchy:\n  - name: by app\n    path: \"apps/%{::no_such_fact}.yaml\"\n  - name: common\n    path: common.yaml\n",
+    )
+    .site_file("hiera/data/common.yaml", "a: 1\nb: 2\n");
+    let run = sb.agent(&["lookup", "a", "--node", "n1"]);
+    run.code(0);
+    assert_eq!(run.stdout.trim(), "1");
+    let warnings: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("by app"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", run.stderr);
+    assert!(
+        warnings[0].contains("%{::no_such_fact} has no value"),
+        "{}",
+        warnings[0]
+    );
+}

@@ -55,6 +55,9 @@ pub(super) struct Cx<'h> {
     tainted: bool,
     /// Interpolating a hierarchy path (no calls, no explain lines).
     in_path: bool,
+    /// Variables a path named that had no value (Puppet silently makes
+    /// them empty strings: `os/Debian-.yaml`); warned about per level.
+    unset_in_path: Vec<String>,
     pub ex: Option<Explain>,
 }
 
@@ -73,6 +76,7 @@ impl<'h> Cx<'h> {
             options: OptionsState::Unloaded,
             tainted: false,
             in_path: false,
+            unset_in_path: Vec::new(),
             ex,
         }
     }
@@ -270,8 +274,27 @@ impl<'h> Cx<'h> {
         Ok((merged, searched))
     }
 
-    /// The data files of a level for this scope.
+    /// The data files of a level for this scope; a variable its paths name
+    /// that has no value is a warning naming the level (once per run).
     fn locations(&mut self, level: &Level) -> Result<Vec<Location>, HieraError> {
+        self.unset_in_path.clear();
+        let out = self.level_locations(level);
+        if !self.unset_in_path.is_empty() {
+            let vars = std::mem::take(&mut self.unset_in_path);
+            let mut warned = self.hiera.warned.lock().unwrap_or_else(|e| e.into_inner());
+            if warned.insert(level.name.clone()) {
+                crate::engine::report::warn(&format!(
+                    "Warning: {}: hierarchy level '{}': {} has no value; its path uses an empty string there",
+                    self.hiera.config.path.display(),
+                    level.name,
+                    vars.iter().map(|v| format!("%{{{v}}}")).collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        out
+    }
+
+    fn level_locations(&mut self, level: &Level) -> Result<Vec<Location>, HieraError> {
         let datadir = self
             .hiera
             .config
@@ -382,6 +405,9 @@ impl Resolver for Cx<'_> {
             None => None,
             Some(v) => dig(v, &segs[1..], path).map_err(|m| self.error(m))?,
         };
+        if self.in_path && value.is_none() && !self.unset_in_path.iter().any(|v| v == path) {
+            self.unset_in_path.push(path.to_string());
+        }
         if !self.in_path {
             self.note(|| "Global Scope".into());
             self.push();

@@ -100,6 +100,9 @@ fn not_found(key: &str, searched: &[String]) -> String {
 pub struct Hiera {
     config: config::Config,
     cache: data::DataCache,
+    /// Levels already warned about (a variable of their path has no
+    /// value): said once per run, not once per lookup.
+    warned: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Hiera {
@@ -113,6 +116,7 @@ impl Hiera {
             "hiera configuration loaded"
         );
         Ok(Hiera {
+            warned: Default::default(),
             config,
             cache: data::DataCache::default(),
         })
