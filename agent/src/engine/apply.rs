@@ -6,7 +6,7 @@
 //! never stops the run: it only skips the failed resource's dependents.
 //!
 //! The writes of `file` and `host` resources are staged in a batch (see
-//! `resources::fsutil`) and committed together — one sync instead of two
+//! `resources::stage`, the context's stager) and committed together — one sync instead of two
 //! fsyncs per file — before anything that could look at them: a resource of
 //! another type, a dependent of a staged resource, a file resource on or
 //! above a staged path, a refresh, and the end of the run. A write that
@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use resources::{fsutil, Change, Context};
+use resources::{Change, Context};
 use serde::Serialize;
 
 use crate::engine::catalog::{Catalog, Entry};
@@ -128,11 +128,12 @@ fn run(
     let mut outcomes = Vec::with_capacity(n);
     // outcome index of each entry, for commit failures found later
     let mut pos = vec![usize::MAX; n];
-    fsutil::batch_begin();
+    let stager = cx.stager();
+    stager.begin();
     for (k, &i) in catalog.order.iter().enumerate() {
         let entry = &catalog.entries[i];
-        if fsutil::batch_has_pending() && must_commit_before(catalog, cx, i) {
-            let failed = fsutil::batch_commit();
+        if stager.has_pending() && must_commit_before(catalog, cx, i) {
+            let failed = stager.commit();
             mark_uncommitted(catalog, failed, &pos, &mut outcomes, &mut status, observer);
         }
         let started = Instant::now();
@@ -165,11 +166,11 @@ fn run(
             let noop = opts.noop || entry.meta().noop;
             let stageable = stageable(catalog, i);
             if stageable {
-                fsutil::batch_stage(Some(i));
+                stager.stage_for(Some(i));
             }
             let checked = ahead.take(k);
             let changed = converge(entry.resource.as_ref(), cx, noop, checked, &mut out);
-            fsutil::batch_stage(None);
+            stager.stage_for(None);
             // Only `file` and `host` checks are known not to touch the tree;
             // what they apply voids the checks done ahead, and what they
             // learnt of directories too unless they cannot replace one.
@@ -210,7 +211,7 @@ fn run(
                     }
                 } else {
                     tracing::info!(resource = %entry.id, "refreshing (triggered by {sources})");
-                    let mut failed = fsutil::batch_commit();
+                    let mut failed = stager.commit();
                     for (owners, err) in &mut failed {
                         if let Some(k) = owners.iter().position(|&o| o == i) {
                             owners.remove(k);
@@ -253,12 +254,12 @@ fn run(
         pos[i] = outcomes.len();
         outcomes.push(out);
     }
-    let failed = fsutil::batch_end();
+    let failed = stager.end();
     mark_uncommitted(catalog, failed, &pos, &mut outcomes, &mut status, observer);
     outcomes
 }
 
-/// Types whose writes may be staged: they write only through fsutil and
+/// Types whose writes may be staged: they write only through the stager and
 /// read their targets through it (or are committed first, see below).
 fn stageable(catalog: &Catalog, i: usize) -> bool {
     matches!(catalog.entries[i].id.type_name.as_str(), "file" | "host")
@@ -270,7 +271,7 @@ fn must_commit_before(catalog: &Catalog, cx: &Context, i: usize) -> bool {
         || catalog
             .graph
             .predecessors(i)
-            .any(fsutil::batch_owns_pending)
+            .any(|p| cx.stager().owns_pending(p))
     {
         return true;
     }
@@ -279,7 +280,7 @@ fn must_commit_before(catalog: &Catalog, cx: &Context, i: usize) -> bool {
     entry.id.type_name == "file"
         && entry.resource.paths().iter().any(|p| {
             let disk = cx.root.join(Path::new(p.trim_start_matches('/')));
-            fsutil::batch_touches(&disk)
+            cx.stager().touches(&disk)
         })
 }
 

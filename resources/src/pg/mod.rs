@@ -253,9 +253,9 @@ pub fn write_config(
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let old = std::fs::metadata(path).ok();
     if backup {
-        crate::fsutil::replace_file(cx, path, content, None)?;
+        crate::stage::replace_file(cx, path, content, None)?;
     } else {
-        crate::fsutil::write_atomic(path, content, None)?;
+        crate::atomic::write_atomic(path, content, None)?;
     }
     if !nix::unistd::geteuid().is_root() {
         return Ok(());
