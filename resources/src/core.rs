@@ -370,6 +370,31 @@ pub trait Resource: Send + Sync {
         true
     }
 
+    /// True when `apply` writes files only through [`Context::stager`],
+    /// and `check` and `apply` read the files it writes through it too: the
+    /// engine may then stage its writes and commit them with others' (one
+    /// sync for many files). A type that says false finds everything
+    /// committed when it runs, so it may read and write the disk directly.
+    fn stages_writes(&self) -> bool {
+        false
+    }
+
+    /// True when `check` only reads (files, metadata): it runs no command
+    /// and changes nothing. The engine may then check it ahead on a helper
+    /// thread, and an in-sync check leaves what the run learnt of the tree
+    /// valid.
+    fn check_only_reads(&self) -> bool {
+        false
+    }
+
+    /// True when the type looks at its [`Resource::paths`] on the disk
+    /// itself (their metadata, what a directory holds), where staged writes
+    /// do not show yet: the engine commits what is staged on or below them
+    /// before it runs.
+    fn needs_paths_committed(&self) -> bool {
+        false
+    }
+
     /// Warnings about a declaration that is valid but risky (a world-readable
     /// secret, an exec that runs on every apply...), printed by
     /// `agent validate`. Static: computed from the declaration, no I/O.

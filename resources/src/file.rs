@@ -603,6 +603,22 @@ impl Resource for File {
         !self.force && self.ensure != Ensure::Link
     }
 
+    /// Its content goes through the stager ([`stage::replace_file`]).
+    fn stages_writes(&self) -> bool {
+        true
+    }
+
+    /// It lstats and reads its path, nothing more.
+    fn check_only_reads(&self) -> bool {
+        true
+    }
+
+    /// It lstats its path on the disk, and may remove a directory that
+    /// staged files would land in.
+    fn needs_paths_committed(&self) -> bool {
+        true
+    }
+
     fn lints(&self) -> Vec<String> {
         match self.mode {
             Some(mode) if self.sensitive && mode & 0o004 != 0 => vec![format!(

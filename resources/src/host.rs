@@ -301,6 +301,16 @@ impl Resource for Host {
     fn keeps_dirs(&self) -> bool {
         true
     }
+
+    /// It reads and rewrites its file through the stager.
+    fn stages_writes(&self) -> bool {
+        true
+    }
+
+    /// It reads one file.
+    fn check_only_reads(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
