@@ -18,8 +18,10 @@ use crate::runner::Cmd;
 pub mod attr;
 pub mod recovery;
 pub mod seed;
-#[cfg(test)]
+// Test beds, never in the product build: see the `testing` feature.
+#[cfg(any(test, feature = "testing"))]
 pub mod standby_testing;
+#[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod testing;
 
