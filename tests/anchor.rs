@@ -195,7 +195,7 @@ fn tree_digest(root: &Path) {
     assert!(lines.contains(&"755 d ./files/d9"));
 }
 
-/// Staged writes (see resources::fsutil's batch) are on disk before any
+/// Staged writes (see resources::stage's batch) are on disk before any
 /// other type runs: an exec declared after a file, with no edge between
 /// them, reads the file's new content; a host entry builds on a file it
 /// depends on.

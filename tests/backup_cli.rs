@@ -91,7 +91,13 @@ fn apply_prunes_old_versions_but_noop_never_does() {
     let store = BackupStore::new(&sb.state());
     let path = sb.root().join("etc/app.conf");
     for i in 0..DEFAULT_KEEP_PER_PATH + 5 {
-        store.save(&path, format!("old {i}\n").as_bytes()).unwrap();
+        store
+            .save(
+                &resources::stage::Stager::default(),
+                &path,
+                format!("old {i}\n").as_bytes(),
+            )
+            .unwrap();
     }
     let count = || store.list(Some(Path::new(&path))).unwrap().len();
     let index = fs::read(store.dir().join("index.jsonl")).unwrap();

@@ -20,7 +20,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Sandbox, HIERA_YAML};
-use resources::fsutil::TEMP_MARK;
+use resources::atomic::TEMP_MARK;
 
 const FILES: usize = 220;
 const DIRS: usize = 8;

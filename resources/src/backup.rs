@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::core::ResourceError;
+use crate::stage::Stager;
 
 /// sha256 of `bytes`, lower-case hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -85,7 +86,14 @@ impl BackupStore {
     }
 
     /// Saves `content` as the old version of `path`; returns its sha256.
-    pub fn save(&self, path: &Path, content: &[u8]) -> Result<String, ResourceError> {
+    /// The blob is written through `stager`: staged with the write that
+    /// replaces `path`, it is on disk before that write's rename.
+    pub fn save(
+        &self,
+        stager: &Stager,
+        path: &Path,
+        content: &[u8],
+    ) -> Result<String, ResourceError> {
         let sha = sha256_hex(content);
         let blob = self.blob_path(&sha);
         let io = |p: &Path, e| ResourceError::io(p, e);
@@ -93,8 +101,8 @@ impl BackupStore {
             let parent = blob.parent().expect("blob has a parent");
             create_private_dir(parent)?;
             // A kill during an earlier save of this blob left a temp here.
-            crate::fsutil::clean_stale_temps(parent);
-            crate::fsutil::write_atomic(&blob, content, Some(0o600))?;
+            stager.clean_stale_temps(parent);
+            stager.write_atomic(&blob, content, Some(0o600))?;
         }
         let entry = BackupEntry {
             path: path.to_path_buf(),
@@ -260,7 +268,7 @@ pub fn prune_at(
             .iter()
             .map(|e| serde_json::to_string(e).expect("entry serializes") + "\n")
             .collect();
-        crate::fsutil::write_atomic(&index, text.as_bytes(), Some(0o600))?;
+        crate::atomic::write_atomic(&index, text.as_bytes(), Some(0o600))?;
     }
     let live: BTreeSet<&str> = kept.iter().map(|e| e.sha256.as_str()).collect();
     let subdirs = fs::read_dir(&store.dir).map_err(|e| ResourceError::io(&store.dir, e))?;
@@ -269,7 +277,7 @@ pub fn prune_at(
         if !sub.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
-        crate::fsutil::clean_stale_temps(&sub_path);
+        crate::atomic::clean_stale_temps(&sub_path);
         let Ok(blobs) = fs::read_dir(&sub_path) else {
             continue;
         };
@@ -286,7 +294,7 @@ pub fn prune_at(
         // Empty fan-out dirs go too; a non-empty one is kept (remove_dir fails).
         let _ = fs::remove_dir(&sub_path);
     }
-    crate::fsutil::clean_stale_temps(&store.dir);
+    crate::atomic::clean_stale_temps(&store.dir);
     Ok(stats)
 }
 
@@ -331,7 +339,9 @@ mod tests {
     fn save_list_get() {
         let dir = tempfile::tempdir().unwrap();
         let store = BackupStore::new(dir.path());
-        let sha = store.save(Path::new("/etc/hosts"), b"old\n").unwrap();
+        let sha = store
+            .save(&Stager::default(), Path::new("/etc/hosts"), b"old\n")
+            .unwrap();
         assert_eq!(store.get(&sha).unwrap(), b"old\n");
         let all = store.list(Some(Path::new("/etc/hosts"))).unwrap();
         assert_eq!(all.len(), 1);
@@ -365,10 +375,16 @@ mod tests {
         let store = BackupStore::new(dir.path());
         let a = Path::new("/etc/a");
         let shas: Vec<String> = (0..5)
-            .map(|i| store.save(a, format!("a{i}").as_bytes()).unwrap())
+            .map(|i| {
+                store
+                    .save(&Stager::default(), a, format!("a{i}").as_bytes())
+                    .unwrap()
+            })
             .collect();
         // /etc/b once had the content a0: that blob must survive.
-        store.save(Path::new("/etc/b"), b"a0").unwrap();
+        store
+            .save(&Stager::default(), Path::new("/etc/b"), b"a0")
+            .unwrap();
         let stats = prune_at(&store, Some(2), None, now_secs()).unwrap();
         assert_eq!(stats.entries_removed, 3);
         assert_eq!(stats.entries_kept, 3);
@@ -400,8 +416,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = BackupStore::new(dir.path());
         assert_eq!(prune(&store, Some(1), None).unwrap(), PruneStats::default());
-        store.save(Path::new("/x"), b"old").unwrap();
-        store.save(Path::new("/x"), b"new").unwrap();
+        store
+            .save(&Stager::default(), Path::new("/x"), b"old")
+            .unwrap();
+        store
+            .save(&Stager::default(), Path::new("/x"), b"new")
+            .unwrap();
         let day = Duration::from_secs(86_400);
         let now = now_secs();
         assert_eq!(
@@ -420,11 +440,15 @@ mod tests {
     fn a_torn_index_line_loses_nothing_else_and_prune_drops_it() {
         let dir = tempfile::tempdir().unwrap();
         let store = BackupStore::new(dir.path());
-        store.save(Path::new("/x"), b"1").unwrap();
+        store
+            .save(&Stager::default(), Path::new("/x"), b"1")
+            .unwrap();
         let index = store.dir().join("index.jsonl");
         let mut f = fs::OpenOptions::new().append(true).open(&index).unwrap();
         f.write_all(br#"{"path":"/x","sha2"#).unwrap();
-        store.save(Path::new("/x"), b"2").unwrap();
+        store
+            .save(&Stager::default(), Path::new("/x"), b"2")
+            .unwrap();
         assert_eq!(
             store.list(None).unwrap().len(),
             2,
@@ -443,12 +467,14 @@ mod tests {
     fn prune_removes_orphan_blobs_and_temps_of_killed_saves() {
         let dir = tempfile::tempdir().unwrap();
         let store = BackupStore::new(dir.path());
-        let sha = store.save(Path::new("/x"), b"kept").unwrap();
+        let sha = store
+            .save(&Stager::default(), Path::new("/x"), b"kept")
+            .unwrap();
         let orphan = sha256_hex(b"orphan");
         let sub = store.dir().join(&orphan[..2]);
         create_private_dir(&sub).unwrap();
         fs::write(sub.join(&orphan), b"orphan").unwrap();
-        let temp = sub.join(format!(".{orphan}{}.99", crate::fsutil::TEMP_MARK));
+        let temp = sub.join(format!(".{orphan}{}.99", crate::atomic::TEMP_MARK));
         fs::write(&temp, b"half").unwrap();
         let stats = prune(&store, None, None).unwrap();
         assert_eq!(stats.blobs_removed, 1);
@@ -462,9 +488,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = BackupStore::new(dir.path());
         let x = Path::new("/etc/x");
-        let one = store.save(x, b"one").unwrap();
-        let two = store.save(x, b"two").unwrap();
-        let other = store.save(Path::new("/etc/y"), b"y").unwrap();
+        let one = store.save(&Stager::default(), x, b"one").unwrap();
+        let two = store.save(&Stager::default(), x, b"two").unwrap();
+        let other = store
+            .save(&Stager::default(), Path::new("/etc/y"), b"y")
+            .unwrap();
         assert_eq!(store.version_of(x, None).unwrap().sha256, two);
         assert_eq!(store.version_of(x, Some(&one[..10])).unwrap().sha256, one);
         assert_eq!(
@@ -484,7 +512,9 @@ mod tests {
     fn blobs_and_index_are_private() {
         let dir = tempfile::tempdir().unwrap();
         let store = BackupStore::new(&dir.path().join("state"));
-        let sha = store.save(Path::new("/s"), b"pw=secret").unwrap();
+        let sha = store
+            .save(&Stager::default(), Path::new("/s"), b"pw=secret")
+            .unwrap();
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&store.blob_path(&sha)), 0o600);
         assert_eq!(mode(store.blob_path(&sha).parent().unwrap()), 0o700);

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use crate::backup::BackupStore;
 use crate::redact;
 use crate::runner::Runner;
+use crate::stage::Stager;
 
 /// `type[title]`, the name every resource is known by in references,
 /// the graph and the report.
@@ -174,6 +175,8 @@ pub struct Context {
     /// [`Context::forget_paths`].
     /// (Read-mostly, by the run and its helpers at once.)
     dirs_seen: RwLock<HashSet<std::ffi::OsString>>,
+    /// Where the run's writes go: see [`Context::stager`].
+    stager: Stager,
 }
 
 impl Context {
@@ -183,14 +186,23 @@ impl Context {
             backup,
             runner: Runner::default(),
             dirs_seen: RwLock::new(HashSet::new()),
+            stager: Stager::default(),
         }
+    }
+
+    /// The stager a type writes files through (and reads the files it
+    /// writes through): the engine may hold those writes back and commit
+    /// them with others' later (see [`crate::stage`]). One per context, so
+    /// two runs never see each other's staged files.
+    pub fn stager(&self) -> &Stager {
+        &self.stager
     }
 
     /// The on-disk path of a node path (`/etc/hosts` → `<root>/etc/hosts`),
     /// refusing anything that would leave the root. A directory checked
     /// once is not looked at again until [`Context::forget_paths`].
     pub fn path(&self, node_path: &str) -> Result<PathBuf, ResourceError> {
-        crate::fsutil::confine_seen(&self.root, Path::new(node_path), &self.dirs_seen)
+        crate::confine::confine_seen(&self.root, Path::new(node_path), &self.dirs_seen)
     }
 
     /// [`Context::path`] for a path whose last component is never followed
@@ -356,6 +368,31 @@ pub trait Resource: Send + Sync {
     /// the preflight then confines only their parents.
     fn follows_paths(&self) -> bool {
         true
+    }
+
+    /// True when `apply` writes files only through [`Context::stager`],
+    /// and `check` and `apply` read the files it writes through it too: the
+    /// engine may then stage its writes and commit them with others' (one
+    /// sync for many files). A type that says false finds everything
+    /// committed when it runs, so it may read and write the disk directly.
+    fn stages_writes(&self) -> bool {
+        false
+    }
+
+    /// True when `check` only reads (files, metadata): it runs no command
+    /// and changes nothing. The engine may then check it ahead on a helper
+    /// thread, and an in-sync check leaves what the run learnt of the tree
+    /// valid.
+    fn check_only_reads(&self) -> bool {
+        false
+    }
+
+    /// True when the type looks at its [`Resource::paths`] on the disk
+    /// itself (their metadata, what a directory holds), where staged writes
+    /// do not show yet: the engine commits what is staged on or below them
+    /// before it runs.
+    fn needs_paths_committed(&self) -> bool {
+        false
     }
 
     /// Warnings about a declaration that is valid but risky (a world-readable

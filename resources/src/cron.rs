@@ -13,7 +13,7 @@ use std::str::FromStr;
 use serde::Deserialize;
 
 use crate::core::{Change, Context, Decl, Resource, ResourceError, ResourceId, TypeEnv};
-use crate::fsutil;
+use crate::{atomic, diff, stage};
 
 /// Attributes of `- cron: <entry name>`.
 #[derive(Debug, Deserialize)]
@@ -400,7 +400,7 @@ pub fn edit(old: &str, title: &str, block: Option<&str>) -> String {
 impl Cron {
     /// Current bytes (`None` = no file) and the content we want there.
     fn compute(&self, path: &Path) -> Result<(Option<Vec<u8>>, Option<String>), ResourceError> {
-        let old = fsutil::read_optional(path)?;
+        let old = atomic::read_optional(path)?;
         let text = match &old {
             Some(bytes) => std::str::from_utf8(bytes).map_err(|_| {
                 ResourceError::Invalid(format!(
@@ -453,7 +453,7 @@ impl Resource for Cron {
     fn check(&self, cx: &Context) -> Result<Vec<Change>, ResourceError> {
         let path = cx.path(&self.target)?;
         let (old, new) = self.compute(&path)?;
-        Ok(fsutil::edited_content(
+        Ok(diff::edited_content(
             &self.target,
             old.as_deref(),
             new.as_deref(),
@@ -465,10 +465,10 @@ impl Resource for Cron {
         let (old, new) = self.compute(&path)?;
         let Some(new) = new else { return Ok(()) };
         if old.is_none() {
-            fsutil::require_parent_dir(&self.id, &self.target, &path, " (is cron installed?)")?;
+            atomic::require_parent_dir(&self.id, &self.target, &path, " (is cron installed?)")?;
         }
         tracing::debug!(resource = %self.id, target = %self.target, "rewriting crontab");
-        fsutil::replace_file(cx, &path, new.as_bytes(), self.spool.then_some(0o600))?;
+        stage::replace_file(cx, &path, new.as_bytes(), self.spool.then_some(0o600))?;
         if self.spool {
             self.chown_spool(cx, &path)?;
         }

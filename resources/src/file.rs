@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::core::{Change, Context, Decl, Resource, ResourceError, ResourceId, TypeEnv};
-use crate::fsutil;
+use crate::{atomic, diff, mode, stage};
 
 /// Attributes of `- file: /absolute/node/path`.
 #[derive(Debug, Deserialize)]
@@ -182,9 +182,9 @@ impl File {
         }
         let mode = match &p.mode {
             None => None,
-            Some(Value::String(s)) => Some(fsutil::parse_mode(s).map_err(|e| bad(e.to_string()))?),
+            Some(Value::String(s)) => Some(mode::parse_mode(s).map_err(|e| bad(e.to_string()))?),
             Some(Value::Number(n)) if n.is_u64() => {
-                Some(fsutil::parse_mode(&n.to_string()).map_err(|e| bad(e.to_string()))?)
+                Some(mode::parse_mode(&n.to_string()).map_err(|e| bad(e.to_string()))?)
             }
             Some(other) => {
                 return Err(bad(format!(
@@ -283,7 +283,7 @@ impl File {
         let io = |e| ResourceError::io(path, e);
         let old = if meta.len() == want_len {
             // One byte more than wanted tells a file that grew since the lstat.
-            let old = fsutil::read_at_most(path, want_len + 1).map_err(io)?;
+            let old = atomic::read_at_most(path, want_len + 1).map_err(io)?;
             let new = self.body()?.unwrap_or_default();
             if old[..] == new[..] {
                 return Ok(None);
@@ -358,7 +358,7 @@ impl File {
         want: Kind,
     ) -> Result<(), ResourceError> {
         let parent = path.parent().unwrap_or(Path::new("/"));
-        fsutil::clean_stale_temps(parent);
+        cx.stager().clean_stale_temps(parent);
         let result = self.converge_into(cx, path, current, want);
         // A missing parent is looked for only when something failed: a
         // first run creates thousands of files in directories that exist.
@@ -398,14 +398,15 @@ impl File {
                     let have = fs::metadata(path).map_err(io)?.permissions().mode() & 0o7777;
                     let mode = self.wanted_mode(have);
                     if self.backup {
-                        fsutil::replace_file(cx, path, &bytes, mode)?;
+                        stage::replace_file(cx, path, &bytes, mode)?;
                     } else {
-                        fsutil::write_atomic(path, &bytes, mode)?;
+                        cx.stager().write_atomic(path, &bytes, mode)?;
                     }
                 } else {
                     let default = if self.sensitive { 0o600 } else { 0o644 };
                     let mode = self.mode.unwrap_or(default);
-                    fsutil::write_atomic(path, &bytes.unwrap_or_default(), Some(mode))?;
+                    cx.stager()
+                        .write_atomic(path, &bytes.unwrap_or_default(), Some(mode))?;
                 }
             }
             Kind::Directory => {
@@ -419,7 +420,8 @@ impl File {
                 match current {
                     Kind::Directory => fs::remove_dir_all(path).map_err(io)?,
                     Kind::File if self.backup => {
-                        cx.backup.save(path, &fs::read(path).map_err(io)?)?;
+                        cx.backup
+                            .save(cx.stager(), path, &fs::read(path).map_err(io)?)?;
                     }
                     _ => {}
                 }
@@ -438,7 +440,8 @@ impl File {
             Kind::Missing => Ok(()),
             Kind::Directory => fs::remove_dir_all(path).map_err(io),
             Kind::File if self.backup => {
-                cx.backup.save(path, &fs::read(path).map_err(io)?)?;
+                cx.backup
+                    .save(cx.stager(), path, &fs::read(path).map_err(io)?)?;
                 fs::remove_file(path).map_err(io)
             }
             _ => fs::remove_file(path).map_err(io),
@@ -462,7 +465,7 @@ impl Resource for File {
             changes.push(Change::new("ensure", current.name(), want.name()));
             if want == Kind::File {
                 if let Some(new) = self.body_bytes()? {
-                    changes.push(fsutil::content_change(
+                    changes.push(diff::content_change(
                         Path::new(&self.node_path),
                         None,
                         &new,
@@ -477,12 +480,7 @@ impl Resource for File {
             if want == Kind::File {
                 if let Some((old, new)) = self.content_delta(&path, meta)? {
                     let node = Path::new(&self.node_path);
-                    changes.push(fsutil::content_change(
-                        node,
-                        Some(&old),
-                        &new,
-                        self.sensitive,
-                    ));
+                    changes.push(diff::content_change(node, Some(&old), &new, self.sensitive));
                 }
             }
             // `present` keeps a link whatever it points at (no target given).
@@ -534,9 +532,9 @@ impl Resource for File {
                 return Ok(());
             }
         }
-        // A staged write (see fsutil's batch) is still its temp file: the
+        // A staged write (see `crate::stage`) is still its temp file: the
         // ownership and mode go on that, and arrive with the rename.
-        let path = fsutil::current_path(&path);
+        let path = cx.stager().current_path(&path);
         let Some(mut meta) = lstat(&path)? else {
             return Ok(());
         };
@@ -605,6 +603,22 @@ impl Resource for File {
         !self.force && self.ensure != Ensure::Link
     }
 
+    /// Its content goes through the stager ([`stage::replace_file`]).
+    fn stages_writes(&self) -> bool {
+        true
+    }
+
+    /// It lstats and reads its path, nothing more.
+    fn check_only_reads(&self) -> bool {
+        true
+    }
+
+    /// It lstats its path on the disk, and may remove a directory that
+    /// staged files would land in.
+    fn needs_paths_committed(&self) -> bool {
+        true
+    }
+
     fn lints(&self) -> Vec<String> {
         match self.mode {
             Some(mode) if self.sensitive && mode & 0o004 != 0 => vec![format!(
@@ -627,7 +641,7 @@ fn lstat(path: &Path) -> Result<Option<Metadata>, ResourceError> {
 fn symlink_atomic(target: &str, path: &Path) -> Result<(), ResourceError> {
     let mut name = std::ffi::OsString::from(".");
     name.push(path.file_name().unwrap_or_default());
-    name.push(format!("{}.{}", fsutil::TEMP_MARK, std::process::id()));
+    name.push(format!("{}.{}", atomic::TEMP_MARK, std::process::id()));
     let tmp = path.with_file_name(name);
     let _ = fs::remove_file(&tmp);
     let result = std::os::unix::fs::symlink(target, &tmp).and_then(|_| fs::rename(&tmp, path));
@@ -768,7 +782,7 @@ mod tests {
         let temps: Vec<_> = fs::read_dir(t.root.join("etc"))
             .unwrap()
             .flatten()
-            .filter(|e| e.file_name().to_string_lossy().contains(fsutil::TEMP_MARK))
+            .filter(|e| e.file_name().to_string_lossy().contains(atomic::TEMP_MARK))
             .collect();
         assert!(temps.is_empty(), "temp left behind: {temps:?}");
     }
@@ -1061,7 +1075,7 @@ mod tests {
         let stale = t
             .root
             .join("etc")
-            .join(format!(".f{}.1", fsutil::TEMP_MARK));
+            .join(format!(".f{}.1", atomic::TEMP_MARK));
         fs::write(&stale, "half").unwrap();
         converge(&file("/etc/f", json!({"content": "x"})), &t.cx);
         assert!(!stale.exists());

@@ -12,7 +12,8 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::core::{Change, Context, Decl, Resource, ResourceError, ResourceId, TypeEnv};
-use crate::fsutil;
+use crate::stage::{self, Stager};
+use crate::{atomic, diff};
 
 /// Attributes of `- host: <canonical name>`.
 #[derive(Debug, Deserialize)]
@@ -235,8 +236,12 @@ pub fn edit(old: &str, name: &str, entry: Option<&Entry>) -> String {
 
 impl Host {
     /// Current bytes (`None` = no file) and the content we want there.
-    fn compute(&self, path: &Path) -> Result<(Option<Vec<u8>>, Option<String>), ResourceError> {
-        let old = fsutil::read_optional(path)?;
+    fn compute(
+        &self,
+        stager: &Stager,
+        path: &Path,
+    ) -> Result<(Option<Vec<u8>>, Option<String>), ResourceError> {
+        let old = stager.read_optional(path)?;
         let text = match &old {
             Some(bytes) => std::str::from_utf8(bytes).map_err(|_| {
                 ResourceError::Invalid(format!(
@@ -261,8 +266,8 @@ impl Resource for Host {
 
     fn check(&self, cx: &Context) -> Result<Vec<Change>, ResourceError> {
         let path = cx.path(&self.target)?;
-        let (old, new) = self.compute(&path)?;
-        Ok(fsutil::edited_content(
+        let (old, new) = self.compute(cx.stager(), &path)?;
+        Ok(diff::edited_content(
             &self.target,
             old.as_deref(),
             new.as_deref(),
@@ -271,13 +276,13 @@ impl Resource for Host {
 
     fn apply(&self, cx: &Context, _changes: &[Change]) -> Result<(), ResourceError> {
         let path = cx.path(&self.target)?;
-        let (old, new) = self.compute(&path)?;
+        let (old, new) = self.compute(cx.stager(), &path)?;
         let Some(new) = new else { return Ok(()) };
         if old.is_none() {
-            fsutil::require_parent_dir(&self.id, &self.target, &path, "")?;
+            atomic::require_parent_dir(&self.id, &self.target, &path, "")?;
         }
         tracing::debug!(resource = %self.id, target = %self.target, "rewriting hosts file");
-        fsutil::replace_file(cx, &path, new.as_bytes(), None)
+        stage::replace_file(cx, &path, new.as_bytes(), None)
     }
 
     fn autorequires(&self) -> Vec<ResourceId> {
@@ -294,6 +299,16 @@ impl Resource for Host {
 
     /// It rewrites one file in place (temp and rename).
     fn keeps_dirs(&self) -> bool {
+        true
+    }
+
+    /// It reads and rewrites its file through the stager.
+    fn stages_writes(&self) -> bool {
+        true
+    }
+
+    /// It reads one file.
+    fn check_only_reads(&self) -> bool {
         true
     }
 }

@@ -9,13 +9,17 @@
 //! Every type lives in its own file named after it (`file.rs` ↔ `- file:`) and
 //! is registered once, in [`registry`].
 
+pub mod atomic;
 pub mod backup;
+pub mod confine;
 pub mod core;
-pub mod fsutil;
+pub mod diff;
+pub mod mode;
 pub mod pg;
 pub mod redact;
 pub mod registry;
 pub mod runner;
+pub mod stage;
 
 pub mod cron;
 pub mod exec;

@@ -18,10 +18,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::core::{Change, Context, Decl, Resource, ResourceError, ResourceId, TypeEnv};
-use crate::fsutil;
 use crate::pg::attr::{port_or, Number};
 use crate::pg::DEFAULT_BINDIR;
 use crate::redact;
+use crate::{atomic, diff, stage};
 
 /// Attributes of `- pg_backup: <name>`.
 #[derive(Debug, Deserialize)]
@@ -285,9 +285,9 @@ impl Resource for PgBackup {
         let mut changes = Vec::new();
         for (node, want, mode, sensitive, property) in self.files() {
             let path = cx.path(node)?;
-            let old = fsutil::read_optional(&path)?;
+            let old = atomic::read_optional(&path)?;
             if old.as_deref() != Some(want.as_bytes()) {
-                let mut c = fsutil::content_change(
+                let mut c = diff::content_change(
                     Path::new(node),
                     old.as_deref(),
                     want.as_bytes(),
@@ -313,9 +313,9 @@ impl Resource for PgBackup {
     fn apply(&self, cx: &Context, _changes: &[Change]) -> Result<(), ResourceError> {
         for (node, want, mode, _, _) in self.files() {
             let path = cx.path(node)?;
-            let old = fsutil::read_optional(&path)?;
+            let old = atomic::read_optional(&path)?;
             if old.as_deref() != Some(want.as_bytes()) {
-                fsutil::replace_file(cx, &path, want.as_bytes(), Some(mode))?;
+                stage::replace_file(cx, &path, want.as_bytes(), Some(mode))?;
                 self.chown_to_user(cx, &path)?;
             } else if mode_of(&path) != Some(mode) {
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
@@ -391,7 +391,7 @@ pub(crate) mod tests {
         )
         .unwrap();
         for (node, text, mode, _, _) in r.files() {
-            fsutil::write_atomic(Path::new(node), text.as_bytes(), Some(mode)).unwrap();
+            atomic::write_atomic(Path::new(node), text.as_bytes(), Some(mode)).unwrap();
         }
         (PathBuf::from(&r.script), base.join("backups"))
     }

@@ -442,7 +442,7 @@ struct Plan {
 impl PgConf {
     fn plan(&self, cx: &Context) -> Result<Plan, ResourceError> {
         let path = cx.path(&self.file)?;
-        let old = match crate::fsutil::read_optional(&path)? {
+        let old = match crate::atomic::read_optional(&path)? {
             Some(bytes) => Some(String::from_utf8(bytes).map_err(|_| {
                 ResourceError::Failed(format!("{}: {} is not UTF-8 text", self.id, path.display()))
             })?),

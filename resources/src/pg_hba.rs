@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::core::{Change, Context, Decl, Resource, ResourceError, ResourceId, TypeEnv};
-use crate::{fsutil, pg};
+use crate::{atomic, diff, pg};
 
 /// Attributes of `- pg_hba: <data dir>`.
 #[derive(Debug, Deserialize)]
@@ -478,11 +478,11 @@ impl Resource for PgHba {
 
     fn check(&self, cx: &Context) -> Result<Vec<Change>, ResourceError> {
         let path = cx.path(&self.file)?;
-        let old = fsutil::read_optional(&path)?;
+        let old = atomic::read_optional(&path)?;
         if old.as_deref() == Some(self.content.as_bytes()) {
             return Ok(vec![]);
         }
-        Ok(vec![fsutil::content_change(
+        Ok(vec![diff::content_change(
             &path,
             old.as_deref(),
             self.content.as_bytes(),
@@ -492,7 +492,7 @@ impl Resource for PgHba {
 
     fn apply(&self, cx: &Context, _changes: &[Change]) -> Result<(), ResourceError> {
         let path = cx.path(&self.file)?;
-        let old = fsutil::read_optional(&path)?;
+        let old = atomic::read_optional(&path)?;
         if old.as_deref() == Some(self.content.as_bytes()) {
             return Ok(());
         }

@@ -19,11 +19,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::core::{Change, Context, Decl, Resource, ResourceError, ResourceId, TypeEnv};
-use crate::fsutil;
 use crate::pg::attr::{port_or, Number};
 use crate::pg::recovery::{self, RECOVERY_CONF, SIGNAL_VERSION, STANDBY_SIGNAL};
 use crate::pg::{self, seed};
 use crate::redact;
+use crate::{atomic, diff, stage};
 
 pub use crate::pg::recovery::recovery_files;
 
@@ -219,14 +219,14 @@ impl PgStandby {
     ) -> Result<Vec<(PathBuf, String, Change)>, ResourceError> {
         recovery::validate(version, &self.content)
             .map_err(|e| ResourceError::Invalid(format!("{}: {e}", self.id)))?;
-        let auto = fsutil::read_optional(&dir.join(recovery::AUTO_CONF))?.unwrap_or_default();
+        let auto = atomic::read_optional(&dir.join(recovery::AUTO_CONF))?.unwrap_or_default();
         let auto = String::from_utf8_lossy(&auto);
         let mut out = Vec::new();
         let mut wanted = recovery_files(version, &self.content, &auto);
         wanted.push((MARKER.to_string(), marker_text()));
         for (name, text) in wanted {
             let path = dir.join(&name);
-            let old = fsutil::read_optional(&path)?;
+            let old = atomic::read_optional(&path)?;
             // The signal and the marker count by their presence alone.
             let presence_only = name == STANDBY_SIGNAL || name == MARKER;
             if old.as_deref() == Some(text.as_bytes()) || (presence_only && old.is_some()) {
@@ -237,7 +237,7 @@ impl PgStandby {
                 Change::new(name.as_str(), None, Some("present".into()))
             } else {
                 // The settings hold primary_conninfo and its password.
-                fsutil::content_change(Path::new(&node), old.as_deref(), text.as_bytes(), true)
+                diff::content_change(Path::new(&node), old.as_deref(), text.as_bytes(), true)
             };
             out.push((path, text, change));
         }
@@ -328,7 +328,7 @@ impl PgStandby {
         let version = pg::data_dir_version(tmp)
             .ok_or_else(|| self.failed("the copy holds no PG_VERSION: not a data dir"))?;
         for (path, text, _) in self.drift(tmp, version)? {
-            fsutil::write_atomic(&path, text.as_bytes(), Some(0o600))?;
+            atomic::write_atomic(&path, text.as_bytes(), Some(0o600))?;
             seed::chown_tree(&path)?;
         }
         self.remove_trigger(cx, tmp)
@@ -402,7 +402,7 @@ impl Resource for PgStandby {
             State::Promoted(_) => Ok(()),
             State::Standby(version) => {
                 for (path, text, _) in self.drift(&dir, version)? {
-                    fsutil::replace_file(cx, &path, text.as_bytes(), Some(0o600))?;
+                    stage::replace_file(cx, &path, text.as_bytes(), Some(0o600))?;
                     seed::chown_tree(&path)?;
                 }
                 Ok(())

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::core::{Change, Context, Decl, Resource, ResourceError, ResourceId, TypeEnv};
-use crate::fsutil;
+use crate::{atomic, diff, mode, stage};
 
 /// Attributes of `- properties: <absolute path of the file>`.
 #[derive(Debug, Deserialize)]
@@ -413,7 +413,7 @@ pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceE
     let mode = p
         .mode
         .as_deref()
-        .map(fsutil::parse_mode)
+        .map(mode::parse_mode)
         .transpose()
         .map_err(|e| invalid(e.to_string()))?;
     Ok(Box::new(Properties {
@@ -437,7 +437,7 @@ struct Plan {
 
 impl Properties {
     fn plan(&self, path: &Path) -> Result<Plan, ResourceError> {
-        let old = fsutil::read_optional(path)?;
+        let old = atomic::read_optional(path)?;
         let (text, latin1) = old.as_deref().map(decode).unwrap_or_default();
         let pairs = parse(&text);
         let new_text = edit(&text, &self.set, &self.remove);
@@ -459,7 +459,7 @@ impl Properties {
         let write = old.as_deref() != Some(&new[..]) && (old.is_some() || !self.set.is_empty());
         if write {
             let secret = !self.sensitive.is_empty();
-            changes.push(fsutil::content_change(
+            changes.push(diff::content_change(
                 Path::new(&self.path),
                 old.as_deref(),
                 &new,
@@ -509,7 +509,7 @@ impl Resource for Properties {
             let owner = match &plan.old {
                 Some(_) => std::fs::metadata(&path).ok().map(|m| (m.uid(), m.gid())),
                 None => {
-                    fsutil::require_parent_dir(&self.id, &self.path, &path, "")?;
+                    atomic::require_parent_dir(&self.id, &self.path, &path, "")?;
                     None
                 }
             };
@@ -520,7 +520,7 @@ impl Resource for Properties {
                 (None, None) => Some(0o600),
             };
             tracing::debug!(resource = %self.id, "rewriting properties file");
-            fsutil::replace_file(cx, &path, new, mode)?;
+            stage::replace_file(cx, &path, new, mode)?;
             // The application user owns its config; replacing must not hand
             // it to root (a 0600 root file would lock the application out).
             if let Some((uid, gid)) = owner.filter(|_| nix::unistd::geteuid().is_root()) {

@@ -5,7 +5,7 @@
 //! Paths on the command line are node paths (`/etc/hosts`), mapped under
 //! `--root` and confined like every managed path. Listing prints metadata
 //! only (time, sha256, size, path), never content: a saved file may hold a
-//! secret. A restore writes through `fsutil::replace_file` (atomic, with
+//! secret. A restore writes through `stage::replace_file` (atomic, with
 //! the current content saved first, so a restore can itself be undone) and
 //! holds the run lock, as does prune.
 
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use resources::backup::{self, BackupEntry, BackupStore, PruneStats};
-use resources::fsutil;
+use resources::{atomic, confine, stage};
 
 use crate::engine::report;
 use crate::settings::Settings;
@@ -128,7 +128,7 @@ pub fn restore(
             entry.sha256
         );
     }
-    let current = fsutil::read_optional(&disk)?;
+    let current = atomic::read_optional(&disk)?;
     let short = &entry.sha256[..12];
     if current.as_deref() == Some(content.as_slice()) {
         return Ok(format!(
@@ -150,7 +150,7 @@ pub fn restore(
         None => Some(entry.mode.unwrap_or(0o600)),
     };
     let cx = resources::Context::new(root, store.clone());
-    fsutil::replace_file(&cx, &disk, &content, mode)
+    stage::replace_file(&cx, &disk, &content, mode)
         .with_context(|| format!("restoring {}", node_path.display()))?;
     let undo = match &current {
         Some(old) => format!(
@@ -178,7 +178,8 @@ fn describe_prune(s: &PruneStats) -> String {
 
 /// Where the store knows a node path: the path under the root, confined.
 fn disk_path(root: &Path, node_path: &Path) -> Result<PathBuf> {
-    fsutil::confine(root, node_path).with_context(|| format!("backup path {}", node_path.display()))
+    confine::confine(root, node_path)
+        .with_context(|| format!("backup path {}", node_path.display()))
 }
 
 /// The node path of a stored (on-disk) path: the root prefix removed.
@@ -202,6 +203,7 @@ pub fn format_time(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use resources::stage::Stager;
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
@@ -234,9 +236,16 @@ mod tests {
     fn list_is_newest_first_with_node_paths_and_no_content() {
         let t = setup();
         let hosts = t.root.join("etc/hosts");
-        t.store.save(&hosts, b"first-content\n").unwrap();
-        let second = t.store.save(&hosts, b"second-content\n").unwrap();
-        t.store.save(&t.root.join("etc/other"), b"o").unwrap();
+        t.store
+            .save(&Stager::default(), &hosts, b"first-content\n")
+            .unwrap();
+        let second = t
+            .store
+            .save(&Stager::default(), &hosts, b"second-content\n")
+            .unwrap();
+        t.store
+            .save(&Stager::default(), &t.root.join("etc/other"), b"o")
+            .unwrap();
         let lines = list(&t.store, &t.root, Some(Path::new("/etc/hosts"))).unwrap();
         assert_eq!(lines.len(), 2);
         assert!(lines[0].contains(&second), "newest first: {lines:?}");
@@ -255,7 +264,7 @@ mod tests {
         fs::write(&p, "v1\n").unwrap();
         fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
         let cx = resources::Context::new(&t.root, t.store.clone());
-        fsutil::replace_file(&cx, &p, b"v2\n", None).unwrap();
+        stage::replace_file(&cx, &p, b"v2\n", None).unwrap();
         let msg = restore(&t.store, &t.root, Path::new("/etc/app.conf"), None).unwrap();
         assert!(
             msg.starts_with("restored /etc/app.conf to version"),
@@ -293,8 +302,8 @@ mod tests {
         let a = t.root.join("etc/a");
         let b = t.root.join("etc/b");
         fs::write(&a, "a-now").unwrap();
-        t.store.save(&a, b"a-old").unwrap();
-        let b_sha = t.store.save(&b, b"b-old").unwrap();
+        t.store.save(&Stager::default(), &a, b"a-old").unwrap();
+        let b_sha = t.store.save(&Stager::default(), &b, b"b-old").unwrap();
         let err = restore(&t.store, &t.root, Path::new("/etc/a"), Some(&b_sha))
             .unwrap_err()
             .to_string();
@@ -321,7 +330,7 @@ mod tests {
         let p = t.root.join("etc/gone");
         fs::write(&p, "secret-ish").unwrap();
         fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
-        t.store.save(&p, b"secret-ish").unwrap();
+        t.store.save(&Stager::default(), &p, b"secret-ish").unwrap();
         fs::remove_file(&p).unwrap();
         restore(&t.store, &t.root, Path::new("/etc/gone"), None).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"secret-ish");

@@ -5,12 +5,14 @@
 //! refreshes for what it notifies; run its own queued refresh. A failure
 //! never stops the run: it only skips the failed resource's dependents.
 //!
-//! The writes of `file` and `host` resources are staged in a batch (see
-//! `resources::fsutil`) and committed together — one sync instead of two
-//! fsyncs per file — before anything that could look at them: a resource of
-//! another type, a dependent of a staged resource, a file resource on or
-//! above a staged path, a refresh, and the end of the run. A write that
-//! fails to commit marks its resource failed.
+//! The writes of resources whose type stages them
+//! (`Resource::stages_writes`: `file`, `host`) go to the context's stager
+//! (see `resources::stage`) and are committed together — one sync instead
+//! of two fsyncs per file — before anything that could look at them: a
+//! resource that does not stage, a dependent of a staged resource, a
+//! resource that looks at its paths on the disk (`file`) on or above a
+//! staged path, a refresh, and the end of the run. A write that fails to
+//! commit marks its resource failed.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -19,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use resources::{fsutil, Change, Context};
+use resources::{Change, Context};
 use serde::Serialize;
 
 use crate::engine::catalog::{Catalog, Entry};
@@ -128,11 +130,12 @@ fn run(
     let mut outcomes = Vec::with_capacity(n);
     // outcome index of each entry, for commit failures found later
     let mut pos = vec![usize::MAX; n];
-    fsutil::batch_begin();
+    let stager = cx.stager();
+    stager.begin();
     for (k, &i) in catalog.order.iter().enumerate() {
         let entry = &catalog.entries[i];
-        if fsutil::batch_has_pending() && must_commit_before(catalog, cx, i) {
-            let failed = fsutil::batch_commit();
+        if stager.has_pending() && must_commit_before(catalog, cx, i) {
+            let failed = stager.commit();
             mark_uncommitted(catalog, failed, &pos, &mut outcomes, &mut status, observer);
         }
         let started = Instant::now();
@@ -163,18 +166,18 @@ fn run(
             out.message = Some(format!("skipped because {} {why}", catalog.entries[p].id));
         } else {
             let noop = opts.noop || entry.meta().noop;
-            let stageable = stageable(catalog, i);
-            if stageable {
-                fsutil::batch_stage(Some(i));
+            if entry.resource.stages_writes() {
+                stager.stage_for(Some(i));
             }
             let checked = ahead.take(k);
             let changed = converge(entry.resource.as_ref(), cx, noop, checked, &mut out);
-            fsutil::batch_stage(None);
-            // Only `file` and `host` checks are known not to touch the tree;
-            // what they apply voids the checks done ahead, and what they
-            // learnt of directories too unless they cannot replace one.
-            if !matches!(out.status, Status::Unchanged | Status::Noop) || !stageable {
-                if !stageable || !entry.resource.keeps_dirs() {
+            stager.stage_for(None);
+            // Only a check that only reads is known not to touch the tree;
+            // what is applied voids the checks done ahead, and what they
+            // learnt of directories too unless the type cannot replace one.
+            let reads_only = entry.resource.check_only_reads();
+            if !matches!(out.status, Status::Unchanged | Status::Noop) || !reads_only {
+                if !reads_only || !entry.resource.keeps_dirs() {
                     cx.forget_paths();
                 }
                 ahead.touched();
@@ -210,7 +213,7 @@ fn run(
                     }
                 } else {
                     tracing::info!(resource = %entry.id, "refreshing (triggered by {sources})");
-                    let mut failed = fsutil::batch_commit();
+                    let mut failed = stager.commit();
                     for (owners, err) in &mut failed {
                         if let Some(k) = owners.iter().position(|&o| o == i) {
                             owners.remove(k);
@@ -253,33 +256,29 @@ fn run(
         pos[i] = outcomes.len();
         outcomes.push(out);
     }
-    let failed = fsutil::batch_end();
+    let failed = stager.end();
     mark_uncommitted(catalog, failed, &pos, &mut outcomes, &mut status, observer);
     outcomes
 }
 
-/// Types whose writes may be staged: they write only through fsutil and
-/// read their targets through it (or are committed first, see below).
-fn stageable(catalog: &Catalog, i: usize) -> bool {
-    matches!(catalog.entries[i].id.type_name.as_str(), "file" | "host")
-}
-
-/// Whether what is staged must reach the disk before entry `i` runs.
+/// Whether what is staged must reach the disk before entry `i` runs: it
+/// would not see it otherwise (it does not read through the stager, or
+/// looks at the disk under its paths), or it depends on it.
 fn must_commit_before(catalog: &Catalog, cx: &Context, i: usize) -> bool {
-    if !stageable(catalog, i)
+    let stager = cx.stager();
+    let resource = &catalog.entries[i].resource;
+    if !resource.stages_writes()
         || catalog
             .graph
             .predecessors(i)
-            .any(fsutil::batch_owns_pending)
+            .any(|p| stager.owns_pending(p))
     {
         return true;
     }
-    // `file` looks at its path on disk: nothing staged may sit on or below it.
-    let entry = &catalog.entries[i];
-    entry.id.type_name == "file"
-        && entry.resource.paths().iter().any(|p| {
+    resource.needs_paths_committed()
+        && resource.paths().iter().any(|p| {
             let disk = cx.root.join(Path::new(p.trim_start_matches('/')));
-            fsutil::batch_touches(&disk)
+            stager.touches(&disk)
         })
 }
 
@@ -355,8 +354,8 @@ fn duration_ms(d: Duration) -> f64 {
 
 type Checked = Result<Vec<Change>, resources::ResourceError>;
 
-/// Checks done ahead. A `file` or `host` check reads the disk and changes
-/// nothing, so while the run itself has changed nothing, helper threads
+/// Checks done ahead. A check that only reads (`file`, `host`: see
+/// `Resource::check_only_reads`) changes nothing, so while the run itself has changed nothing, helper threads
 /// (one per spare core) check resources ahead and the run uses their
 /// answers when it gets there: a no-op run's reads proceed on every core. The first thing that may change the tree (an apply, a refresh, a
 /// resource of another type) ends it: from then on each resource is
@@ -386,8 +385,10 @@ const AHEAD_MAX_HELPERS: usize = 3;
 
 impl<'a> Ahead<'a> {
     fn new(catalog: &'a Catalog, cx: &'a Context) -> Self {
-        let pure = (0..catalog.entries.len())
-            .filter(|&i| stageable(catalog, i))
+        let pure = catalog
+            .entries
+            .iter()
+            .filter(|e| e.resource.check_only_reads())
             .count();
         let helpers = if pure < AHEAD_MIN {
             0
@@ -414,16 +415,16 @@ impl<'a> Ahead<'a> {
         }
     }
 
-    /// A helper: checks free `file`/`host` resources from the end of the
-    /// run backwards (the run comes forwards: they meet once, so the run
-    /// seldom waits for a check in progress), until the run has changed
-    /// something or ended.
+    /// A helper: checks the free resources whose check only reads, from
+    /// the end of the run backwards (the run comes forwards: they meet
+    /// once, so the run seldom waits for a check in progress), until the
+    /// run has changed something or ended.
     fn work(&self) {
         for (k, &i) in self.catalog.order.iter().enumerate().rev() {
             if self.over.load(Ordering::Acquire) || crate::schedule::signals::stop_requested() {
                 return;
             }
-            if !stageable(self.catalog, i)
+            if !self.catalog.entries[i].resource.check_only_reads()
                 || self.state[k]
                     .compare_exchange(FREE, TAKEN, Ordering::AcqRel, Ordering::Acquire)
                     .is_err()
@@ -484,3 +485,6 @@ impl<'a> Ahead<'a> {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+#[cfg(test)]
+mod tests;

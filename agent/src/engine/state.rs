@@ -153,12 +153,12 @@ impl StateDir {
         use std::io::Write;
         let target = self.dir.join(name);
         let spare = self.dir.join(format!(".{name}.prev"));
-        let written = resources::fsutil::overwrite_with(&spare, 0o600, |w| {
+        let written = resources::atomic::overwrite_with(&spare, 0o600, |w| {
             let mut buffered = std::io::BufWriter::with_capacity(64 * 1024, w);
             fill(&mut buffered)?;
             buffered.flush()
         })
-        .and_then(|_| resources::fsutil::swap_in(&spare, &target));
+        .and_then(|_| resources::atomic::swap_in(&spare, &target));
         written.with_context(|| format!("writing {}", target.display()))
     }
 

@@ -352,14 +352,14 @@ fn write_if_changed(
     content: &str,
 ) -> Result<Option<String>> {
     let path = cx.path(&node_path.display().to_string())?;
-    let old = resources::fsutil::read_optional(&path)?;
+    let old = resources::atomic::read_optional(&path)?;
     if old.as_deref() == Some(content.as_bytes()) {
         return Ok(None);
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    resources::fsutil::replace_file(cx, &path, content.as_bytes(), Some(0o644))?;
+    resources::stage::replace_file(cx, &path, content.as_bytes(), Some(0o644))?;
     let verb = if old.is_some() { "updated" } else { "created" };
     Ok(Some(format!("{}: {verb}", node_path.display())))
 }
@@ -370,8 +370,8 @@ fn remove_ours(cx: &resources::Context, node_path: &Path) -> Result<Option<Strin
     if !is_ours(&path) {
         return Ok(None);
     }
-    if let Some(old) = resources::fsutil::read_optional(&path)? {
-        cx.backup.save(&path, &old)?;
+    if let Some(old) = resources::atomic::read_optional(&path)? {
+        cx.backup.save(cx.stager(), &path, &old)?;
     }
     std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
     Ok(Some(format!("{}: removed", node_path.display())))

@@ -109,7 +109,7 @@ pub fn run(settings: &crate::settings::Settings, args: Options) -> Result<u8> {
 /// one is made absolute (a daemon changes its directory to /).
 fn node_path(settings: &crate::settings::Settings, p: &Path) -> Result<PathBuf> {
     match &settings.root {
-        Some(root) if p.is_absolute() => Ok(resources::fsutil::confine(root, p)?),
+        Some(root) if p.is_absolute() => Ok(resources::confine::confine(root, p)?),
         _ if p.is_absolute() => Ok(p.to_path_buf()),
         _ => Ok(std::env::current_dir()?.join(p)),
     }
@@ -243,7 +243,7 @@ fn claim_pidfile(path: &Path) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    resources::fsutil::write_atomic(path, format!("{me}\n").as_bytes(), Some(0o644))?;
+    resources::atomic::write_atomic(path, format!("{me}\n").as_bytes(), Some(0o644))?;
     Ok(())
 }
 

@@ -18,8 +18,10 @@ use crate::runner::Cmd;
 pub mod attr;
 pub mod recovery;
 pub mod seed;
-#[cfg(test)]
+// Test beds, never in the product build: see the `testing` feature.
+#[cfg(any(test, feature = "testing"))]
 pub mod standby_testing;
+#[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod testing;
 
@@ -253,9 +255,9 @@ pub fn write_config(
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let old = std::fs::metadata(path).ok();
     if backup {
-        crate::fsutil::replace_file(cx, path, content, None)?;
+        crate::stage::replace_file(cx, path, content, None)?;
     } else {
-        crate::fsutil::write_atomic(path, content, None)?;
+        crate::atomic::write_atomic(path, content, None)?;
     }
     if !nix::unistd::geteuid().is_root() {
         return Ok(());
