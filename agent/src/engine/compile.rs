@@ -358,6 +358,8 @@ impl CompileCx<'_> {
                 )))
             }
         };
+        let title = registry::normalize_title(&type_name, &title)
+            .map_err(|e| at(format!("{type_name}: {e}")))?;
         let id = ResourceId::new(&type_name, &title);
         let mut attrs = Map::new();
         let mut sensitive = BTreeSet::new();
@@ -446,8 +448,13 @@ impl CompileCx<'_> {
             list(v)?
                 .iter()
                 .map(|r| {
-                    ResourceId::parse(r)
-                        .ok_or_else(|| format!("{key}: '{r}' is not a reference like type[title]"))
+                    let id = ResourceId::parse(r).ok_or_else(|| {
+                        format!("{key}: '{r}' is not a reference like type[title]")
+                    })?;
+                    // The same spelling the referenced resource's id has.
+                    let title = registry::normalize_title(&id.type_name, &id.title)
+                        .map_err(|e| format!("{key}: '{r}': {e}"))?;
+                    Ok(ResourceId::new(id.type_name, title))
                 })
                 .collect()
         };
