@@ -171,6 +171,13 @@ impl File {
             (None, Some(s)) => return Err(bad(format!("source '{s}' must be an absolute path"))),
             (None, None) => Body::Unmanaged,
         };
+        // The root itself may only be a directory: `file: /` with
+        // `ensure: absent, force: true` deleted the whole --root.
+        if node_path == "/" && ensure != Ensure::Directory {
+            return Err(bad(
+                "the root '/' can only be managed as a directory (ensure: directory)".into(),
+            ));
+        }
         if !matches!(body, Body::Unmanaged) && !matches!(ensure, Ensure::File | Ensure::Present) {
             return Err(bad("content/source need ensure: file or present".into()));
         }

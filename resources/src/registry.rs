@@ -13,8 +13,7 @@ pub type Constructor = fn(&Decl, &TypeEnv) -> Result<Box<dyn Resource>, Resource
 pub enum TitleRule {
     /// A name, taken as written (after trimming).
     Name,
-    /// An absolute node path: `//etc/./motd/` is `/etc/motd`; `/` itself
-    /// is refused (a resource managing the whole root is never meant).
+    /// An absolute node path: `//etc/./motd/` is `/etc/motd`.
     Path,
     /// A name compared without case (DNS host names): lower-cased.
     CaseBlind,
@@ -84,9 +83,6 @@ pub fn normalize_title(type_name: &str, title: &str) -> Result<String, String> {
                 .split('/')
                 .filter(|p| !p.is_empty() && *p != ".")
                 .collect();
-            if parts.is_empty() {
-                return Err("the title '/' names the whole root: refused".to_string());
-            }
             Ok(format!("/{}", parts.join("/")))
         }
     }
@@ -111,10 +107,7 @@ mod tests {
             "/etc/motd2"
         );
         assert_eq!(normalize_title("file", "/a/../b").unwrap(), "/a/../b");
-        assert!(normalize_title("file", "/")
-            .unwrap_err()
-            .contains("whole root"));
-        assert!(normalize_title("file", "//./").is_err());
+        assert_eq!(normalize_title("file", "//./").unwrap(), "/");
         assert!(normalize_title("file", "etc/motd")
             .unwrap_err()
             .contains("absolute"));
