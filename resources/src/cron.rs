@@ -12,7 +12,7 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-use crate::core::{Change, Context, Decl, Resource, ResourceError, ResourceId, TypeEnv};
+use crate::core::{Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
 use crate::fsutil;
 
 /// Attributes of `- cron: <entry name>`.
@@ -445,26 +445,34 @@ impl Cron {
     }
 }
 
+/// The crontab as check computed it, for apply to write.
+#[derive(Debug)]
+struct Rewrite {
+    path: std::path::PathBuf,
+    /// There was no file: its directory must exist.
+    create: bool,
+    new: String,
+}
+
 impl Resource for Cron {
     fn id(&self) -> &ResourceId {
         &self.id
     }
 
-    fn check(&self, cx: &Context) -> Result<Vec<Change>, ResourceError> {
+    fn check(&self, cx: &Context) -> Result<Plan, ResourceError> {
         let path = cx.path(&self.target)?;
         let (old, new) = self.compute(&path)?;
-        Ok(fsutil::edited_content(
-            &self.target,
-            old.as_deref(),
-            new.as_deref(),
-        ))
+        let Some(new) = new else {
+            return Ok(Plan::in_sync());
+        };
+        let changes = fsutil::edited_content(&self.target, old.as_deref(), Some(&new));
+        let create = old.is_none();
+        Ok(Plan::new(changes, Rewrite { path, create, new }))
     }
 
-    fn apply(&self, cx: &Context, _changes: &[Change]) -> Result<(), ResourceError> {
-        let path = cx.path(&self.target)?;
-        let (old, new) = self.compute(&path)?;
-        let Some(new) = new else { return Ok(()) };
-        if old.is_none() {
+    fn apply(&self, cx: &Context, plan: Plan) -> Result<(), ResourceError> {
+        let Rewrite { path, create, new } = plan.steps(&self.id)?;
+        if create {
             fsutil::require_parent_dir(&self.id, &self.target, &path, " (is cron installed?)")?;
         }
         tracing::debug!(resource = %self.id, target = %self.target, "rewriting crontab");
@@ -545,8 +553,8 @@ mod tests {
     }
 
     fn converge(r: &dyn Resource, cx: &Context) {
-        let changes = r.check(cx).unwrap();
-        r.apply(cx, &changes).unwrap();
+        let plan = r.check(cx).unwrap();
+        r.apply(cx, plan).unwrap();
         assert!(r.check(cx).unwrap().is_empty(), "{} not idempotent", r.id());
     }
 
@@ -671,7 +679,7 @@ mod tests {
         )
         .unwrap();
         assert!(r
-            .apply(&cx, &[])
+            .apply(&cx, r.check(&cx).unwrap())
             .unwrap_err()
             .to_string()
             .contains("does not exist"));

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::core::{Change, Context, Decl, Resource, ResourceError, ResourceId, TypeEnv};
+use crate::core::{Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
 use crate::fsutil;
 
 /// Attributes of `- host: <canonical name>`.
@@ -254,26 +254,34 @@ impl Host {
     }
 }
 
+/// The hosts file as check computed it, for apply to write.
+#[derive(Debug)]
+struct Rewrite {
+    path: std::path::PathBuf,
+    /// There was no file: its directory must exist.
+    create: bool,
+    new: String,
+}
+
 impl Resource for Host {
     fn id(&self) -> &ResourceId {
         &self.id
     }
 
-    fn check(&self, cx: &Context) -> Result<Vec<Change>, ResourceError> {
+    fn check(&self, cx: &Context) -> Result<Plan, ResourceError> {
         let path = cx.path(&self.target)?;
         let (old, new) = self.compute(&path)?;
-        Ok(fsutil::edited_content(
-            &self.target,
-            old.as_deref(),
-            new.as_deref(),
-        ))
+        let Some(new) = new else {
+            return Ok(Plan::in_sync());
+        };
+        let changes = fsutil::edited_content(&self.target, old.as_deref(), Some(&new));
+        let create = old.is_none();
+        Ok(Plan::new(changes, Rewrite { path, create, new }))
     }
 
-    fn apply(&self, cx: &Context, _changes: &[Change]) -> Result<(), ResourceError> {
-        let path = cx.path(&self.target)?;
-        let (old, new) = self.compute(&path)?;
-        let Some(new) = new else { return Ok(()) };
-        if old.is_none() {
+    fn apply(&self, cx: &Context, plan: Plan) -> Result<(), ResourceError> {
+        let Rewrite { path, create, new } = plan.steps(&self.id)?;
+        if create {
             fsutil::require_parent_dir(&self.id, &self.target, &path, "")?;
         }
         tracing::debug!(resource = %self.id, target = %self.target, "rewriting hosts file");
@@ -415,14 +423,15 @@ mod tests {
         let env = TypeEnv::default();
         let attrs = json!({"ip": "192.0.2.1", "host_aliases": ["node-1"], "comment": "bench"});
         let r = build(&decl("node-1.bench.example", attrs), &env).unwrap();
-        let changes = r.check(&cx).unwrap();
+        let plan = r.check(&cx).unwrap();
+        let changes = plan.changes().to_vec();
         assert_eq!(changes.len(), 1);
         assert!(changes[0]
             .diff
             .as_ref()
             .unwrap()
             .contains("+192.0.2.1\tnode-1.bench.example"));
-        r.apply(&cx, &changes).unwrap();
+        r.apply(&cx, plan).unwrap();
         assert!(
             r.check(&cx).unwrap().is_empty(),
             "second check finds nothing"
@@ -444,7 +453,7 @@ mod tests {
             &env,
         )
         .unwrap();
-        gone.apply(&cx, &gone.check(&cx).unwrap()).unwrap();
+        gone.apply(&cx, gone.check(&cx).unwrap()).unwrap();
         assert_eq!(
             std::fs::read_to_string(&hosts).unwrap(),
             format!("{unmanaged}\n")
@@ -457,7 +466,7 @@ mod tests {
         let (_dir, cx) = sandbox();
         let env = TypeEnv::default();
         let r = build(&decl("n1", json!({"ip": "10.0.0.1"})), &env).unwrap();
-        r.apply(&cx, &r.check(&cx).unwrap()).unwrap();
+        r.apply(&cx, r.check(&cx).unwrap()).unwrap();
         assert_eq!(
             std::fs::read_to_string(cx.root.join("etc/hosts")).unwrap(),
             "10.0.0.1\tn1\n"
@@ -477,8 +486,8 @@ mod tests {
             &env,
         )
         .unwrap();
-        assert_eq!(r.check(&cx).unwrap().len(), 1);
-        let err = r.apply(&cx, &[]).unwrap_err().to_string();
+        assert_eq!(r.check(&cx).unwrap().changes().len(), 1);
+        let err = r.apply(&cx, r.check(&cx).unwrap()).unwrap_err().to_string();
         assert!(err.contains("does not exist"), "{err}");
         assert_eq!(
             r.autorequires(),

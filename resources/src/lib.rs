@@ -32,4 +32,4 @@ pub mod pg_standby;
 pub mod properties;
 pub mod service;
 
-pub use crate::core::{Change, Context, Decl, Location, Resource, ResourceError, ResourceId};
+pub use crate::core::{Change, Context, Decl, Location, Plan, Resource, ResourceError, ResourceId};

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::core::{Change, Context, Decl, Resource, ResourceError, ResourceId, TypeEnv};
+use crate::core::{Change, Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
 use crate::pg;
 
 /// Attributes of `- pg_conf: <any name>`.
@@ -431,16 +431,28 @@ impl ServerView {
     }
 }
 
-/// What `check` and `apply` compute.
-struct Plan {
+/// The file as `check` read it and the edit of it.
+struct Edited {
     old: Option<String>,
     new: String,
     edits: Vec<Edit>,
     path: PathBuf,
 }
 
+/// What `apply` does, as `check` decided.
+#[derive(Debug)]
+struct Steps {
+    path: PathBuf,
+    /// The new content, when it differs; `create` when there was no file.
+    write: Option<String>,
+    create: bool,
+    /// A changed (or pending) setting needs the server restarted, not only
+    /// reloaded.
+    restart: bool,
+}
+
 impl PgConf {
-    fn plan(&self, cx: &Context) -> Result<Plan, ResourceError> {
+    fn plan(&self, cx: &Context) -> Result<Edited, ResourceError> {
         let path = cx.path(&self.file)?;
         let old = match crate::fsutil::read_optional(&path)? {
             Some(bytes) => Some(String::from_utf8(bytes).map_err(|_| {
@@ -449,7 +461,7 @@ impl PgConf {
             None => None,
         };
         let (new, edits) = edit(old.as_deref().unwrap_or(""), &self.settings);
-        Ok(Plan {
+        Ok(Edited {
             old,
             new,
             edits,
@@ -513,7 +525,7 @@ impl Resource for PgConf {
         &self.id
     }
 
-    fn check(&self, cx: &Context) -> Result<Vec<Change>, ResourceError> {
+    fn check(&self, cx: &Context) -> Result<Plan, ResourceError> {
         let plan = self.plan(cx)?;
         let view = match pg::connect_if_running(&self.conn, &self.datadir_path(cx)?)? {
             Some(mut client) => Some(self.server_view(&mut client)?),
@@ -546,29 +558,35 @@ impl Resource for PgConf {
                 Some("restarted".into()),
             ));
         }
-        Ok(changes)
+        if changes.is_empty() {
+            return Ok(Plan::in_sync());
+        }
+        let differs = plan.old.as_deref() != Some(plan.new.as_str());
+        let steps = Steps {
+            create: plan.old.is_none(),
+            write: differs.then_some(plan.new),
+            path: plan.path,
+            restart,
+        };
+        Ok(Plan::new(changes, steps))
     }
 
-    fn apply(&self, cx: &Context, _changes: &[Change]) -> Result<(), ResourceError> {
-        let plan = self.plan(cx)?;
+    fn apply(&self, cx: &Context, plan: Plan) -> Result<(), ResourceError> {
+        let steps: Steps = plan.steps(&self.id)?;
         let datadir = self.datadir_path(cx)?;
         // Connect before writing: whether the server runs decides what follows.
-        let mut client = pg::connect_if_running(&self.conn, &datadir)?;
-        let view = match client.as_mut() {
-            Some(c) => Some(self.server_view(c)?),
-            None => None,
-        };
-        if plan.old.as_deref() != Some(plan.new.as_str()) {
-            if plan.old.is_none() && !plan.path.parent().is_some_and(Path::is_dir) {
+        let client = pg::connect_if_running(&self.conn, &datadir)?;
+        if let Some(new) = &steps.write {
+            if steps.create && !steps.path.parent().is_some_and(Path::is_dir) {
                 return Err(ResourceError::Failed(format!(
                     "{}: cannot create {}: its directory does not exist",
                     self.id, self.file
                 )));
             }
             tracing::debug!(resource = %self.id, file = %self.file, "writing settings");
-            pg::write_config(cx, &plan.path, plan.new.as_bytes(), true)?;
+            pg::write_config(cx, &steps.path, new.as_bytes(), true)?;
         }
-        let (Some(mut client), Some(view)) = (client, view) else {
+        let Some(mut client) = client else {
             tracing::debug!(resource = %self.id, "server not running: file written only");
             return Ok(());
         };
@@ -577,7 +595,7 @@ impl Resource for PgConf {
         client
             .execute("SELECT pg_reload_conf()", &[])
             .map_err(|e| pg::sql_error(&format!("{}: reloading", self.id), e))?;
-        if !self.needs_restart(&view, &plan.edits) {
+        if !steps.restart {
             return Ok(());
         }
         drop(client);

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::core::{Change, Context, Decl, Resource, ResourceError, ResourceId, TypeEnv};
+use crate::core::{Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
 use crate::{fsutil, pg};
 
 /// Attributes of `- pg_hba: <data dir>`.
@@ -471,31 +471,31 @@ impl PgHba {
     }
 }
 
+/// The file `apply` replaces with the rendered rules, and what it held
+/// (`None`: nothing), put back if the server rejects the new rules.
+#[derive(Debug)]
+struct Replace {
+    path: PathBuf,
+    old: Option<Vec<u8>>,
+}
+
 impl Resource for PgHba {
     fn id(&self) -> &ResourceId {
         &self.id
     }
 
-    fn check(&self, cx: &Context) -> Result<Vec<Change>, ResourceError> {
+    fn check(&self, cx: &Context) -> Result<Plan, ResourceError> {
         let path = cx.path(&self.file)?;
         let old = fsutil::read_optional(&path)?;
         if old.as_deref() == Some(self.content.as_bytes()) {
-            return Ok(vec![]);
+            return Ok(Plan::in_sync());
         }
-        Ok(vec![fsutil::content_change(
-            &path,
-            old.as_deref(),
-            self.content.as_bytes(),
-            false,
-        )])
+        let change = fsutil::content_change(&path, old.as_deref(), self.content.as_bytes(), false);
+        Ok(Plan::new(vec![change], Replace { path, old }))
     }
 
-    fn apply(&self, cx: &Context, _changes: &[Change]) -> Result<(), ResourceError> {
-        let path = cx.path(&self.file)?;
-        let old = fsutil::read_optional(&path)?;
-        if old.as_deref() == Some(self.content.as_bytes()) {
-            return Ok(());
-        }
+    fn apply(&self, cx: &Context, plan: Plan) -> Result<(), ResourceError> {
+        let Replace { path, old } = plan.steps(&self.id)?;
         let mut client = pg::connect_if_running(&self.conn, &cx.path(&self.datadir)?)?;
         pg::write_config(cx, &path, self.content.as_bytes(), true)?;
         let Some(client) = client.as_mut() else {

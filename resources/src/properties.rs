@@ -11,12 +11,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::core::{Change, Context, Decl, Resource, ResourceError, ResourceId, TypeEnv};
+use crate::core::{Change, Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
 use crate::fsutil;
 
 /// Attributes of `- properties: <absolute path of the file>`.
@@ -426,17 +426,19 @@ pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceE
     }))
 }
 
-/// What `check` found: the current bytes and mode, and the wanted content.
-struct Plan {
-    old: Option<Vec<u8>>,
+/// What `check` found and `apply` acts on: whether there is a file and its
+/// mode, and the wanted content.
+#[derive(Debug)]
+struct Steps {
+    path: PathBuf,
+    exists: bool,
     old_mode: Option<u32>,
     /// `None` when the content is already right.
     new: Option<Vec<u8>>,
-    changes: Vec<Change>,
 }
 
 impl Properties {
-    fn plan(&self, path: &Path) -> Result<Plan, ResourceError> {
+    fn plan(&self, path: &Path) -> Result<(Vec<Change>, Steps), ResourceError> {
         let old = fsutil::read_optional(path)?;
         let (text, latin1) = old.as_deref().map(decode).unwrap_or_default();
         let pairs = parse(&text);
@@ -484,12 +486,13 @@ impl Properties {
                 ));
             }
         }
-        Ok(Plan {
-            old,
+        let steps = Steps {
+            path: path.to_path_buf(),
+            exists: old.is_some(),
             old_mode,
             new: write.then_some(new),
-            changes,
-        })
+        };
+        Ok((changes, steps))
     }
 }
 
@@ -498,47 +501,50 @@ impl Resource for Properties {
         &self.id
     }
 
-    fn check(&self, cx: &Context) -> Result<Vec<Change>, ResourceError> {
-        Ok(self.plan(&cx.path(&self.path)?)?.changes)
+    fn check(&self, cx: &Context) -> Result<Plan, ResourceError> {
+        let (changes, steps) = self.plan(&cx.path(&self.path)?)?;
+        if changes.is_empty() {
+            return Ok(Plan::in_sync());
+        }
+        Ok(Plan::new(changes, steps))
     }
 
-    fn apply(&self, cx: &Context, _changes: &[Change]) -> Result<(), ResourceError> {
-        let path = cx.path(&self.path)?;
-        let plan = self.plan(&path)?;
+    fn apply(&self, cx: &Context, plan: Plan) -> Result<(), ResourceError> {
+        let plan: Steps = plan.steps(&self.id)?;
+        let path = &plan.path;
         if let Some(new) = &plan.new {
-            let owner = match &plan.old {
-                Some(_) => std::fs::metadata(&path).ok().map(|m| (m.uid(), m.gid())),
-                None => {
-                    fsutil::require_parent_dir(&self.id, &self.path, &path, "")?;
-                    None
-                }
+            let owner = if plan.exists {
+                std::fs::metadata(path).ok().map(|m| (m.uid(), m.gid()))
+            } else {
+                fsutil::require_parent_dir(&self.id, &self.path, path, "")?;
+                None
             };
-            let mode = match (self.mode, &plan.old) {
+            let mode = match (self.mode, plan.exists) {
                 (Some(m), _) => Some(m),
-                (None, Some(_)) => None, // keep the file's mode
-                (None, None) if self.sensitive.is_empty() => Some(0o644),
-                (None, None) => Some(0o600),
+                (None, true) => None, // keep the file's mode
+                (None, false) if self.sensitive.is_empty() => Some(0o644),
+                (None, false) => Some(0o600),
             };
             tracing::debug!(resource = %self.id, "rewriting properties file");
-            fsutil::replace_file(cx, &path, new, mode)?;
+            fsutil::replace_file(cx, path, new, mode)?;
             // The application user owns its config; replacing must not hand
             // it to root (a 0600 root file would lock the application out).
             if let Some((uid, gid)) = owner.filter(|_| nix::unistd::geteuid().is_root()) {
-                let meta = std::fs::metadata(&path).map_err(|e| ResourceError::io(&path, e))?;
+                let meta = std::fs::metadata(path).map_err(|e| ResourceError::io(path, e))?;
                 if (meta.uid(), meta.gid()) != (uid, gid) {
-                    std::os::unix::fs::chown(&path, Some(uid), Some(gid))
-                        .map_err(|e| ResourceError::io(&path, e))?;
+                    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                        .map_err(|e| ResourceError::io(path, e))?;
                     if let Some(m) = mode.or(plan.old_mode) {
                         // chown clears set-id bits; put the mode back.
-                        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m))
-                            .map_err(|e| ResourceError::io(&path, e))?;
+                        std::fs::set_permissions(path, std::fs::Permissions::from_mode(m))
+                            .map_err(|e| ResourceError::io(path, e))?;
                     }
                 }
             }
         } else if let (Some(want), Some(have)) = (self.mode, plan.old_mode) {
             if want != have {
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(want))
-                    .map_err(|e| ResourceError::io(&path, e))?;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(want))
+                    .map_err(|e| ResourceError::io(path, e))?;
             }
         }
         Ok(())
@@ -711,7 +717,8 @@ mod tests {
             &TypeEnv::default(),
         )
         .unwrap();
-        let changes = r.check(&cx).unwrap();
+        let plan = r.check(&cx).unwrap();
+        let changes = plan.changes().to_vec();
         let lines: Vec<String> = changes.iter().map(Change::line).collect();
         assert!(lines.contains(&"jdbc.url changed 'jdbc:postgresql://old:5432/stash' to 'jdbc:postgresql://192.0.2.1:5432/stash?a=1&b=2'".into()), "{lines:?}");
         assert!(
@@ -719,7 +726,7 @@ mod tests {
             "{lines:?}"
         );
         assert_eq!(changes.len(), 4, "three keys and the content");
-        r.apply(&cx, &changes).unwrap();
+        r.apply(&cx, plan).unwrap();
         assert!(
             r.check(&cx).unwrap().is_empty(),
             "second check finds nothing"
@@ -738,10 +745,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            moded.check(&cx).unwrap()[0].line(),
+            moded.check(&cx).unwrap().changes()[0].line(),
             "mode changed '0640' to '0600'"
         );
-        moded.apply(&cx, &[]).unwrap();
+        moded.apply(&cx, moded.check(&cx).unwrap()).unwrap();
         assert_eq!(mode_of(&path), 0o600);
         assert!(moded.check(&cx).unwrap().is_empty());
     }
@@ -759,7 +766,8 @@ mod tests {
             &TypeEnv::default(),
         )
         .unwrap();
-        let changes = r.check(&cx).unwrap();
+        let plan = r.check(&cx).unwrap();
+        let changes = plan.changes().to_vec();
         let pw = changes
             .iter()
             .find(|c| c.property == "jdbc.password")
@@ -773,7 +781,7 @@ mod tests {
         assert!(!user.sensitive);
         let content = changes.iter().find(|c| c.property == "content").unwrap();
         assert!(content.printable_diff().is_none(), "a new file has no diff");
-        r.apply(&cx, &changes).unwrap();
+        r.apply(&cx, plan).unwrap();
         let path = cx.root.join("stash/shared/new.properties");
         assert_eq!(mode_of(&path), 0o600);
         assert_eq!(
@@ -791,7 +799,7 @@ mod tests {
             &TypeEnv::default(),
         )
         .unwrap();
-        plain.apply(&cx, &[]).unwrap();
+        plain.apply(&cx, plain.check(&cx).unwrap()).unwrap();
         assert_eq!(
             mode_of(&cx.root.join("stash/shared/plain.properties")),
             0o644
@@ -802,7 +810,7 @@ mod tests {
         )
         .unwrap();
         assert!(nodir
-            .apply(&cx, &[])
+            .apply(&cx, nodir.check(&cx).unwrap())
             .unwrap_err()
             .to_string()
             .contains("does not exist"));
@@ -823,7 +831,7 @@ mod tests {
             &TypeEnv::default(),
         )
         .unwrap();
-        r.apply(&cx, &r.check(&cx).unwrap()).unwrap();
+        r.apply(&cx, r.check(&cx).unwrap()).unwrap();
         assert!(r.check(&cx).unwrap().is_empty());
         old.truncate(old.len() - "gone=1\n".len());
         old.extend_from_slice(b"x=\\u00E9\n");
@@ -870,7 +878,7 @@ mod tests {
             &TypeEnv::default(),
         )
         .unwrap();
-        r.apply(&cx, &[]).unwrap();
+        r.apply(&cx, r.check(&cx).unwrap()).unwrap();
         let meta = std::fs::metadata(&path).unwrap();
         assert_eq!(
             (

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use resources::{fsutil, Change, Context};
+use resources::{fsutil, Change, Context, Plan};
 use serde::Serialize;
 
 use crate::engine::catalog::{Catalog, Entry};
@@ -319,24 +319,30 @@ fn converge(
     checked: Option<Checked>,
     out: &mut Outcome,
 ) -> bool {
-    let changes: Vec<Change> = match checked.unwrap_or_else(|| r.check(cx)) {
-        Ok(c) => c,
+    let plan: Plan = match checked.unwrap_or_else(|| r.check(cx)) {
+        Ok(p) => p,
         Err(e) => {
             out.status = Status::Failed;
             out.message = Some(format!("check failed: {e}"));
             return false;
         }
     };
-    if changes.is_empty() {
+    if plan.is_empty() {
         return false;
     }
-    out.changes = changes.iter().map(Change::line).collect();
-    out.diffs = changes.iter().filter_map(Change::printable_diff).collect();
+    // The engine reads only the changes (for people); the plan's typed
+    // steps are the resource's own business.
+    out.changes = plan.changes().iter().map(Change::line).collect();
+    out.diffs = plan
+        .changes()
+        .iter()
+        .filter_map(Change::printable_diff)
+        .collect();
     if noop {
         out.status = Status::Noop;
         return true;
     }
-    match r.apply(cx, &changes) {
+    match r.apply(cx, plan) {
         Ok(()) => {
             out.status = Status::Changed;
             true
@@ -353,7 +359,7 @@ fn duration_ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
-type Checked = Result<Vec<Change>, resources::ResourceError>;
+type Checked = Result<Plan, resources::ResourceError>;
 
 /// Checks done ahead. A `file` or `host` check reads the disk and changes
 /// nothing, so while the run itself has changed nothing, helper threads
@@ -438,7 +444,7 @@ impl<'a> Ahead<'a> {
                     ))
                 });
             let done = match checked {
-                Ok(changes) if changes.is_empty() => IN_SYNC,
+                Ok(plan) if plan.is_empty() => IN_SYNC,
                 other => {
                     lock(&self.results).insert(k, other);
                     DONE
@@ -464,7 +470,7 @@ impl<'a> Ahead<'a> {
         // A helper has it: a check takes microseconds.
         loop {
             match self.state[k].load(Ordering::Acquire) {
-                IN_SYNC => return Some(Ok(Vec::new())),
+                IN_SYNC => return Some(Ok(Plan::in_sync())),
                 DONE => return lock(&self.results).remove(&k),
                 _ => std::thread::yield_now(),
             }

@@ -114,8 +114,9 @@ fn role_for(c: &TestCluster, name: &str, attrs: serde_json::Value) -> Box<dyn Re
 }
 
 fn converge(r: &dyn Resource, cx: &Context) -> Vec<String> {
-    let changes = r.check(cx).unwrap();
-    r.apply(cx, &changes).unwrap();
+    let plan = r.check(cx).unwrap();
+    let changes = plan.changes().to_vec();
+    r.apply(cx, plan).unwrap();
     assert!(r.check(cx).unwrap().is_empty(), "{} not idempotent", r.id());
     changes.iter().map(Change::line).collect()
 }
@@ -207,8 +208,8 @@ fn a_role_that_owns_objects_cannot_be_dropped() {
         .batch_execute("CREATE ROLE owner1; CREATE TABLE t (x int); ALTER TABLE t OWNER TO owner1")
         .unwrap();
     let r = role_for(&c, "owner1", json!({"ensure": "absent"}));
-    let changes = r.check(&cx).unwrap();
-    let err = r.apply(&cx, &changes).unwrap_err().to_string();
+    let plan = r.check(&cx).unwrap();
+    let err = r.apply(&cx, plan).unwrap_err().to_string();
     assert!(err.contains("2BP01"), "{err}");
     // Not reachable: the error names the server.
     let r = build(
