@@ -731,12 +731,7 @@ mod tests {
     }
 
     fn decl(title: &str, attrs: Value) -> Decl {
-        Decl {
-            id: ResourceId::new("file", title),
-            attrs: attrs.as_object().cloned().unwrap_or_default(),
-            sensitive: Default::default(),
-            location: Default::default(),
-        }
+        crate::testing::decl("file", title, attrs)
     }
 
     fn file(title: &str, attrs: Value) -> File {

@@ -7,12 +7,11 @@
 //! decision and the rewrite are the same computation in `check` and `apply`.
 
 use std::net::IpAddr;
-use std::path::Path;
 
 use serde::Deserialize;
 
 use crate::core::{Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
-use crate::fsutil;
+use crate::edited::{self, Current, Rewrite};
 
 /// Attributes of `- host: <canonical name>`.
 #[derive(Debug, Deserialize)]
@@ -233,67 +232,31 @@ pub fn edit(old: &str, name: &str, entry: Option<&Entry>) -> String {
     out
 }
 
-impl Host {
-    /// Current bytes (`None` = no file) and the content we want there.
-    fn compute(&self, path: &Path) -> Result<(Option<Vec<u8>>, Option<String>), ResourceError> {
-        let old = fsutil::read_optional(path)?;
-        let text = match &old {
-            Some(bytes) => std::str::from_utf8(bytes).map_err(|_| {
-                ResourceError::Invalid(format!(
-                    "{}: {} is not UTF-8 text; refusing to edit it",
-                    self.id, self.target
-                ))
-            })?,
-            // Removing an entry from a missing file: nothing to do.
-            None if self.entry.is_none() => return Ok((None, None)),
-            None => "",
-        };
-        let new = edit(text, &self.name, self.entry.as_ref());
-        let differs = old.as_deref() != Some(new.as_bytes());
-        Ok((old, differs.then_some(new)))
-    }
-}
-
-/// The hosts file as check computed it, for apply to write.
-#[derive(Debug)]
-struct Rewrite {
-    path: std::path::PathBuf,
-    /// There was no file: its directory must exist.
-    create: bool,
-    new: String,
-}
-
 impl Resource for Host {
     fn id(&self) -> &ResourceId {
         &self.id
     }
 
     fn check(&self, cx: &Context) -> Result<Plan, ResourceError> {
-        let path = cx.path(&self.target)?;
-        let (old, new) = self.compute(&path)?;
-        let Some(new) = new else {
+        let file = Current::read(cx, &self.target)?;
+        // Removing an entry from a missing file: nothing to do.
+        if file.missing() && self.entry.is_none() {
             return Ok(Plan::in_sync());
-        };
-        let changes = fsutil::edited_content(&self.target, old.as_deref(), Some(&new));
-        let create = old.is_none();
-        Ok(Plan::new(changes, Rewrite { path, create, new }))
+        }
+        let new = edit(file.text(&self.id)?, &self.name, self.entry.as_ref());
+        Ok(match file.rewrite(new.into_bytes(), false) {
+            Some((change, rewrite)) => Plan::new(vec![change], rewrite),
+            None => Plan::in_sync(),
+        })
     }
 
     fn apply(&self, cx: &Context, plan: Plan) -> Result<(), ResourceError> {
-        let Rewrite { path, create, new } = plan.steps(&self.id)?;
-        if create {
-            fsutil::require_parent_dir(&self.id, &self.target, &path, "")?;
-        }
-        tracing::debug!(resource = %self.id, target = %self.target, "rewriting hosts file");
-        fsutil::replace_file(cx, &path, new.as_bytes(), None)
+        let rewrite: Rewrite = plan.steps(&self.id)?;
+        rewrite.write(cx, &self.id, "", None)
     }
 
     fn autorequires(&self) -> Vec<ResourceId> {
-        let mut ids = vec![ResourceId::new("file", &self.target)];
-        if let Some(parent) = Path::new(&self.target).parent() {
-            ids.push(ResourceId::new("file", parent.to_string_lossy()));
-        }
-        ids
+        edited::autorequires(&self.target)
     }
 
     fn paths(&self) -> Vec<String> {
@@ -309,16 +272,10 @@ impl Resource for Host {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::BackupStore;
     use serde_json::json;
 
     fn decl(title: &str, attrs: serde_json::Value) -> Decl {
-        Decl {
-            id: ResourceId::new("host", title),
-            attrs: attrs.as_object().unwrap().clone(),
-            sensitive: Default::default(),
-            location: Default::default(),
-        }
+        crate::testing::decl("host", title, attrs)
     }
 
     fn entry(ip: &str, name: &str, aliases: &[&str], comment: Option<&str>) -> Entry {
@@ -332,13 +289,7 @@ mod tests {
 
     /// A root with `/etc` and a separate state dir.
     fn sandbox() -> (tempfile::TempDir, Context) {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("root/etc")).unwrap();
-        let cx = Context::new(
-            dir.path().join("root"),
-            BackupStore::new(&dir.path().join("state")),
-        );
-        (dir, cx)
+        crate::testing::sandbox(&["etc"])
     }
 
     const BASE: &str =

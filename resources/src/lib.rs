@@ -11,11 +11,14 @@
 
 pub mod backup;
 pub mod core;
+pub mod edited;
 pub mod fsutil;
 pub mod pg;
 pub mod redact;
 pub mod registry;
 pub mod runner;
+#[cfg(test)]
+mod testing;
 
 pub mod cron;
 pub mod exec;

@@ -307,12 +307,7 @@ mod tests {
     use serde_json::json;
 
     fn decl(title: &str, attrs: serde_json::Value) -> Decl {
-        Decl {
-            id: ResourceId::new("package", title),
-            attrs: attrs.as_object().unwrap().clone(),
-            sensitive: Default::default(),
-            location: Default::default(),
-        }
+        crate::testing::decl("package", title, attrs)
     }
 
     fn env(family: &str) -> TypeEnv {

@@ -299,8 +299,7 @@ impl Resource for PgBackup {
     }
 
     fn check(&self, cx: &Context) -> Result<Plan, ResourceError> {
-        let mut changes = Vec::new();
-        let mut steps = Steps::default();
+        let (mut changes, mut steps) = (Vec::new(), Steps::default());
         for (node, want, mode, sensitive, property) in self.files() {
             let path = cx.path(node)?;
             let old = fsutil::read_optional(&path)?;
@@ -379,7 +378,6 @@ impl Resource for PgBackup {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::backup::BackupStore;
     use crate::pg::standby_testing::{create_repl_role, REPL_PASSWORD, REPL_USER};
     use crate::pg::testing::TestCluster;
     use crate::runner::{Cmd, Runner};
@@ -523,15 +521,7 @@ pub(crate) mod tests {
     }
 
     fn sandbox() -> (tempfile::TempDir, Context) {
-        let dir = tempfile::tempdir().unwrap();
-        for d in ["root/var/spool/cron/crontabs", "root/usr/local/sbin"] {
-            std::fs::create_dir_all(dir.path().join(d)).unwrap();
-        }
-        let cx = Context::new(
-            dir.path().join("root"),
-            BackupStore::new(&dir.path().join("state")),
-        );
-        (dir, cx)
+        crate::testing::sandbox(&["var/spool/cron/crontabs", "usr/local/sbin"])
     }
 
     #[test]

@@ -14,12 +14,13 @@
 //! the next run can finish the job).
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::core::{Change, Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
+use crate::edited::{Current, Rewrite};
 use crate::pg;
 
 /// Attributes of `- pg_conf: <any name>`.
@@ -431,44 +432,17 @@ impl ServerView {
     }
 }
 
-/// The file as `check` read it and the edit of it.
-struct Edited {
-    old: Option<String>,
-    new: String,
-    edits: Vec<Edit>,
-    path: PathBuf,
-}
-
 /// What `apply` does, as `check` decided.
 #[derive(Debug)]
 struct Steps {
-    path: PathBuf,
-    /// The new content, when it differs; `create` when there was no file.
-    write: Option<String>,
-    create: bool,
+    /// The new content, when it differs.
+    rewrite: Option<Rewrite>,
     /// A changed (or pending) setting needs the server restarted, not only
     /// reloaded.
     restart: bool,
 }
 
 impl PgConf {
-    fn plan(&self, cx: &Context) -> Result<Edited, ResourceError> {
-        let path = cx.path(&self.file)?;
-        let old = match crate::fsutil::read_optional(&path)? {
-            Some(bytes) => Some(String::from_utf8(bytes).map_err(|_| {
-                ResourceError::Failed(format!("{}: {} is not UTF-8 text", self.id, path.display()))
-            })?),
-            None => None,
-        };
-        let (new, edits) = edit(old.as_deref().unwrap_or(""), &self.settings);
-        Ok(Edited {
-            old,
-            new,
-            edits,
-            path,
-        })
-    }
-
     /// Reads contexts and pending restarts; refuses unknown names (custom
     /// `prefix.name` settings are the server's placeholders: accepted).
     fn server_view(&self, client: &mut postgres::Client) -> Result<ServerView, ResourceError> {
@@ -526,21 +500,19 @@ impl Resource for PgConf {
     }
 
     fn check(&self, cx: &Context) -> Result<Plan, ResourceError> {
-        let plan = self.plan(cx)?;
+        let file = Current::read(cx, &self.file)?;
+        let (new, edits) = edit(file.text(&self.id)?, &self.settings);
         let view = match pg::connect_if_running(&self.conn, &self.datadir_path(cx)?)? {
             Some(mut client) => Some(self.server_view(&mut client)?),
             None => None,
         };
-        let restart = view
-            .as_ref()
-            .is_some_and(|v| self.needs_restart(v, &plan.edits));
+        let restart = view.as_ref().is_some_and(|v| self.needs_restart(v, &edits));
         let suffix = match (&view, restart) {
             (None, _) => "",
             (Some(_), true) => " (restart)",
             (Some(_), false) => " (reload)",
         };
-        let mut changes: Vec<Change> = plan
-            .edits
+        let mut changes: Vec<Change> = edits
             .iter()
             .map(|e| {
                 Change::new(
@@ -561,11 +533,8 @@ impl Resource for PgConf {
         if changes.is_empty() {
             return Ok(Plan::in_sync());
         }
-        let differs = plan.old.as_deref() != Some(plan.new.as_str());
         let steps = Steps {
-            create: plan.old.is_none(),
-            write: differs.then_some(plan.new),
-            path: plan.path,
+            rewrite: file.into_rewrite(new.into_bytes()),
             restart,
         };
         Ok(Plan::new(changes, steps))
@@ -576,15 +545,11 @@ impl Resource for PgConf {
         let datadir = self.datadir_path(cx)?;
         // Connect before writing: whether the server runs decides what follows.
         let client = pg::connect_if_running(&self.conn, &datadir)?;
-        if let Some(new) = &steps.write {
-            if steps.create && !steps.path.parent().is_some_and(Path::is_dir) {
-                return Err(ResourceError::Failed(format!(
-                    "{}: cannot create {}: its directory does not exist",
-                    self.id, self.file
-                )));
-            }
+        if let Some(rewrite) = &steps.rewrite {
+            rewrite.require_dir(&self.id, "")?;
             tracing::debug!(resource = %self.id, file = %self.file, "writing settings");
-            pg::write_config(cx, &steps.path, new.as_bytes(), true)?;
+            // Not `Rewrite::write`: the server's files keep their owner.
+            pg::write_config(cx, &rewrite.path, &rewrite.new, true)?;
         }
         let Some(mut client) = client else {
             tracing::debug!(resource = %self.id, "server not running: file written only");

@@ -22,7 +22,8 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::core::{Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
-use crate::{fsutil, pg};
+use crate::edited::{Current, Rewrite};
+use crate::pg;
 
 /// Attributes of `- pg_hba: <data dir>`.
 #[derive(Debug, Deserialize)]
@@ -471,33 +472,27 @@ impl PgHba {
     }
 }
 
-/// The file `apply` replaces with the rendered rules, and what it held
-/// (`None`: nothing), put back if the server rejects the new rules.
-#[derive(Debug)]
-struct Replace {
-    path: PathBuf,
-    old: Option<Vec<u8>>,
-}
-
 impl Resource for PgHba {
     fn id(&self) -> &ResourceId {
         &self.id
     }
 
     fn check(&self, cx: &Context) -> Result<Plan, ResourceError> {
-        let path = cx.path(&self.file)?;
-        let old = fsutil::read_optional(&path)?;
-        if old.as_deref() == Some(self.content.as_bytes()) {
-            return Ok(Plan::in_sync());
-        }
-        let change = fsutil::content_change(&path, old.as_deref(), self.content.as_bytes(), false);
-        Ok(Plan::new(vec![change], Replace { path, old }))
+        // Managed whole: the new text is the rendered rules.
+        let file = Current::read(cx, &self.file)?;
+        Ok(
+            match file.rewrite(self.content.clone().into_bytes(), false) {
+                Some((change, rewrite)) => Plan::new(vec![change], rewrite),
+                None => Plan::in_sync(),
+            },
+        )
     }
 
     fn apply(&self, cx: &Context, plan: Plan) -> Result<(), ResourceError> {
-        let Replace { path, old } = plan.steps(&self.id)?;
+        // `old` is put back if the server rejects the new rules.
+        let Rewrite { path, old, new, .. } = plan.steps(&self.id)?;
         let mut client = pg::connect_if_running(&self.conn, &cx.path(&self.datadir)?)?;
-        pg::write_config(cx, &path, self.content.as_bytes(), true)?;
+        pg::write_config(cx, &path, &new, true)?;
         let Some(client) = client.as_mut() else {
             tracing::debug!(resource = %self.id, "server not running: file written only");
             return Ok(());

@@ -399,23 +399,12 @@ pub(crate) mod tests {
     use serde_json::json;
 
     pub fn decl(title: &str, attrs: serde_json::Value) -> Decl {
-        Decl {
-            id: ResourceId::new("service", title),
-            attrs: attrs.as_object().unwrap().clone(),
-            sensitive: Default::default(),
-            location: Default::default(),
-        }
+        crate::testing::decl("service", title, attrs)
     }
 
     /// A context rooted in a temp dir.
     pub fn sandbox() -> (tempfile::TempDir, Context) {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("root")).unwrap();
-        let cx = Context::new(
-            dir.path().join("root"),
-            crate::backup::BackupStore::new(&dir.path().join("state")),
-        );
-        (dir, cx)
+        crate::testing::sandbox(&[])
     }
 
     #[test]

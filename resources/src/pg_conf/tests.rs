@@ -4,6 +4,7 @@
 use super::*;
 use crate::pg::testing::{context, decl, TestCluster, PASSWORD};
 use serde_json::json;
+use std::path::Path;
 
 fn s(v: &str) -> Setting {
     Setting::Str(v.into())

@@ -219,25 +219,15 @@ mod tests {
         let (_dir, cx) = sandbox();
         let _reaper = Reaper(&cx);
         let s = service("app", daemon(json!({"ensure": "running"})));
-        // What check decided is a typed step, whatever the lines say.
-        let plan = s.check(&cx).unwrap();
-        assert_eq!(plan.changes().len(), 1);
-        // A plan whose line says "stopped" but whose step starts it: apply
-        // starts it, because only the step is read.
-        let misleading = Plan::new(
-            vec![Change::new(
-                "ensure",
-                Some("running".into()),
-                Some("stopped".into()),
-            )],
-            Steps {
-                run: Some(Ensure::Running),
-                enable: None,
-            },
-        );
-        s.apply(&cx, misleading).unwrap();
+        // The line says "stopped", the step starts it: only the step is read.
+        let steps = Steps {
+            run: Some(Ensure::Running),
+            enable: None,
+        };
+        let line = Change::new("ensure", Some("running".into()), Some("stopped".into()));
+        s.apply(&cx, Plan::new(vec![line], steps)).unwrap();
         assert_eq!(read(&cx, "starts").lines().count(), 1);
-        assert!(s.check(&cx).unwrap().is_empty());
+        assert!(s.check(&cx).unwrap().is_empty(), "started");
         // A plan without steps of this type is refused, and nothing runs.
         let before = cx.runner.history().len();
         let err = s.apply(&cx, Plan::in_sync()).unwrap_err();
