@@ -112,19 +112,28 @@ impl Rewrite {
         self.old.is_none()
     }
 
-    /// Refuses to create the file when its directory is missing: these
-    /// types edit files, they do not make directories. `hint` ends the
-    /// message (empty for none).
-    pub fn require_dir(&self, id: &ResourceId, hint: &str) -> Result<(), ResourceError> {
+    /// Whether it may be written now. Refuses to create the file when its
+    /// directory is missing (these types edit files, they do not make
+    /// directories; `hint` ends the message, empty for none), and to write
+    /// over a file that changed since check: the new text was computed
+    /// from the old one, and someone else's edit is not lost — the next
+    /// run edits what is there then.
+    pub fn ready(&self, id: &ResourceId, hint: &str) -> Result<(), ResourceError> {
         if self.creates() {
             fsutil::require_parent_dir(id, &self.node, &self.path, hint)?;
+        }
+        if fsutil::read_optional(&self.path)? != self.old {
+            return Err(ResourceError::Failed(format!(
+                "{id}: {} changed since it was checked; not overwriting it",
+                self.node
+            )));
         }
         Ok(())
     }
 
-    /// Writes the new content: the directory must exist, the old content
-    /// goes to the backup store, the file is replaced atomically, with
-    /// `mode` when given (else an existing file keeps its mode).
+    /// Writes the new content once [`Rewrite::ready`]: the old content goes
+    /// to the backup store, the file is replaced atomically, with `mode`
+    /// when given (else an existing file keeps its mode).
     pub fn write(
         &self,
         cx: &Context,
@@ -132,7 +141,7 @@ impl Rewrite {
         hint: &str,
         mode: Option<u32>,
     ) -> Result<(), ResourceError> {
-        self.require_dir(id, hint)?;
+        self.ready(id, hint)?;
         tracing::debug!(resource = %id, file = %self.node, "rewriting");
         fsutil::replace_file(cx, &self.path, &self.new, mode)
     }
@@ -171,6 +180,15 @@ mod tests {
 
         let same = Current::read(&cx, "/etc/f").unwrap();
         assert!(same.rewrite(b"b\n".to_vec(), false).is_none(), "in sync");
+
+        // Changed since read: not written over.
+        let (_, stale) = Current::read(&cx, "/etc/f")
+            .unwrap()
+            .rewrite(b"c\n".to_vec(), false)
+            .unwrap();
+        std::fs::write(&path, "by hand\n").unwrap();
+        assert!(stale.write(&cx, &id, "", None).is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), b"by hand\n");
     }
 
     #[test]

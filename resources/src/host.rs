@@ -272,6 +272,7 @@ impl Resource for Host {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::Change;
     use serde_json::json;
 
     fn decl(title: &str, attrs: serde_json::Value) -> Decl {
@@ -290,6 +291,41 @@ mod tests {
     /// A root with `/etc` and a separate state dir.
     fn sandbox() -> (tempfile::TempDir, Context) {
         crate::testing::sandbox(&["etc"])
+    }
+
+    #[test]
+    fn apply_writes_the_rewrite_check_computed() {
+        let (_dir, cx) = sandbox();
+        let r = build(&decl("db1", json!({"ip": "10.0.0.5"})), &TypeEnv::default()).unwrap();
+        let plan = r.check(&cx).unwrap();
+        r.apply(&cx, plan).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(cx.root.join("etc/hosts")).unwrap(),
+            "10.0.0.5\tdb1\n"
+        );
+        // The typed rewrite is what counts, not the change lines; and a plan
+        // without one is refused before anything is written.
+        let rewrite = crate::edited::Current::read(&cx, "/etc/hosts")
+            .unwrap()
+            .into_rewrite(b"10.0.0.6\tdb1\n".to_vec())
+            .unwrap();
+        r.apply(&cx, Plan::new(vec![Change::new("x", None, None)], rewrite))
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(cx.root.join("etc/hosts")).unwrap(),
+            "10.0.0.6\tdb1\n"
+        );
+        assert!(r.apply(&cx, Plan::in_sync()).is_err());
+        // A file edited by someone between check and apply is not written
+        // over: the edit was made from what check read.
+        let plan = r.check(&cx).unwrap();
+        std::fs::write(cx.root.join("etc/hosts"), "# by hand\n").unwrap();
+        let err = r.apply(&cx, plan).unwrap_err().to_string();
+        assert!(err.contains("changed since"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(cx.root.join("etc/hosts")).unwrap(),
+            "# by hand\n"
+        );
     }
 
     const BASE: &str =

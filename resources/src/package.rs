@@ -417,6 +417,68 @@ mod tests {
         assert_eq!(step(&pkg(Ensure::Present, apt), v("1.0-1"), None), None);
     }
 
+    /// A package database in memory: what it holds, what it would offer,
+    /// and the changes asked of it.
+    #[derive(Debug, Default)]
+    struct Fake {
+        installed: std::sync::Mutex<Option<String>>,
+        candidate: std::sync::Mutex<Option<String>>,
+        calls: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl Provider for std::sync::Arc<Fake> {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+        fn query(&self, _: &Runner, _: &str) -> Result<Installed, ResourceError> {
+            let v = self.installed.lock().unwrap().clone();
+            Ok(v.map_or(Installed::Absent, Installed::Version))
+        }
+        fn candidate(&self, _: &Runner, _: &str) -> Result<Option<String>, ResourceError> {
+            Ok(self.candidate.lock().unwrap().clone())
+        }
+        fn install(&self, _: &Runner, name: &str, v: Option<&str>) -> Result<(), ResourceError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("install {name} {v:?}"));
+            *self.installed.lock().unwrap() = v.map(str::to_string);
+            Ok(())
+        }
+        fn remove(&self, _: &Runner, name: &str, purge: bool) -> Result<(), ResourceError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("remove {name} purge={purge}"));
+            *self.installed.lock().unwrap() = None;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn apply_installs_the_version_check_planned() {
+        let cx = Context::new(
+            "/nonexistent-root",
+            BackupStore::new(&std::env::temp_dir().join("agent-pkg-plan-test")),
+        );
+        let fake = std::sync::Arc::new(Fake::default());
+        *fake.installed.lock().unwrap() = Some("1.0".into());
+        *fake.candidate.lock().unwrap() = Some("2.0".into());
+        let mut p = pkg(Ensure::Latest, ProviderKind::Apt);
+        p.provider = Box::new(fake.clone());
+        let plan = p.check(&cx).unwrap();
+        // The repositories move on between check and apply: apply installs
+        // the candidate check showed, carried in its step.
+        *fake.candidate.lock().unwrap() = Some("3.0".into());
+        p.apply(&cx, plan).unwrap();
+        assert_eq!(*fake.calls.lock().unwrap(), ["install p Some(\"2.0\")"]);
+        let mut gone = pkg(Ensure::Purged, ProviderKind::Apt);
+        gone.provider = Box::new(fake.clone());
+        gone.apply(&cx, gone.check(&cx).unwrap()).unwrap();
+        assert_eq!(fake.calls.lock().unwrap()[1], "remove p purge=true");
+        assert!(gone.check(&cx).unwrap().is_empty());
+    }
+
     #[test]
     fn apply_refuses_a_plan_it_did_not_make() {
         let cx = Context::new(

@@ -490,7 +490,9 @@ impl Resource for PgHba {
 
     fn apply(&self, cx: &Context, plan: Plan) -> Result<(), ResourceError> {
         // `old` is put back if the server rejects the new rules.
-        let Rewrite { path, old, new, .. } = plan.steps(&self.id)?;
+        let rewrite: Rewrite = plan.steps(&self.id)?;
+        rewrite.ready(&self.id, "")?;
+        let Rewrite { path, old, new, .. } = rewrite;
         let mut client = pg::connect_if_running(&self.conn, &cx.path(&self.datadir)?)?;
         pg::write_config(cx, &path, &new, true)?;
         let Some(client) = client.as_mut() else {
