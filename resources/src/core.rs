@@ -440,3 +440,28 @@ pub trait Resource: Send + Sync {
         vec![]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_hands_its_steps_only_to_their_own_type_and_never_prints_them() {
+        #[derive(Debug, PartialEq)]
+        struct Secret(&'static str);
+        let id = ResourceId::new("t", "x");
+        let change = || vec![Change::new("p", None, Some("v".into()))];
+        let plan = Plan::new(change(), Secret("hunter2"));
+        assert!(!plan.is_empty());
+        let shown = format!("{plan:?}");
+        assert!(
+            shown.contains("changes") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+        assert_eq!(plan.steps::<Secret>(&id).unwrap(), Secret("hunter2"));
+        let err = Plan::new(change(), 1u8).steps::<Secret>(&id).unwrap_err();
+        assert!(matches!(err, ResourceError::Failed(_)) && err.to_string().contains("t[x]"));
+        assert!(Plan::in_sync().is_empty());
+        assert!(Plan::in_sync().steps::<Secret>(&id).is_err());
+    }
+}
