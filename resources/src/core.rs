@@ -1,7 +1,9 @@
 //! The contract between the engine and resource types: identifiers, the
-//! declaration a type is built from, the context it runs in, the changes it
-//! reports, and its typed errors.
+//! declaration a type is built from, the context it runs in, the plan that
+//! goes from `check` to `apply` (with the changes it shows people), and its
+//! typed errors.
 
+use std::any::Any;
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -289,6 +291,77 @@ impl Change {
     }
 }
 
+/// What `check` found to do, handed as is to `apply`.
+///
+/// It has two halves with two readers. The [`Change`]s are for people: the
+/// engine prints them, counts them and stores them in the report, and an
+/// empty list means "in sync". The *steps* are for the type alone: its own
+/// typed value (an enum of actions, the new content it computed...) that
+/// `apply` acts on, so nothing is ever decoded back from display strings.
+///
+/// The steps are a `Box<dyn Any + Send>` that the type downcasts with
+/// [`Plan::steps`]. An associated type on [`Resource`] would check this at
+/// compile time, but the engine holds resources as `dyn Resource`, so it
+/// would need a second, erased trait mirroring every method; a plan only
+/// ever goes back to the resource whose `check` made it, so one checked
+/// downcast in `apply` is the whole cost. `Send`: a plan may be made by a
+/// helper thread that checks ahead of the run.
+pub struct Plan {
+    changes: Vec<Change>,
+    steps: Option<Box<dyn Any + Send>>,
+}
+
+impl Plan {
+    /// Nothing to do.
+    pub fn in_sync() -> Plan {
+        Plan {
+            changes: Vec::new(),
+            steps: None,
+        }
+    }
+
+    /// `changes` to show and the type's own `steps` to act on. No changes
+    /// means in sync: the engine will not call `apply`.
+    pub fn new<T: Any + Send>(changes: Vec<Change>, steps: T) -> Plan {
+        Plan {
+            changes,
+            steps: Some(Box::new(steps)),
+        }
+    }
+
+    /// The changes, for people (lines, diffs, the report).
+    pub fn changes(&self) -> &[Change] {
+        &self.changes
+    }
+
+    /// True when the resource is in sync.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// The typed steps, for the `apply` of the type that made the plan. A
+    /// plan of another type (or none) is a programming error, reported as
+    /// a failure of `id` rather than a panic.
+    pub fn steps<T: Any>(self, id: &ResourceId) -> Result<T, ResourceError> {
+        match self.steps.map(|s| s.downcast::<T>()) {
+            Some(Ok(steps)) => Ok(*steps),
+            _ => Err(ResourceError::Failed(format!(
+                "{id}: apply was given a plan that its check did not make (expected {})",
+                std::any::type_name::<T>()
+            ))),
+        }
+    }
+}
+
+impl fmt::Debug for Plan {
+    // The steps may hold secrets (content, passwords): never printed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plan")
+            .field("changes", &self.changes)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Errors a resource reports; the engine marks the resource failed and
 /// skips its dependents.
 #[derive(Debug, thiserror::Error)]
@@ -326,11 +399,13 @@ impl ResourceError {
 pub trait Resource: Send + Sync {
     fn id(&self) -> &ResourceId;
 
-    /// What differs from the desired state; empty = in sync.
-    fn check(&self, cx: &Context) -> Result<Vec<Change>, ResourceError>;
+    /// What differs from the desired state, and what `apply` will do about
+    /// it; a plan without changes = in sync.
+    fn check(&self, cx: &Context) -> Result<Plan, ResourceError>;
 
-    /// Makes the changes `check` reported.
-    fn apply(&self, cx: &Context, changes: &[Change]) -> Result<(), ResourceError>;
+    /// Carries out the plan this resource's `check` made, acting on its
+    /// typed steps (never on the display strings of its changes).
+    fn apply(&self, cx: &Context, plan: Plan) -> Result<(), ResourceError>;
 
     /// Reacts to a change of something that notifies or is subscribed to
     /// (restart a service, run a refreshonly exec).
@@ -400,5 +475,30 @@ pub trait Resource: Send + Sync {
     /// `agent validate`. Static: computed from the declaration, no I/O.
     fn lints(&self) -> Vec<String> {
         vec![]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_hands_its_steps_only_to_their_own_type_and_never_prints_them() {
+        #[derive(Debug, PartialEq)]
+        struct Secret(&'static str);
+        let id = ResourceId::new("t", "x");
+        let change = || vec![Change::new("p", None, Some("v".into()))];
+        let plan = Plan::new(change(), Secret("hunter2"));
+        assert!(!plan.is_empty());
+        let shown = format!("{plan:?}");
+        assert!(
+            shown.contains("changes") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+        assert_eq!(plan.steps::<Secret>(&id).unwrap(), Secret("hunter2"));
+        let err = Plan::new(change(), 1u8).steps::<Secret>(&id).unwrap_err();
+        assert!(matches!(err, ResourceError::Failed(_)) && err.to_string().contains("t[x]"));
+        assert!(Plan::in_sync().is_empty());
+        assert!(Plan::in_sync().steps::<Secret>(&id).is_err());
     }
 }

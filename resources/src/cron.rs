@@ -12,8 +12,8 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-use crate::core::{Change, Context, Decl, Resource, ResourceError, ResourceId, TypeEnv};
-use crate::{atomic, diff, stage};
+use crate::core::{Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
+use crate::edited::{self, Current, Rewrite};
 
 /// Attributes of `- cron: <entry name>`.
 #[derive(Debug, Deserialize)]
@@ -398,24 +398,6 @@ pub fn edit(old: &str, title: &str, block: Option<&str>) -> String {
 }
 
 impl Cron {
-    /// Current bytes (`None` = no file) and the content we want there.
-    fn compute(&self, path: &Path) -> Result<(Option<Vec<u8>>, Option<String>), ResourceError> {
-        let old = atomic::read_optional(path)?;
-        let text = match &old {
-            Some(bytes) => std::str::from_utf8(bytes).map_err(|_| {
-                ResourceError::Invalid(format!(
-                    "{}: {} is not UTF-8 text; refusing to edit it",
-                    self.id, self.target
-                ))
-            })?,
-            None if self.block.is_none() => return Ok((None, None)),
-            None => "",
-        };
-        let new = edit(text, &self.id.title, self.block.as_deref());
-        let differs = old.as_deref() != Some(new.as_bytes());
-        Ok((old, differs.then_some(new)))
-    }
-
     /// Spool files belong to their user (cron(8) skips them otherwise) and,
     /// on Debian, to group `crontab`. Only root can hand files over, and
     /// only for the real root: under `--root` the host's user database is
@@ -450,36 +432,31 @@ impl Resource for Cron {
         &self.id
     }
 
-    fn check(&self, cx: &Context) -> Result<Vec<Change>, ResourceError> {
-        let path = cx.path(&self.target)?;
-        let (old, new) = self.compute(&path)?;
-        Ok(diff::edited_content(
-            &self.target,
-            old.as_deref(),
-            new.as_deref(),
-        ))
+    fn check(&self, cx: &Context) -> Result<Plan, ResourceError> {
+        let file = Current::read(cx, &self.target)?;
+        // Removing an entry from a missing file: nothing to do.
+        if file.missing() && self.block.is_none() {
+            return Ok(Plan::in_sync());
+        }
+        let new = edit(file.text(&self.id)?, &self.id.title, self.block.as_deref());
+        Ok(match file.rewrite(new.into_bytes(), false) {
+            Some((change, rewrite)) => Plan::new(vec![change], rewrite),
+            None => Plan::in_sync(),
+        })
     }
 
-    fn apply(&self, cx: &Context, _changes: &[Change]) -> Result<(), ResourceError> {
-        let path = cx.path(&self.target)?;
-        let (old, new) = self.compute(&path)?;
-        let Some(new) = new else { return Ok(()) };
-        if old.is_none() {
-            atomic::require_parent_dir(&self.id, &self.target, &path, " (is cron installed?)")?;
-        }
-        tracing::debug!(resource = %self.id, target = %self.target, "rewriting crontab");
-        stage::replace_file(cx, &path, new.as_bytes(), self.spool.then_some(0o600))?;
+    fn apply(&self, cx: &Context, plan: Plan) -> Result<(), ResourceError> {
+        let rewrite: Rewrite = plan.steps(&self.id)?;
+        let mode = self.spool.then_some(0o600);
+        rewrite.write(cx, &self.id, " (is cron installed?)", mode)?;
         if self.spool {
-            self.chown_spool(cx, &path)?;
+            self.chown_spool(cx, &rewrite.path)?;
         }
         Ok(())
     }
 
     fn autorequires(&self) -> Vec<ResourceId> {
-        let mut ids = vec![ResourceId::new("file", &self.target)];
-        if let Some(parent) = Path::new(&self.target).parent() {
-            ids.push(ResourceId::new("file", parent.to_string_lossy()));
-        }
+        let mut ids = edited::autorequires(&self.target);
         // The spool file must belong to an existing user.
         ids.push(ResourceId::new("user", &self.user));
         ids
@@ -515,17 +492,11 @@ mod schedule_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::BackupStore;
     use serde_json::json;
     use std::os::unix::fs::PermissionsExt;
 
     fn decl(title: &str, attrs: serde_json::Value) -> Decl {
-        Decl {
-            id: ResourceId::new("cron", title),
-            attrs: attrs.as_object().unwrap().clone(),
-            sensitive: Default::default(),
-            location: Default::default(),
-        }
+        crate::testing::decl("cron", title, attrs)
     }
 
     fn debian() -> TypeEnv {
@@ -533,20 +504,12 @@ mod tests {
     }
 
     fn sandbox() -> (tempfile::TempDir, Context) {
-        let dir = tempfile::tempdir().unwrap();
-        for d in ["root/etc/cron.d", "root/var/spool/cron/crontabs"] {
-            std::fs::create_dir_all(dir.path().join(d)).unwrap();
-        }
-        let cx = Context::new(
-            dir.path().join("root"),
-            BackupStore::new(&dir.path().join("state")),
-        );
-        (dir, cx)
+        crate::testing::sandbox(&["etc/cron.d", "var/spool/cron/crontabs"])
     }
 
     fn converge(r: &dyn Resource, cx: &Context) {
-        let changes = r.check(cx).unwrap();
-        r.apply(cx, &changes).unwrap();
+        let plan = r.check(cx).unwrap();
+        r.apply(cx, plan).unwrap();
         assert!(r.check(cx).unwrap().is_empty(), "{} not idempotent", r.id());
     }
 
@@ -671,7 +634,7 @@ mod tests {
         )
         .unwrap();
         assert!(r
-            .apply(&cx, &[])
+            .apply(&cx, r.check(&cx).unwrap())
             .unwrap_err()
             .to_string()
             .contains("does not exist"));

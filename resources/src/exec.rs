@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::core::{Change, Context, Decl, Resource, ResourceError, ResourceId, TypeEnv};
+use crate::core::{Change, Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
 use crate::runner::Cmd;
 
 /// PATH of commands that do not set `path`.
@@ -217,20 +217,29 @@ impl Exec {
     }
 }
 
+/// The one thing an exec's `apply` does, once its guards let it: run the
+/// command (the guards ran in `check`, not again).
+#[derive(Debug)]
+struct RunCommand;
+
 impl Resource for Exec {
     fn id(&self) -> &ResourceId {
         &self.id
     }
 
-    fn check(&self, cx: &Context) -> Result<Vec<Change>, ResourceError> {
+    fn check(&self, cx: &Context) -> Result<Plan, ResourceError> {
         if self.refreshonly || !self.guards_allow(cx)? {
-            return Ok(vec![]);
+            return Ok(Plan::in_sync());
         }
         let change = Change::new("returns", Some("notrun".into()), Some("0".into()));
-        Ok(vec![change.sensitive(self.sensitive)])
+        Ok(Plan::new(
+            vec![change.sensitive(self.sensitive)],
+            RunCommand,
+        ))
     }
 
-    fn apply(&self, cx: &Context, _changes: &[Change]) -> Result<(), ResourceError> {
+    fn apply(&self, cx: &Context, plan: Plan) -> Result<(), ResourceError> {
+        let RunCommand = plan.steps(&self.id)?;
         self.run(cx)
     }
 
@@ -326,15 +335,16 @@ mod tests {
             "init",
             json!({"command": "mkdir -p \"$AGENT_ROOT/var\" && echo x >> \"$AGENT_ROOT/var/done\"", "creates": "/var/done"}),
         );
-        let changes = r.check(&t.cx).unwrap();
+        let plan = r.check(&t.cx).unwrap();
+        let changes = plan.changes().to_vec();
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].line(), "returns changed 'notrun' to '0'");
-        r.apply(&t.cx, &changes).unwrap();
+        r.apply(&t.cx, plan).unwrap();
         assert_eq!(fs::read_to_string(t.root.join("var/done")).unwrap(), "x\n");
         assert!(r.check(&t.cx).unwrap().is_empty(), "creates now exists");
         // The guard looks under the root, not at the host's /var/done.
         fs::remove_file(t.root.join("var/done")).unwrap();
-        assert_eq!(r.check(&t.cx).unwrap().len(), 1);
+        assert_eq!(r.check(&t.cx).unwrap().changes().len(), 1);
     }
 
     #[test]
@@ -358,7 +368,11 @@ mod tests {
             (json!({"unless": "false", "onlyif": "false"}), 0),
         ];
         for (attrs, want) in cases {
-            let got = exec("true", attrs.clone()).check(&t.cx).unwrap().len();
+            let got = exec("true", attrs.clone())
+                .check(&t.cx)
+                .unwrap()
+                .changes()
+                .len();
             assert_eq!(got, want, "{attrs}");
         }
         assert!(t
@@ -376,7 +390,7 @@ mod tests {
             "broken",
             json!({"command": "echo partial; echo 'disk full' >&2; exit 3"}),
         );
-        match r.apply(&t.cx, &r.check(&t.cx).unwrap()) {
+        match r.apply(&t.cx, r.check(&t.cx).unwrap()) {
             Err(ResourceError::CommandFailed {
                 cmd,
                 status,
@@ -400,7 +414,10 @@ mod tests {
         let t = setup();
         let start = Instant::now();
         let r = exec("slow", json!({"command": "sleep 5", "timeout": 0.2}));
-        let err = r.apply(&t.cx, &[]).unwrap_err().to_string();
+        let err = r
+            .apply(&t.cx, r.check(&t.cx).unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("timeout"), "{err}");
         let guard = exec("x", json!({"unless": "sleep 5", "timeout": 0.2}));
         assert!(guard.check(&t.cx).is_err());
@@ -424,7 +441,7 @@ mod tests {
             json!({"command": line, "cwd": "/work",
             "environment": {"FOO": "a b", "N": 5}, "path": ["/bin", "/usr/bin"]}),
         );
-        r.apply(&t.cx, &[]).unwrap();
+        r.apply(&t.cx, r.check(&t.cx).unwrap()).unwrap();
         let root = t.root.to_str().unwrap();
         let want = format!("a b|5|/bin:/usr/bin|{root}|{root}/work\n");
         assert_eq!(fs::read_to_string(t.root.join("work/out")).unwrap(), want);
@@ -433,7 +450,7 @@ mod tests {
             "env2",
             json!({"command": "echo \"$K=$PATH\" > \"$AGENT_ROOT/o\"", "environment": ["K=v=w"]}),
         );
-        r.apply(&t.cx, &[]).unwrap();
+        r.apply(&t.cx, r.check(&t.cx).unwrap()).unwrap();
         let got = fs::read_to_string(t.root.join("o")).unwrap();
         assert_eq!(got, format!("v=w={DEFAULT_PATH}\n"));
 
@@ -500,7 +517,7 @@ mod tests {
             "x",
             json!({"user": "nobody", "unless": "test \"$(id -un)\" = root"}),
         );
-        assert_eq!(r.check(&t.cx).unwrap().len(), 1);
+        assert_eq!(r.check(&t.cx).unwrap().changes().len(), 1);
         let ghost = exec("x", json!({"user": "no-such-user-xyz", "onlyif": "true"}));
         assert!(ghost.check(&t.cx).is_err());
     }
@@ -509,7 +526,7 @@ mod tests {
     fn title_is_the_default_command_and_autorequires() {
         let t = setup();
         let r = exec("touch \"$AGENT_ROOT/t\"", json!({}));
-        r.apply(&t.cx, &r.check(&t.cx).unwrap()).unwrap();
+        r.apply(&t.cx, r.check(&t.cx).unwrap()).unwrap();
         assert!(t.root.join("t").exists());
         let r = exec("x", json!({"cwd": "/srv/app/", "user": "app"}));
         let ids: Vec<String> = r.autorequires().iter().map(|i| i.to_string()).collect();
@@ -533,8 +550,11 @@ mod tests {
         };
         d.sensitive.insert("command".into());
         let r = Exec::new(&d).unwrap();
-        assert!(r.check(&t.cx).unwrap()[0].sensitive);
-        let err = r.apply(&t.cx, &[]).unwrap_err().to_string();
+        assert!(r.check(&t.cx).unwrap().changes()[0].sensitive);
+        let err = r
+            .apply(&t.cx, r.check(&t.cx).unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(
             !err.contains("hunter9") && err.contains("exec[set-password]"),
             "{err}"

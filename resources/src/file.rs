@@ -15,8 +15,8 @@ use std::path::{Component, Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::core::{Change, Context, Decl, Resource, ResourceError, ResourceId, TypeEnv};
-use crate::{atomic, diff, mode, stage};
+use crate::core::{Change, Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
+use crate::fsutil;
 
 /// Attributes of `- file: /absolute/node/path`.
 #[derive(Debug, Deserialize)]
@@ -108,6 +108,23 @@ enum Body {
 
 /// Old and new bytes of a file whose content differs.
 type Delta = (Vec<u8>, Vec<u8>);
+
+/// What `apply` does, as `check` decided. Apply still looks at the path
+/// (its guard, its mode and owner), but what to write comes from here.
+#[derive(Debug, Default)]
+struct Steps {
+    /// Nothing was there: apply takes check's word (a first run creates
+    /// thousands of files) and its write replaces whatever may have
+    /// appeared since, atomically — never a directory (see the guard).
+    found_missing: bool,
+    /// The bytes to write, when a file is created or its content replaced:
+    /// read (a `source`) and compared once, in check.
+    content: Option<Vec<u8>>,
+    /// The link must be pointed at the target.
+    relink: bool,
+    /// Mode, owner or group differ on what is there.
+    attrs: bool,
+}
 
 /// A validated `file` resource.
 #[derive(Debug)]
@@ -356,17 +373,18 @@ impl File {
         Ok(changes)
     }
 
-    /// Creates or converts the path into `want` (type and content).
+    /// Creates or converts the path into `want` (type and content), with
+    /// `content` as the bytes of a file.
     fn converge_kind(
         &self,
         cx: &Context,
         path: &Path,
-        current: Kind,
-        want: Kind,
+        (current, want): (Kind, Kind),
+        content: Option<Vec<u8>>,
     ) -> Result<(), ResourceError> {
         let parent = path.parent().unwrap_or(Path::new("/"));
-        cx.stager().clean_stale_temps(parent);
-        let result = self.converge_into(cx, path, current, want);
+        fsutil::clean_stale_temps(parent);
+        let result = self.converge_into(cx, path, (current, want), content);
         // A missing parent is looked for only when something failed: a
         // first run creates thousands of files in directories that exist.
         if result.is_err() && want != Kind::Missing && !parent.is_dir() {
@@ -388,8 +406,8 @@ impl File {
         &self,
         cx: &Context,
         path: &Path,
-        current: Kind,
-        want: Kind,
+        (current, want): (Kind, Kind),
+        content: Option<Vec<u8>>,
     ) -> Result<(), ResourceError> {
         let io = |e| ResourceError::io(path, e);
         match want {
@@ -397,7 +415,14 @@ impl File {
                 if current == Kind::Directory {
                     fs::remove_dir_all(path).map_err(io)?;
                 }
-                let bytes = self.body_bytes()?;
+                // A kind that changed since check (a file that vanished)
+                // still gets its content; an existing file only what check
+                // found to differ.
+                let bytes = match content {
+                    Some(bytes) => Some(bytes),
+                    None if current != Kind::File => self.body_bytes()?,
+                    None => None,
+                };
                 if current == Kind::File {
                     let Some(bytes) = bytes else { return Ok(()) };
                     // The new content lands with its final mode: a secret
@@ -461,13 +486,17 @@ impl Resource for File {
         &self.id
     }
 
-    fn check(&self, cx: &Context) -> Result<Vec<Change>, ResourceError> {
+    fn check(&self, cx: &Context) -> Result<Plan, ResourceError> {
         let path = cx.unfollowed_path(&self.node_path)?;
         let meta = lstat(&path)?;
         let current = meta.as_ref().map_or(Kind::Missing, Kind::of);
         let want = self.want(current);
         self.guard(current, want)?;
         let mut changes = vec![];
+        let mut steps = Steps {
+            found_missing: current == Kind::Missing,
+            ..Steps::default()
+        };
         if current != want {
             changes.push(Change::new("ensure", current.name(), want.name()));
             if want == Kind::File {
@@ -478,16 +507,24 @@ impl Resource for File {
                         &new,
                         self.sensitive,
                     ));
+                    steps.content = Some(new);
                 }
             }
             if want == Kind::Link {
                 changes.push(Change::new("target", None, self.target.clone()));
+                steps.relink = true;
             }
         } else if let Some(meta) = &meta {
             if want == Kind::File {
                 if let Some((old, new)) = self.content_delta(&path, meta)? {
                     let node = Path::new(&self.node_path);
-                    changes.push(diff::content_change(node, Some(&old), &new, self.sensitive));
+                    changes.push(fsutil::content_change(
+                        node,
+                        Some(&old),
+                        &new,
+                        self.sensitive,
+                    ));
+                    steps.content = Some(new);
                 }
             }
             // `present` keeps a link whatever it points at (no target given).
@@ -496,48 +533,46 @@ impl Resource for File {
                 if have != Path::new(target) {
                     let have = have.to_string_lossy().into_owned();
                     changes.push(Change::new("target", Some(have), Some(target.clone())));
+                    steps.relink = true;
                 }
             }
-            changes.extend(self.attr_changes(current, meta)?);
+            let attrs = self.attr_changes(current, meta)?;
+            steps.attrs = !attrs.is_empty();
+            changes.extend(attrs);
         }
-        Ok(changes
+        if changes.is_empty() {
+            return Ok(Plan::in_sync());
+        }
+        let changes = changes
             .into_iter()
             .map(|c| c.sensitive(self.sensitive))
-            .collect())
+            .collect();
+        Ok(Plan::new(changes, steps))
     }
 
-    fn apply(&self, cx: &Context, changes: &[Change]) -> Result<(), ResourceError> {
-        // Re-read the state rather than trusting `changes`: apply converges
-        // whatever happened since check. Only a path check found missing is
-        // taken at its word (a first run creates thousands): the write
-        // replaces whatever may have appeared since, atomically.
+    fn apply(&self, cx: &Context, plan: Plan) -> Result<(), ResourceError> {
+        let steps: Steps = plan.steps(&self.id)?;
+        // What is there is looked at again (unless check found nothing):
+        // the guard must hold for what apply would replace now.
         let path = cx.unfollowed_path(&self.node_path)?;
-        let found_missing = changes
-            .iter()
-            .any(|c| c.property == "ensure" && c.from.is_none() && c.to.is_some());
-        let meta = if found_missing { None } else { lstat(&path)? };
+        let meta = if steps.found_missing {
+            None
+        } else {
+            lstat(&path)?
+        };
         let current = meta.as_ref().map_or(Kind::Missing, Kind::of);
         let want = self.want(current);
         self.guard(current, want)?;
-        let content_differs = match (&meta, want) {
-            (Some(m), Kind::File) if current == Kind::File => match self.body_len()? {
-                None => false,
-                Some(len) if len != m.len() => true,
-                Some(_) => self.content_delta(&path, m)?.is_some(),
-            },
-            (Some(_), Kind::Link) if current == Kind::Link => match &self.target {
-                Some(t) => fs::read_link(&path).ok().as_deref() != Some(Path::new(t)),
-                None => false,
-            },
-            _ => false,
-        };
-        if current != want || content_differs {
-            self.converge_kind(cx, &path, current, want)?;
+        let converge = current != want || steps.content.is_some() || steps.relink;
+        if converge {
+            self.converge_kind(cx, &path, (current, want), steps.content)?;
             // What converge_kind creates or writes has its wanted mode
             // already; only ownership may be left to do.
             if self.owner.is_none() && self.group.is_none() {
                 return Ok(());
             }
+        } else if !steps.attrs {
+            return Ok(());
         }
         // A staged write (see `crate::stage`) is still its temp file: the
         // ownership and mode go on that, and arrive with the rename.
@@ -722,12 +757,7 @@ mod tests {
     }
 
     fn decl(title: &str, attrs: Value) -> Decl {
-        Decl {
-            id: ResourceId::new("file", title),
-            attrs: attrs.as_object().cloned().unwrap_or_default(),
-            sensitive: Default::default(),
-            location: Default::default(),
-        }
+        crate::testing::decl("file", title, attrs)
     }
 
     fn file(title: &str, attrs: Value) -> File {
@@ -736,12 +766,47 @@ mod tests {
 
     /// check → apply → check again finds nothing: returns the first changes.
     fn converge(r: &File, cx: &Context) -> Vec<Change> {
-        let changes = r.check(cx).unwrap();
+        let plan = r.check(cx).unwrap();
+        let changes = plan.changes().to_vec();
         assert!(!changes.is_empty(), "expected changes");
-        r.apply(cx, &changes).unwrap();
+        r.apply(cx, plan).unwrap();
         let again = r.check(cx).unwrap();
         assert!(again.is_empty(), "not idempotent: {again:?}");
         changes
+    }
+
+    /// A plan made before the path changed under it (check saw a file to
+    /// rewrite): apply must still refuse what check would refuse now.
+    fn stale_plan() -> Plan {
+        let steps = Steps {
+            content: Some(b"x".to_vec()),
+            ..Steps::default()
+        };
+        Plan::new(vec![Change::new("content", None, None)], steps)
+    }
+
+    #[test]
+    fn apply_writes_the_bytes_check_planned() {
+        // The plan carries what check read from `source`: apply writes
+        // that, neither re-reading the source nor looking at the changes.
+        let t = setup();
+        let src = t.root.parent().unwrap().join("src.txt");
+        fs::write(&src, "planned\n").unwrap();
+        let r = file("/etc/planned", json!({"source": src.to_str().unwrap()}));
+        let plan = r.check(&t.cx).unwrap();
+        fs::write(&src, "changed since check\n").unwrap();
+        r.apply(&t.cx, plan).unwrap();
+        assert_eq!(
+            fs::read_to_string(t.root.join("etc/planned")).unwrap(),
+            "planned\n"
+        );
+        // A plan of another type is a failure, not a panic, and writes nothing.
+        let foreign = Plan::new(vec![Change::new("content", None, None)], "not steps");
+        let err = file("/etc/other", json!({"content": "x"}))
+            .apply(&t.cx, foreign)
+            .unwrap_err();
+        assert!(matches!(err, ResourceError::Failed(_)), "{err}");
+        assert!(!t.root.join("etc/other").exists());
     }
 
     fn props(changes: &[Change]) -> Vec<&str> {
@@ -780,11 +845,12 @@ mod tests {
         // appeared since is not overwritten by a directory-blind write.
         let t = setup();
         let r = file("/etc/late", json!({"content": "x\n"}));
-        let changes = r.check(&t.cx).unwrap();
+        let plan = r.check(&t.cx).unwrap();
+        let changes = plan.changes().to_vec();
         assert_eq!(props(&changes), ["ensure", "content"]);
         fs::create_dir(t.root.join("etc/late")).unwrap();
         fs::write(t.root.join("etc/late/keep"), "k\n").unwrap();
-        assert!(r.apply(&t.cx, &changes).is_err());
+        assert!(r.apply(&t.cx, plan).is_err());
         assert_eq!(fs::read(t.root.join("etc/late/keep")).unwrap(), b"k\n");
         let temps: Vec<_> = fs::read_dir(t.root.join("etc"))
             .unwrap()
@@ -928,7 +994,7 @@ mod tests {
         let t = setup();
         let r = file("/opt/app/conf", json!({"content": "x"}));
         let err = r
-            .apply(&t.cx, &r.check(&t.cx).unwrap())
+            .apply(&t.cx, r.check(&t.cx).unwrap())
             .unwrap_err()
             .to_string();
         assert!(
@@ -986,7 +1052,7 @@ mod tests {
         let r = file("/etc/dir", json!({"ensure": "absent"}));
         let err = r.check(&t.cx).unwrap_err().to_string();
         assert!(err.contains("force"), "{err}");
-        assert!(r.apply(&t.cx, &[]).is_err());
+        assert!(r.apply(&t.cx, stale_plan()).is_err());
         assert!(t.root.join("etc/dir/sub").is_dir());
         converge(
             &file("/etc/dir", json!({"ensure": "absent", "force": true})),
@@ -1001,7 +1067,7 @@ mod tests {
         fs::create_dir(t.root.join("etc/conf")).unwrap();
         let r = file("/etc/conf", json!({"content": "x"}));
         assert!(r.check(&t.cx).is_err());
-        assert!(r.apply(&t.cx, &[]).is_err());
+        assert!(r.apply(&t.cx, stale_plan()).is_err());
         assert!(t.root.join("etc/conf").is_dir());
         converge(
             &file("/etc/conf", json!({"content": "x", "force": true})),
@@ -1023,7 +1089,8 @@ mod tests {
         std::os::unix::fs::symlink("/anywhere", t.root.join("etc/l")).unwrap();
         let keep_link = file("/etc/l", json!({"ensure": "present"}));
         assert!(keep_link.check(&t.cx).unwrap().is_empty());
-        keep_link.apply(&t.cx, &[]).unwrap();
+        let nothing = Plan::new(vec![Change::new("ensure", None, None)], Steps::default());
+        keep_link.apply(&t.cx, nothing).unwrap();
         assert_eq!(
             fs::read_link(t.root.join("etc/l")).unwrap(),
             Path::new("/anywhere")
@@ -1043,7 +1110,7 @@ mod tests {
         assert!(changes[1].diff.is_none(), "binary content has no diff");
         assert_eq!(fs::read(t.root.join("etc/blob")).unwrap(), [0u8, 1, 2, 255]);
         fs::write(&src, [9u8, 1, 2, 255]).unwrap();
-        assert_eq!(props(&r.check(&t.cx).unwrap()), ["content"]);
+        assert_eq!(props(r.check(&t.cx).unwrap().changes()), ["content"]);
         fs::remove_file(&src).unwrap();
         assert!(matches!(r.check(&t.cx), Err(ResourceError::Io { .. })));
         let both = json!({"source": "/a", "content": "b"});
@@ -1070,9 +1137,10 @@ mod tests {
         assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
         assert_eq!(meta.mode() & 0o7777, 0o4755, "setuid survives the chown");
         let ghost = file("/etc/owned", json!({"owner": "no-such-user-xyz"}));
-        let changes = ghost.check(&t.cx).unwrap();
+        let plan = ghost.check(&t.cx).unwrap();
+        let changes = plan.changes().to_vec();
         assert_eq!(props(&changes), ["owner"]);
-        let err = ghost.apply(&t.cx, &changes).unwrap_err().to_string();
+        let err = ghost.apply(&t.cx, plan).unwrap_err().to_string();
         assert!(err.contains("no such user"), "{err}");
     }
 
@@ -1100,7 +1168,7 @@ mod tests {
             Err(ResourceError::OutsideRoot { .. })
         ));
         assert!(matches!(
-            r.apply(&t.cx, &[]),
+            r.apply(&t.cx, stale_plan()),
             Err(ResourceError::OutsideRoot { .. })
         ));
         assert!(File::new(&decl("/etc/x", json!({"bogus": 1}))).is_err());
@@ -1151,7 +1219,10 @@ mod tests {
         let mut bytes = fs::read(&p).unwrap();
         bytes[3] = b'X';
         fs::write(&p, &bytes).unwrap();
-        assert_eq!(props(&files[500].check(&t.cx).unwrap()), ["content"]);
+        assert_eq!(
+            props(files[500].check(&t.cx).unwrap().changes()),
+            ["content"]
+        );
     }
 
     #[test]

@@ -7,13 +7,11 @@
 //! decision and the rewrite are the same computation in `check` and `apply`.
 
 use std::net::IpAddr;
-use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::core::{Change, Context, Decl, Resource, ResourceError, ResourceId, TypeEnv};
-use crate::stage::{self, Stager};
-use crate::{atomic, diff};
+use crate::core::{Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
+use crate::edited::{self, Current, Rewrite};
 
 /// Attributes of `- host: <canonical name>`.
 #[derive(Debug, Deserialize)]
@@ -234,63 +232,31 @@ pub fn edit(old: &str, name: &str, entry: Option<&Entry>) -> String {
     out
 }
 
-impl Host {
-    /// Current bytes (`None` = no file) and the content we want there.
-    fn compute(
-        &self,
-        stager: &Stager,
-        path: &Path,
-    ) -> Result<(Option<Vec<u8>>, Option<String>), ResourceError> {
-        let old = stager.read_optional(path)?;
-        let text = match &old {
-            Some(bytes) => std::str::from_utf8(bytes).map_err(|_| {
-                ResourceError::Invalid(format!(
-                    "{}: {} is not UTF-8 text; refusing to edit it",
-                    self.id, self.target
-                ))
-            })?,
-            // Removing an entry from a missing file: nothing to do.
-            None if self.entry.is_none() => return Ok((None, None)),
-            None => "",
-        };
-        let new = edit(text, &self.name, self.entry.as_ref());
-        let differs = old.as_deref() != Some(new.as_bytes());
-        Ok((old, differs.then_some(new)))
-    }
-}
-
 impl Resource for Host {
     fn id(&self) -> &ResourceId {
         &self.id
     }
 
-    fn check(&self, cx: &Context) -> Result<Vec<Change>, ResourceError> {
-        let path = cx.path(&self.target)?;
-        let (old, new) = self.compute(cx.stager(), &path)?;
-        Ok(diff::edited_content(
-            &self.target,
-            old.as_deref(),
-            new.as_deref(),
-        ))
+    fn check(&self, cx: &Context) -> Result<Plan, ResourceError> {
+        let file = Current::read(cx, &self.target)?;
+        // Removing an entry from a missing file: nothing to do.
+        if file.missing() && self.entry.is_none() {
+            return Ok(Plan::in_sync());
+        }
+        let new = edit(file.text(&self.id)?, &self.name, self.entry.as_ref());
+        Ok(match file.rewrite(new.into_bytes(), false) {
+            Some((change, rewrite)) => Plan::new(vec![change], rewrite),
+            None => Plan::in_sync(),
+        })
     }
 
-    fn apply(&self, cx: &Context, _changes: &[Change]) -> Result<(), ResourceError> {
-        let path = cx.path(&self.target)?;
-        let (old, new) = self.compute(cx.stager(), &path)?;
-        let Some(new) = new else { return Ok(()) };
-        if old.is_none() {
-            atomic::require_parent_dir(&self.id, &self.target, &path, "")?;
-        }
-        tracing::debug!(resource = %self.id, target = %self.target, "rewriting hosts file");
-        stage::replace_file(cx, &path, new.as_bytes(), None)
+    fn apply(&self, cx: &Context, plan: Plan) -> Result<(), ResourceError> {
+        let rewrite: Rewrite = plan.steps(&self.id)?;
+        rewrite.write(cx, &self.id, "", None)
     }
 
     fn autorequires(&self) -> Vec<ResourceId> {
-        let mut ids = vec![ResourceId::new("file", &self.target)];
-        if let Some(parent) = Path::new(&self.target).parent() {
-            ids.push(ResourceId::new("file", parent.to_string_lossy()));
-        }
-        ids
+        edited::autorequires(&self.target)
     }
 
     fn paths(&self) -> Vec<String> {
@@ -316,16 +282,11 @@ impl Resource for Host {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::BackupStore;
+    use crate::core::Change;
     use serde_json::json;
 
     fn decl(title: &str, attrs: serde_json::Value) -> Decl {
-        Decl {
-            id: ResourceId::new("host", title),
-            attrs: attrs.as_object().unwrap().clone(),
-            sensitive: Default::default(),
-            location: Default::default(),
-        }
+        crate::testing::decl("host", title, attrs)
     }
 
     fn entry(ip: &str, name: &str, aliases: &[&str], comment: Option<&str>) -> Entry {
@@ -339,13 +300,42 @@ mod tests {
 
     /// A root with `/etc` and a separate state dir.
     fn sandbox() -> (tempfile::TempDir, Context) {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("root/etc")).unwrap();
-        let cx = Context::new(
-            dir.path().join("root"),
-            BackupStore::new(&dir.path().join("state")),
+        crate::testing::sandbox(&["etc"])
+    }
+
+    #[test]
+    fn apply_writes_the_rewrite_check_computed() {
+        let (_dir, cx) = sandbox();
+        let r = build(&decl("db1", json!({"ip": "10.0.0.5"})), &TypeEnv::default()).unwrap();
+        let plan = r.check(&cx).unwrap();
+        r.apply(&cx, plan).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(cx.root.join("etc/hosts")).unwrap(),
+            "10.0.0.5\tdb1\n"
         );
-        (dir, cx)
+        // The typed rewrite is what counts, not the change lines; and a plan
+        // without one is refused before anything is written.
+        let rewrite = crate::edited::Current::read(&cx, "/etc/hosts")
+            .unwrap()
+            .into_rewrite(b"10.0.0.6\tdb1\n".to_vec())
+            .unwrap();
+        r.apply(&cx, Plan::new(vec![Change::new("x", None, None)], rewrite))
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(cx.root.join("etc/hosts")).unwrap(),
+            "10.0.0.6\tdb1\n"
+        );
+        assert!(r.apply(&cx, Plan::in_sync()).is_err());
+        // A file edited by someone between check and apply is not written
+        // over: the edit was made from what check read.
+        let plan = r.check(&cx).unwrap();
+        std::fs::write(cx.root.join("etc/hosts"), "# by hand\n").unwrap();
+        let err = r.apply(&cx, plan).unwrap_err().to_string();
+        assert!(err.contains("changed since"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(cx.root.join("etc/hosts")).unwrap(),
+            "# by hand\n"
+        );
     }
 
     const BASE: &str =
@@ -430,14 +420,15 @@ mod tests {
         let env = TypeEnv::default();
         let attrs = json!({"ip": "192.0.2.1", "host_aliases": ["node-1"], "comment": "bench"});
         let r = build(&decl("node-1.bench.example", attrs), &env).unwrap();
-        let changes = r.check(&cx).unwrap();
+        let plan = r.check(&cx).unwrap();
+        let changes = plan.changes().to_vec();
         assert_eq!(changes.len(), 1);
         assert!(changes[0]
             .diff
             .as_ref()
             .unwrap()
             .contains("+192.0.2.1\tnode-1.bench.example"));
-        r.apply(&cx, &changes).unwrap();
+        r.apply(&cx, plan).unwrap();
         assert!(
             r.check(&cx).unwrap().is_empty(),
             "second check finds nothing"
@@ -459,7 +450,7 @@ mod tests {
             &env,
         )
         .unwrap();
-        gone.apply(&cx, &gone.check(&cx).unwrap()).unwrap();
+        gone.apply(&cx, gone.check(&cx).unwrap()).unwrap();
         assert_eq!(
             std::fs::read_to_string(&hosts).unwrap(),
             format!("{unmanaged}\n")
@@ -472,7 +463,7 @@ mod tests {
         let (_dir, cx) = sandbox();
         let env = TypeEnv::default();
         let r = build(&decl("n1", json!({"ip": "10.0.0.1"})), &env).unwrap();
-        r.apply(&cx, &r.check(&cx).unwrap()).unwrap();
+        r.apply(&cx, r.check(&cx).unwrap()).unwrap();
         assert_eq!(
             std::fs::read_to_string(cx.root.join("etc/hosts")).unwrap(),
             "10.0.0.1\tn1\n"
@@ -492,8 +483,8 @@ mod tests {
             &env,
         )
         .unwrap();
-        assert_eq!(r.check(&cx).unwrap().len(), 1);
-        let err = r.apply(&cx, &[]).unwrap_err().to_string();
+        assert_eq!(r.check(&cx).unwrap().changes().len(), 1);
+        let err = r.apply(&cx, r.check(&cx).unwrap()).unwrap_err().to_string();
         assert!(err.contains("does not exist"), "{err}");
         assert_eq!(
             r.autorequires(),

@@ -13,13 +13,14 @@ pub mod atomic;
 pub mod backup;
 pub mod confine;
 pub mod core;
-pub mod diff;
-pub mod mode;
+pub mod edited;
+pub mod fsutil;
 pub mod pg;
 pub mod redact;
 pub mod registry;
 pub mod runner;
-pub mod stage;
+#[cfg(test)]
+mod testing;
 
 pub mod cron;
 pub mod exec;
@@ -36,4 +37,4 @@ pub mod pg_standby;
 pub mod properties;
 pub mod service;
 
-pub use crate::core::{Change, Context, Decl, Location, Resource, ResourceError, ResourceId};
+pub use crate::core::{Change, Context, Decl, Location, Plan, Resource, ResourceError, ResourceId};

@@ -18,7 +18,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::core::{Change, Context, Decl, Resource, ResourceError, ResourceId, TypeEnv};
+use crate::core::{Change, Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
 use crate::runner::Runner;
 
 mod apt;
@@ -182,6 +182,17 @@ fn valid_token(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "._+-:~^".contains(c))
 }
 
+/// What `apply` does, as `check` decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    /// Install, at this version when given (else whatever the provider
+    /// picks): for `latest`, the candidate `check` saw, so the next check
+    /// agrees with what was installed.
+    Install(Option<String>),
+    /// Remove; `purge` also removes the configuration files.
+    Remove { purge: bool },
+}
+
 /// A typed `package` resource.
 #[derive(Debug)]
 pub struct Package {
@@ -221,42 +232,40 @@ impl Package {
         }
     }
 
-    /// The change that brings `current` to the desired state, if any.
-    /// `candidate` is only consulted for `latest`.
+    /// The step that brings `current` to the desired state, if any, and
+    /// the change it shows. `candidate` is only consulted for `latest`.
     fn compare(
         &self,
         current: &Installed,
         candidate: impl FnOnce() -> Result<Option<String>, ResourceError>,
-    ) -> Result<Option<Change>, ResourceError> {
-        let change = |to: &str| {
-            Some(Change::new(
-                "ensure",
-                Some(current.describe()),
-                Some(to.to_string()),
-            ))
+    ) -> Result<Option<(Change, Step)>, ResourceError> {
+        let step = |to: &str, step: Step| {
+            let change = Change::new("ensure", Some(current.describe()), Some(to.to_string()));
+            Some((change, step))
         };
+        let install = |v: Option<&String>| Step::Install(v.cloned());
         Ok(match (&self.ensure, current) {
             (Ensure::Present, Installed::Version(_)) => None,
-            (Ensure::Present, _) => change("present"),
+            (Ensure::Present, _) => step("present", install(None)),
             (Ensure::Version(v), Installed::Version(cur))
                 if self.provider.version_matches(cur, v) =>
             {
                 None
             }
-            (Ensure::Version(v), _) => change(v),
+            (Ensure::Version(v), _) => step(v, install(Some(v))),
             (Ensure::Latest, installed) => match (candidate()?, installed) {
                 (Some(c), Installed::Version(cur)) if self.provider.version_matches(cur, &c) => {
                     None
                 }
                 // Installed and nothing newer on offer.
                 (None, Installed::Version(_)) => None,
-                (Some(c), _) => change(&c),
-                (None, _) => change("latest"),
+                (Some(c), _) => step(&c, install(Some(&c))),
+                (None, _) => step("latest", install(None)),
             },
             (Ensure::Absent, Installed::Absent | Installed::ConfigFiles) => None,
-            (Ensure::Absent, _) => change("absent"),
+            (Ensure::Absent, _) => step("absent", Step::Remove { purge: false }),
             (Ensure::Purged, Installed::Absent) => None,
-            (Ensure::Purged, _) => change("purged"),
+            (Ensure::Purged, _) => step("purged", Step::Remove { purge: true }),
         })
     }
 }
@@ -266,28 +275,27 @@ impl Resource for Package {
         &self.id
     }
 
-    fn check(&self, cx: &Context) -> Result<Vec<Change>, ResourceError> {
+    fn check(&self, cx: &Context) -> Result<Plan, ResourceError> {
         let current = self.provider.query(&cx.runner, &self.name)?;
-        let change = self.compare(&current, || self.provider.candidate(&cx.runner, &self.name))?;
-        Ok(change.into_iter().collect())
+        let planned = self.compare(&current, || self.provider.candidate(&cx.runner, &self.name))?;
+        Ok(match planned {
+            Some((change, step)) => Plan::new(vec![change], step),
+            None => Plan::in_sync(),
+        })
     }
 
-    fn apply(&self, cx: &Context, changes: &[Change]) -> Result<(), ResourceError> {
-        let Some(change) = changes.iter().find(|c| c.property == "ensure") else {
-            return Ok(());
-        };
+    fn apply(&self, cx: &Context, plan: Plan) -> Result<(), ResourceError> {
+        let step: Step = plan.steps(&self.id)?;
         let (runner, name) = (&cx.runner, self.name.as_str());
-        tracing::debug!(package = name, provider = self.provider.name(), to = ?change.to, "changing package");
-        match &self.ensure {
-            Ensure::Present => self.provider.install(runner, name, None),
-            Ensure::Version(v) => self.provider.install(runner, name, Some(v)),
-            // The candidate check saw is what we install, so the next check agrees.
-            Ensure::Latest => {
-                let version = change.to.as_deref().filter(|v| *v != "latest");
-                self.provider.install(runner, name, version)
-            }
-            Ensure::Absent => self.provider.remove(runner, name, false),
-            Ensure::Purged => self.provider.remove(runner, name, true),
+        tracing::debug!(
+            package = name,
+            provider = self.provider.name(),
+            ?step,
+            "changing package"
+        );
+        match step {
+            Step::Install(version) => self.provider.install(runner, name, version.as_deref()),
+            Step::Remove { purge } => self.provider.remove(runner, name, purge),
         }
     }
 }
@@ -299,12 +307,7 @@ mod tests {
     use serde_json::json;
 
     fn decl(title: &str, attrs: serde_json::Value) -> Decl {
-        Decl {
-            id: ResourceId::new("package", title),
-            attrs: attrs.as_object().unwrap().clone(),
-            sensitive: Default::default(),
-            location: Default::default(),
-        }
+        crate::testing::decl("package", title, attrs)
     }
 
     fn env(family: &str) -> TypeEnv {
@@ -375,7 +378,119 @@ mod tests {
         let cand = cand.map(str::to_string);
         p.compare(&cur, || Ok(cand))
             .unwrap()
-            .map(|c| (c.from.unwrap(), c.to.unwrap()))
+            .map(|(c, _)| (c.from.unwrap(), c.to.unwrap()))
+    }
+
+    fn step(p: &Package, cur: Installed, cand: Option<&str>) -> Option<Step> {
+        let cand = cand.map(str::to_string);
+        p.compare(&cur, || Ok(cand)).unwrap().map(|(_, s)| s)
+    }
+
+    #[test]
+    fn steps_say_what_to_do_without_the_change_lines() {
+        use Installed::*;
+        let v = |s: &str| Version(s.to_string());
+        let apt = ProviderKind::Apt;
+        let install = |v: Option<&str>| Some(Step::Install(v.map(str::to_string)));
+        assert_eq!(
+            step(&pkg(Ensure::Present, apt), Absent, None),
+            install(None)
+        );
+        assert_eq!(
+            step(&pkg(Ensure::Version("2.0-1".into()), apt), v("1.0-1"), None),
+            install(Some("2.0-1"))
+        );
+        // latest: the candidate check saw is what apply installs.
+        assert_eq!(
+            step(&pkg(Ensure::Latest, apt), v("1.0-1"), Some("2.0-1")),
+            install(Some("2.0-1"))
+        );
+        assert_eq!(step(&pkg(Ensure::Latest, apt), Absent, None), install(None));
+        assert_eq!(
+            step(&pkg(Ensure::Absent, apt), v("1.0-1"), None),
+            Some(Step::Remove { purge: false })
+        );
+        assert_eq!(
+            step(&pkg(Ensure::Purged, apt), ConfigFiles, None),
+            Some(Step::Remove { purge: true })
+        );
+        assert_eq!(step(&pkg(Ensure::Present, apt), v("1.0-1"), None), None);
+    }
+
+    /// A package database in memory: what it holds, what it would offer,
+    /// and the changes asked of it.
+    #[derive(Debug, Default)]
+    struct Fake {
+        installed: std::sync::Mutex<Option<String>>,
+        candidate: std::sync::Mutex<Option<String>>,
+        calls: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl Provider for std::sync::Arc<Fake> {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+        fn query(&self, _: &Runner, _: &str) -> Result<Installed, ResourceError> {
+            let v = self.installed.lock().unwrap().clone();
+            Ok(v.map_or(Installed::Absent, Installed::Version))
+        }
+        fn candidate(&self, _: &Runner, _: &str) -> Result<Option<String>, ResourceError> {
+            Ok(self.candidate.lock().unwrap().clone())
+        }
+        fn install(&self, _: &Runner, name: &str, v: Option<&str>) -> Result<(), ResourceError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("install {name} {v:?}"));
+            *self.installed.lock().unwrap() = v.map(str::to_string);
+            Ok(())
+        }
+        fn remove(&self, _: &Runner, name: &str, purge: bool) -> Result<(), ResourceError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("remove {name} purge={purge}"));
+            *self.installed.lock().unwrap() = None;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn apply_installs_the_version_check_planned() {
+        let cx = Context::new(
+            "/nonexistent-root",
+            BackupStore::new(&std::env::temp_dir().join("agent-pkg-plan-test")),
+        );
+        let fake = std::sync::Arc::new(Fake::default());
+        *fake.installed.lock().unwrap() = Some("1.0".into());
+        *fake.candidate.lock().unwrap() = Some("2.0".into());
+        let mut p = pkg(Ensure::Latest, ProviderKind::Apt);
+        p.provider = Box::new(fake.clone());
+        let plan = p.check(&cx).unwrap();
+        // The repositories move on between check and apply: apply installs
+        // the candidate check showed, carried in its step.
+        *fake.candidate.lock().unwrap() = Some("3.0".into());
+        p.apply(&cx, plan).unwrap();
+        assert_eq!(*fake.calls.lock().unwrap(), ["install p Some(\"2.0\")"]);
+        let mut gone = pkg(Ensure::Purged, ProviderKind::Apt);
+        gone.provider = Box::new(fake.clone());
+        gone.apply(&cx, gone.check(&cx).unwrap()).unwrap();
+        assert_eq!(fake.calls.lock().unwrap()[1], "remove p purge=true");
+        assert!(gone.check(&cx).unwrap().is_empty());
+    }
+
+    #[test]
+    fn apply_refuses_a_plan_it_did_not_make() {
+        let cx = Context::new(
+            "/nonexistent-root",
+            BackupStore::new(&std::env::temp_dir().join("agent-pkg-plan-test")),
+        );
+        let p = pkg(Ensure::Present, ProviderKind::Apt);
+        let foreign = Plan::new(vec![Change::new("ensure", None, Some("x".into()))], 42u8);
+        let err = p.apply(&cx, foreign).unwrap_err();
+        assert!(matches!(err, ResourceError::Failed(_)), "{err}");
+        assert!(err.to_string().contains("package[p]"), "{err}");
+        assert!(cx.runner.history().is_empty(), "nothing ran");
     }
 
     #[test]
@@ -465,10 +580,11 @@ mod tests {
         let present = build(&decl("hello", json!({"ensure": "present"})), &env).unwrap();
         let absent = build(&decl("hello", json!({"ensure": "absent"})), &env).unwrap();
 
-        let changes = present.check(&cx).unwrap();
+        let plan = present.check(&cx).unwrap();
+        let changes = plan.changes().to_vec();
         assert_eq!(changes.len(), 1, "{changes:?}");
         assert_eq!(changes[0].from.as_deref(), Some("absent"));
-        let installed = present.apply(&cx, &changes);
+        let installed = present.apply(&cx, plan);
         // Whatever happened, try to leave the host as found before asserting.
         let cleanup = || {
             let _ = cx.runner.output(&crate::runner::Cmd::new(&[
@@ -486,8 +602,9 @@ mod tests {
         }
         let state = provider.query(&cx.runner, "hello").unwrap();
         let second = present.check(&cx).unwrap();
-        let removal = absent.check(&cx).unwrap();
-        let removed = absent.apply(&cx, &removal);
+        let removal_plan = absent.check(&cx).unwrap();
+        let removal = removal_plan.changes().to_vec();
+        let removed = absent.apply(&cx, removal_plan);
         let after = provider.query(&cx.runner, "hello").unwrap();
         let absent_again = absent.check(&cx).unwrap();
         cleanup();

@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::core::{Change, Context, Decl, Resource, ResourceError, ResourceId, TypeEnv};
+use crate::core::{Change, Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
+use crate::fsutil;
 use crate::pg::attr::{port_or, Number};
 use crate::pg::DEFAULT_BINDIR;
 use crate::redact;
@@ -276,13 +277,30 @@ fn mode_of(path: &Path) -> Option<u32> {
         .map(|m| m.permissions().mode() & 0o7777)
 }
 
+/// What `apply` does to one of the two files, as `check` decided.
+#[derive(Debug)]
+enum FileStep {
+    /// Replace its content (and give it this mode).
+    Write(String, u32),
+    /// Only its mode differs.
+    Chmod(u32),
+}
+
+/// What `apply` does: the files that differ, and the crontab entry's own
+/// plan (made by the inner `cron` resource, applied by it).
+#[derive(Debug, Default)]
+struct Steps {
+    files: Vec<(PathBuf, FileStep)>,
+    cron: Option<Plan>,
+}
+
 impl Resource for PgBackup {
     fn id(&self) -> &ResourceId {
         &self.id
     }
 
-    fn check(&self, cx: &Context) -> Result<Vec<Change>, ResourceError> {
-        let mut changes = Vec::new();
+    fn check(&self, cx: &Context) -> Result<Plan, ResourceError> {
+        let (mut changes, mut steps) = (Vec::new(), Steps::default());
         for (node, want, mode, sensitive, property) in self.files() {
             let path = cx.path(node)?;
             let old = atomic::read_optional(&path)?;
@@ -295,36 +313,46 @@ impl Resource for PgBackup {
                 );
                 c.property = property.into();
                 changes.push(c);
+                steps.files.push((path, FileStep::Write(want, mode)));
             } else if mode_of(&path) != Some(mode) {
                 changes.push(Change::new(
                     format!("{property} mode"),
                     mode_of(&path).map(|m| format!("{m:04o}")),
                     Some(format!("{mode:04o}")),
                 ));
+                steps.files.push((path, FileStep::Chmod(mode)));
             }
         }
-        for mut c in self.cron.check(cx)? {
-            c.property = "crontab".into();
-            changes.push(c);
+        let cron = self.cron.check(cx)?;
+        if !cron.is_empty() {
+            changes.extend(cron.changes().iter().map(|c| Change {
+                property: "crontab".into(),
+                ..c.clone()
+            }));
+            steps.cron = Some(cron);
         }
-        Ok(changes)
+        if changes.is_empty() {
+            return Ok(Plan::in_sync());
+        }
+        Ok(Plan::new(changes, steps))
     }
 
-    fn apply(&self, cx: &Context, _changes: &[Change]) -> Result<(), ResourceError> {
-        for (node, want, mode, _, _) in self.files() {
-            let path = cx.path(node)?;
-            let old = atomic::read_optional(&path)?;
-            if old.as_deref() != Some(want.as_bytes()) {
-                stage::replace_file(cx, &path, want.as_bytes(), Some(mode))?;
-                self.chown_to_user(cx, &path)?;
-            } else if mode_of(&path) != Some(mode) {
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-                    .map_err(|e| ResourceError::io(&path, e))?;
+    fn apply(&self, cx: &Context, plan: Plan) -> Result<(), ResourceError> {
+        let steps: Steps = plan.steps(&self.id)?;
+        for (path, step) in steps.files {
+            match step {
+                FileStep::Write(content, mode) => {
+                    fsutil::replace_file(cx, &path, content.as_bytes(), Some(mode))?;
+                    self.chown_to_user(cx, &path)?;
+                }
+                FileStep::Chmod(mode) => {
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                        .map_err(|e| ResourceError::io(&path, e))?;
+                }
             }
         }
-        let cron_changes = self.cron.check(cx)?;
-        if !cron_changes.is_empty() {
-            self.cron.apply(cx, &cron_changes)?;
+        if let Some(cron) = steps.cron {
+            self.cron.apply(cx, cron)?;
         }
         Ok(())
     }
@@ -351,7 +379,6 @@ impl Resource for PgBackup {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::backup::BackupStore;
     use crate::pg::standby_testing::{create_repl_role, REPL_PASSWORD, REPL_USER};
     use crate::pg::testing::TestCluster;
     use crate::runner::{Cmd, Runner};
@@ -495,15 +522,7 @@ pub(crate) mod tests {
     }
 
     fn sandbox() -> (tempfile::TempDir, Context) {
-        let dir = tempfile::tempdir().unwrap();
-        for d in ["root/var/spool/cron/crontabs", "root/usr/local/sbin"] {
-            std::fs::create_dir_all(dir.path().join(d)).unwrap();
-        }
-        let cx = Context::new(
-            dir.path().join("root"),
-            BackupStore::new(&dir.path().join("state")),
-        );
-        (dir, cx)
+        crate::testing::sandbox(&["var/spool/cron/crontabs", "usr/local/sbin"])
     }
 
     #[test]
@@ -523,7 +542,8 @@ pub(crate) mod tests {
         assert!(r
             .autorequires()
             .contains(&ResourceId::new("file", "/mnt/db_bkup")));
-        let changes = r.check(&cx).unwrap();
+        let plan = r.check(&cx).unwrap();
+        let changes = plan.changes().to_vec();
         let props: Vec<&str> = changes.iter().map(|c| c.property.as_str()).collect();
         assert_eq!(props, ["script", "pgpass", "crontab"]);
         assert!(changes[1].sensitive && !changes[0].sensitive);
@@ -531,7 +551,7 @@ pub(crate) mod tests {
             let shown = format!("{}{}", c.line(), c.printable_diff().unwrap_or_default());
             assert!(!shown.contains("pw:with"), "{shown}");
         }
-        r.apply(&cx, &changes).unwrap();
+        r.apply(&cx, plan).unwrap();
         assert!(r.check(&cx).unwrap().is_empty(), "not idempotent");
 
         let root = &cx.root;
@@ -571,10 +591,11 @@ pub(crate) mod tests {
             "old",
         )
         .unwrap();
-        let changes = r.check(&cx).unwrap();
+        let plan = r.check(&cx).unwrap();
+        let changes = plan.changes().to_vec();
         let props: Vec<&str> = changes.iter().map(|c| c.property.as_str()).collect();
         assert_eq!(props, ["script mode", "pgpass"]);
-        r.apply(&cx, &changes).unwrap();
+        r.apply(&cx, plan).unwrap();
         assert!(r.check(&cx).unwrap().is_empty());
     }
 

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::core::{Change, Context, Decl, Resource, ResourceError, ResourceId, TypeEnv};
+use crate::core::{Change, Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
 use crate::pg;
 
 /// Attributes of `- pg_cluster: <data dir>`.
@@ -223,12 +223,19 @@ impl PgCluster {
     }
 }
 
+/// The one thing a pg_cluster's `apply` does: initdb into `dir` (the data
+/// dir, confined to the root), found empty by `check`.
+#[derive(Debug)]
+struct Initdb {
+    dir: PathBuf,
+}
+
 impl Resource for PgCluster {
     fn id(&self) -> &ResourceId {
         &self.id
     }
 
-    fn check(&self, cx: &Context) -> Result<Vec<Change>, ResourceError> {
+    fn check(&self, cx: &Context) -> Result<Plan, ResourceError> {
         let dir = cx.path(&self.datadir)?;
         match state(&dir).map_err(|e| ResourceError::Failed(format!("{}: {e}", self.id)))? {
             State::Initialised(version) => {
@@ -238,18 +245,18 @@ impl Resource for PgCluster {
                     version = ?version,
                     "cluster exists; encoding/locale/auth settings apply only at creation"
                 );
-                Ok(vec![])
+                Ok(Plan::in_sync())
             }
-            State::Empty => Ok(vec![Change::new(
-                "ensure",
-                Some("absent".into()),
-                Some("present".into()),
-            )]),
+            State::Empty => {
+                let change = Change::new("ensure", Some("absent".into()), Some("present".into()));
+                Ok(Plan::new(vec![change], Initdb { dir }))
+            }
         }
     }
 
-    fn apply(&self, cx: &Context, _changes: &[Change]) -> Result<(), ResourceError> {
-        let dir = cx.path(&self.datadir)?;
+    fn apply(&self, cx: &Context, plan: Plan) -> Result<(), ResourceError> {
+        let Initdb { dir } = plan.steps(&self.id)?;
+        // initdb never runs over what is there now, whatever check saw.
         if let State::Initialised(_) =
             state(&dir).map_err(|e| ResourceError::Failed(format!("{}: {e}", self.id)))?
         {
@@ -354,10 +361,15 @@ mod tests {
             &TypeEnv::default(),
         )
         .unwrap();
+        fs::remove_file(root.path().join("data/stray")).unwrap();
         let c = cx(root.path(), state.path());
+        // Planned while empty; the stray file arrives before apply.
+        let plan = r.check(&c).unwrap();
+        assert!(!plan.is_empty());
+        fs::write(root.path().join("data/stray"), "x").unwrap();
         let err = r.check(&c).unwrap_err().to_string();
         assert!(err.contains("refusing"), "{err}");
-        assert!(r.apply(&c, &[]).is_err());
+        assert!(r.apply(&c, plan).is_err());
         assert!(c.runner.history().is_empty(), "initdb must not run");
     }
 
@@ -393,10 +405,11 @@ mod tests {
         )
         .unwrap();
         let c = cx(root, state.path());
-        let changes = r.check(&c).unwrap();
+        let plan = r.check(&c).unwrap();
+        let changes = plan.changes().to_vec();
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].line(), "ensure changed 'absent' to 'present'");
-        r.apply(&c, &changes).unwrap();
+        r.apply(&c, plan).unwrap();
         let dir = root.join("pg/15/main");
         assert_eq!(pg::data_dir_version(&dir), Some(15));
         assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);

@@ -14,12 +14,13 @@
 //! the next run can finish the job).
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::core::{Change, Context, Decl, Resource, ResourceError, ResourceId, TypeEnv};
+use crate::core::{Change, Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
+use crate::edited::{Current, Rewrite};
 use crate::pg;
 
 /// Attributes of `- pg_conf: <any name>`.
@@ -431,32 +432,17 @@ impl ServerView {
     }
 }
 
-/// What `check` and `apply` compute.
-struct Plan {
-    old: Option<String>,
-    new: String,
-    edits: Vec<Edit>,
-    path: PathBuf,
+/// What `apply` does, as `check` decided.
+#[derive(Debug)]
+struct Steps {
+    /// The new content, when it differs.
+    rewrite: Option<Rewrite>,
+    /// A changed (or pending) setting needs the server restarted, not only
+    /// reloaded.
+    restart: bool,
 }
 
 impl PgConf {
-    fn plan(&self, cx: &Context) -> Result<Plan, ResourceError> {
-        let path = cx.path(&self.file)?;
-        let old = match crate::atomic::read_optional(&path)? {
-            Some(bytes) => Some(String::from_utf8(bytes).map_err(|_| {
-                ResourceError::Failed(format!("{}: {} is not UTF-8 text", self.id, path.display()))
-            })?),
-            None => None,
-        };
-        let (new, edits) = edit(old.as_deref().unwrap_or(""), &self.settings);
-        Ok(Plan {
-            old,
-            new,
-            edits,
-            path,
-        })
-    }
-
     /// Reads contexts and pending restarts; refuses unknown names (custom
     /// `prefix.name` settings are the server's placeholders: accepted).
     fn server_view(&self, client: &mut postgres::Client) -> Result<ServerView, ResourceError> {
@@ -513,22 +499,20 @@ impl Resource for PgConf {
         &self.id
     }
 
-    fn check(&self, cx: &Context) -> Result<Vec<Change>, ResourceError> {
-        let plan = self.plan(cx)?;
+    fn check(&self, cx: &Context) -> Result<Plan, ResourceError> {
+        let file = Current::read(cx, &self.file)?;
+        let (new, edits) = edit(file.text(&self.id)?, &self.settings);
         let view = match pg::connect_if_running(&self.conn, &self.datadir_path(cx)?)? {
             Some(mut client) => Some(self.server_view(&mut client)?),
             None => None,
         };
-        let restart = view
-            .as_ref()
-            .is_some_and(|v| self.needs_restart(v, &plan.edits));
+        let restart = view.as_ref().is_some_and(|v| self.needs_restart(v, &edits));
         let suffix = match (&view, restart) {
             (None, _) => "",
             (Some(_), true) => " (restart)",
             (Some(_), false) => " (reload)",
         };
-        let mut changes: Vec<Change> = plan
-            .edits
+        let mut changes: Vec<Change> = edits
             .iter()
             .map(|e| {
                 Change::new(
@@ -546,29 +530,28 @@ impl Resource for PgConf {
                 Some("restarted".into()),
             ));
         }
-        Ok(changes)
+        if changes.is_empty() {
+            return Ok(Plan::in_sync());
+        }
+        let steps = Steps {
+            rewrite: file.into_rewrite(new.into_bytes()),
+            restart,
+        };
+        Ok(Plan::new(changes, steps))
     }
 
-    fn apply(&self, cx: &Context, _changes: &[Change]) -> Result<(), ResourceError> {
-        let plan = self.plan(cx)?;
+    fn apply(&self, cx: &Context, plan: Plan) -> Result<(), ResourceError> {
+        let steps: Steps = plan.steps(&self.id)?;
         let datadir = self.datadir_path(cx)?;
         // Connect before writing: whether the server runs decides what follows.
-        let mut client = pg::connect_if_running(&self.conn, &datadir)?;
-        let view = match client.as_mut() {
-            Some(c) => Some(self.server_view(c)?),
-            None => None,
-        };
-        if plan.old.as_deref() != Some(plan.new.as_str()) {
-            if plan.old.is_none() && !plan.path.parent().is_some_and(Path::is_dir) {
-                return Err(ResourceError::Failed(format!(
-                    "{}: cannot create {}: its directory does not exist",
-                    self.id, self.file
-                )));
-            }
+        let client = pg::connect_if_running(&self.conn, &datadir)?;
+        if let Some(rewrite) = &steps.rewrite {
+            rewrite.ready(&self.id, "")?;
             tracing::debug!(resource = %self.id, file = %self.file, "writing settings");
-            pg::write_config(cx, &plan.path, plan.new.as_bytes(), true)?;
+            // Not `Rewrite::write`: the server's files keep their owner.
+            pg::write_config(cx, &rewrite.path, &rewrite.new, true)?;
         }
-        let (Some(mut client), Some(view)) = (client, view) else {
+        let Some(mut client) = client else {
             tracing::debug!(resource = %self.id, "server not running: file written only");
             return Ok(());
         };
@@ -577,7 +560,7 @@ impl Resource for PgConf {
         client
             .execute("SELECT pg_reload_conf()", &[])
             .map_err(|e| pg::sql_error(&format!("{}: reloading", self.id), e))?;
-        if !self.needs_restart(&view, &plan.edits) {
+        if !steps.restart {
             return Ok(());
         }
         drop(client);

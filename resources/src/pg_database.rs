@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 
-use crate::core::{Change, Context, Decl, Resource, ResourceError, ResourceId, TypeEnv};
+use crate::core::{Change, Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
 use crate::pg::{self, quote_ident, quote_literal};
 
 /// Attributes of `- pg_database: <database name>`.
@@ -221,31 +221,46 @@ impl PgDatabase {
     }
 }
 
+/// What `apply` does, as `check` decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Drop,
+    Create,
+    SetOwner(String),
+}
+
 impl Resource for PgDatabase {
     fn id(&self) -> &ResourceId {
         &self.id
     }
 
-    fn check(&self, _cx: &Context) -> Result<Vec<Change>, ResourceError> {
+    fn check(&self, _cx: &Context) -> Result<Plan, ResourceError> {
         let mut client = self.conn.connect()?;
         let cur = self.current(&mut client)?;
-        self.changes(&cur)
+        let changes = self.changes(&cur)?;
+        if changes.is_empty() {
+            return Ok(Plan::in_sync());
+        }
+        let step = match (self.ensure, &cur, &self.owner) {
+            (Ensure::Absent, _, _) => Step::Drop,
+            (Ensure::Present, None, _) => Step::Create,
+            (Ensure::Present, Some(_), Some(owner)) => Step::SetOwner(owner.clone()),
+            // Only the owner can differ on an existing database.
+            (Ensure::Present, Some(_), None) => return Ok(Plan::in_sync()),
+        };
+        Ok(Plan::new(changes, step))
     }
 
-    fn apply(&self, _cx: &Context, _changes: &[Change]) -> Result<(), ResourceError> {
+    fn apply(&self, _cx: &Context, plan: Plan) -> Result<(), ResourceError> {
+        let step: Step = plan.steps(&self.id)?;
         let mut client = self.conn.connect()?;
-        let cur = self.current(&mut client)?;
-        if self.changes(&cur)?.is_empty() {
-            return Ok(());
-        }
         let db = quote_ident(&self.name);
-        let sql = match (self.ensure, &cur, &self.owner) {
-            (Ensure::Absent, _, _) => format!("DROP DATABASE {db}"),
-            (Ensure::Present, None, _) => self.create_sql(),
-            (Ensure::Present, Some(_), Some(owner)) => {
-                format!("ALTER DATABASE {db} OWNER TO {}", quote_ident(owner))
+        let sql = match step {
+            Step::Drop => format!("DROP DATABASE {db}"),
+            Step::Create => self.create_sql(),
+            Step::SetOwner(owner) => {
+                format!("ALTER DATABASE {db} OWNER TO {}", quote_ident(&owner))
             }
-            (Ensure::Present, Some(_), None) => return Ok(()),
         };
         tracing::debug!(resource = %self.id, "{sql}");
         client
@@ -307,8 +322,9 @@ mod tests {
     }
 
     fn converge(r: &dyn Resource, cx: &Context) -> Vec<String> {
-        let changes = r.check(cx).unwrap();
-        r.apply(cx, &changes).unwrap();
+        let plan = r.check(cx).unwrap();
+        let changes = plan.changes().to_vec();
+        r.apply(cx, plan).unwrap();
         assert!(r.check(cx).unwrap().is_empty(), "{} not idempotent", r.id());
         changes.iter().map(Change::line).collect()
     }
@@ -353,7 +369,8 @@ mod tests {
             err.contains("fixed when a database is created") && err.contains("'UTF8'"),
             "{err}"
         );
-        assert!(latin.apply(&cx, &[]).is_err());
+        // No plan from check, nothing to apply: a plan it did not make is refused.
+        assert!(latin.apply(&cx, Plan::in_sync()).is_err());
 
         // Absent drops it.
         let gone = db_for(&c, "stashdb", json!({"ensure": "absent"}));
@@ -364,7 +381,10 @@ mod tests {
 
         // A missing owner is the server's error, named.
         let orphan = db_for(&c, "x", json!({"owner": "nobody_here"}));
-        let err = orphan.apply(&cx, &[]).unwrap_err().to_string();
+        let err = orphan
+            .apply(&cx, orphan.check(&cx).unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("42704"), "{err}");
     }
 }

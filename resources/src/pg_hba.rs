@@ -21,8 +21,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::core::{Change, Context, Decl, Resource, ResourceError, ResourceId, TypeEnv};
-use crate::{atomic, diff, pg};
+use crate::core::{Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
+use crate::edited::{Current, Rewrite};
+use crate::pg;
 
 /// Attributes of `- pg_hba: <data dir>`.
 #[derive(Debug, Deserialize)]
@@ -476,28 +477,24 @@ impl Resource for PgHba {
         &self.id
     }
 
-    fn check(&self, cx: &Context) -> Result<Vec<Change>, ResourceError> {
-        let path = cx.path(&self.file)?;
-        let old = atomic::read_optional(&path)?;
-        if old.as_deref() == Some(self.content.as_bytes()) {
-            return Ok(vec![]);
-        }
-        Ok(vec![diff::content_change(
-            &path,
-            old.as_deref(),
-            self.content.as_bytes(),
-            false,
-        )])
+    fn check(&self, cx: &Context) -> Result<Plan, ResourceError> {
+        // Managed whole: the new text is the rendered rules.
+        let file = Current::read(cx, &self.file)?;
+        Ok(
+            match file.rewrite(self.content.clone().into_bytes(), false) {
+                Some((change, rewrite)) => Plan::new(vec![change], rewrite),
+                None => Plan::in_sync(),
+            },
+        )
     }
 
-    fn apply(&self, cx: &Context, _changes: &[Change]) -> Result<(), ResourceError> {
-        let path = cx.path(&self.file)?;
-        let old = atomic::read_optional(&path)?;
-        if old.as_deref() == Some(self.content.as_bytes()) {
-            return Ok(());
-        }
+    fn apply(&self, cx: &Context, plan: Plan) -> Result<(), ResourceError> {
+        // `old` is put back if the server rejects the new rules.
+        let rewrite: Rewrite = plan.steps(&self.id)?;
+        rewrite.ready(&self.id, "")?;
+        let Rewrite { path, old, new, .. } = rewrite;
         let mut client = pg::connect_if_running(&self.conn, &cx.path(&self.datadir)?)?;
-        pg::write_config(cx, &path, self.content.as_bytes(), true)?;
+        pg::write_config(cx, &path, &new, true)?;
         let Some(client) = client.as_mut() else {
             tracing::debug!(resource = %self.id, "server not running: file written only");
             return Ok(());

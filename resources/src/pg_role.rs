@@ -12,7 +12,7 @@
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::core::{Change, Context, Decl, Resource, ResourceError, ResourceId, TypeEnv};
+use crate::core::{Change, Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
 use crate::pg::{self, quote_ident, quote_literal};
 
 /// Attributes of `- pg_role: <role name>`.
@@ -137,6 +137,15 @@ pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceE
     }))
 }
 
+/// What `apply` does, as `check` decided. `password`: set the password
+/// too (it differs); otherwise its verifier is left as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Drop,
+    Create { password: bool },
+    Alter { password: bool },
+}
+
 /// The role as the server has it.
 struct Current {
     flags: [bool; 5],
@@ -160,7 +169,21 @@ impl PgRole {
         }))
     }
 
-    fn changes(&self, cur: &Option<Current>) -> Vec<Change> {
+    /// True when the declared password is not what the server has (or the
+    /// role is yet to be created with one).
+    fn password_differs(&self, cur: &Option<Current>) -> bool {
+        match (&self.password, cur) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(pw), Some(cur)) => !cur
+                .verifier
+                .as_deref()
+                .is_some_and(|v| password_matches(v, pw, &self.name)),
+        }
+    }
+
+    /// The changes to show; `password` is [`PgRole::password_differs`].
+    fn changes(&self, cur: &Option<Current>, password: bool) -> Vec<Change> {
         let yes_no = |b: bool| Some(b.to_string());
         match (self.ensure, cur) {
             (Ensure::Absent, None) => vec![],
@@ -175,7 +198,7 @@ impl PgRole {
                     Some("absent".into()),
                     Some("present".into()),
                 )];
-                if self.password.is_some() {
+                if password {
                     c.push(Change::new("password", None, None).sensitive(true));
                 }
                 c
@@ -196,14 +219,8 @@ impl PgRole {
                         Some(n.to_string()),
                     ));
                 }
-                if let Some(pw) = &self.password {
-                    if !cur
-                        .verifier
-                        .as_deref()
-                        .is_some_and(|v| password_matches(v, pw, &self.name))
-                    {
-                        c.push(Change::new("password", None, None).sensitive(true));
-                    }
+                if password {
+                    c.push(Change::new("password", None, None).sensitive(true));
                 }
                 c
             }
@@ -239,26 +256,32 @@ impl Resource for PgRole {
         &self.id
     }
 
-    fn check(&self, _cx: &Context) -> Result<Vec<Change>, ResourceError> {
-        let mut client = self.conn.connect()?;
-        Ok(self.changes(&self.current(&mut client)?))
-    }
-
-    fn apply(&self, _cx: &Context, _changes: &[Change]) -> Result<(), ResourceError> {
+    fn check(&self, _cx: &Context) -> Result<Plan, ResourceError> {
         let mut client = self.conn.connect()?;
         let cur = self.current(&mut client)?;
-        let changes = self.changes(&cur);
+        let password = self.password_differs(&cur);
+        let changes = self.changes(&cur, password);
         if changes.is_empty() {
-            return Ok(());
+            return Ok(Plan::in_sync());
         }
+        let step = match (self.ensure, cur) {
+            (Ensure::Absent, _) => Step::Drop,
+            (Ensure::Present, None) => Step::Create { password },
+            (Ensure::Present, Some(_)) => Step::Alter { password },
+        };
+        Ok(Plan::new(changes, step))
+    }
+
+    fn apply(&self, _cx: &Context, plan: Plan) -> Result<(), ResourceError> {
+        let step: Step = plan.steps(&self.id)?;
+        let mut client = self.conn.connect()?;
         let role = quote_ident(&self.name);
-        let password = changes.iter().any(|c| c.property == "password");
-        let sql = match (self.ensure, cur) {
-            (Ensure::Absent, _) => format!("DROP ROLE {role}"),
-            (Ensure::Present, None) => {
+        let sql = match step {
+            Step::Drop => format!("DROP ROLE {role}"),
+            Step::Create { password } => {
                 format!("CREATE ROLE {role} WITH {}", self.options(password))
             }
-            (Ensure::Present, Some(_)) => {
+            Step::Alter { password } => {
                 format!("ALTER ROLE {role} WITH {}", self.options(password))
             }
         };

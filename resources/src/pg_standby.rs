@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::core::{Change, Context, Decl, Resource, ResourceError, ResourceId, TypeEnv};
+use crate::core::{Change, Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
+use crate::fsutil;
 use crate::pg::attr::{port_or, Number};
 use crate::pg::recovery::{self, RECOVERY_CONF, SIGNAL_VERSION, STANDBY_SIGNAL};
 use crate::pg::{self, seed};
@@ -361,12 +362,21 @@ fn marker_text() -> String {
         .to_string()
 }
 
+/// What `apply` does, as `check` decided.
+#[derive(Debug)]
+enum Step {
+    /// Seed the empty data dir from the source.
+    Seed,
+    /// Write these files of a standby data dir (path, content).
+    Rewrite(Vec<(PathBuf, String)>),
+}
+
 impl Resource for PgStandby {
     fn id(&self) -> &ResourceId {
         &self.id
     }
 
-    fn check(&self, cx: &Context) -> Result<Vec<Change>, ResourceError> {
+    fn check(&self, cx: &Context) -> Result<Plan, ResourceError> {
         let dir = cx.path(&self.datadir)?;
         match self.state(&dir)? {
             State::Empty => {
@@ -378,35 +388,56 @@ impl Resource for PgStandby {
                         .map_err(|e| ResourceError::Invalid(format!("{}: {e}", self.id)))?;
                 }
                 let from = dir.exists().then(|| "empty".to_string());
-                Ok(vec![Change::new("seed", from, Some(self.source_text()))])
+                let change = Change::new("seed", from, Some(self.source_text()));
+                Ok(Plan::new(vec![change], Step::Seed))
             }
             State::Promoted(version) => {
                 tracing::info!(
                     resource = %self.id, version,
                     "this standby was promoted and is a primary now; leaving it so (re-seeding is a human decision)"
                 );
-                Ok(vec![])
+                Ok(Plan::in_sync())
             }
-            State::Standby(version) => Ok(self
-                .drift(&dir, version)?
-                .into_iter()
-                .map(|(_, _, c)| c)
-                .collect()),
+            State::Standby(version) => {
+                let (files, changes): (Vec<_>, Vec<_>) = self
+                    .drift(&dir, version)?
+                    .into_iter()
+                    .map(|(path, text, c)| ((path, text), c))
+                    .unzip();
+                if changes.is_empty() {
+                    return Ok(Plan::in_sync());
+                }
+                Ok(Plan::new(changes, Step::Rewrite(files)))
+            }
         }
     }
 
-    fn apply(&self, cx: &Context, _changes: &[Change]) -> Result<(), ResourceError> {
+    fn apply(&self, cx: &Context, plan: Plan) -> Result<(), ResourceError> {
+        let step: Step = plan.steps(&self.id)?;
+        // The data dir is looked at again: a standby promoted since check
+        // stays a primary, and nothing is seeded over what appeared there.
         let dir = cx.path(&self.datadir)?;
-        match self.state(&dir)? {
-            State::Empty => self.seed(cx, &dir),
-            State::Promoted(_) => Ok(()),
-            State::Standby(version) => {
-                for (path, text, _) in self.drift(&dir, version)? {
-                    stage::replace_file(cx, &path, text.as_bytes(), Some(0o600))?;
+        match (step, self.state(&dir)?) {
+            (Step::Seed, State::Empty) => self.seed(cx, &dir),
+            (Step::Rewrite(files), State::Standby(_)) => {
+                for (path, text) in files {
+                    fsutil::replace_file(cx, &path, text.as_bytes(), Some(0o600))?;
                     seed::chown_tree(&path)?;
                 }
                 Ok(())
             }
+            (_, State::Promoted(_)) => {
+                tracing::info!(resource = %self.id, "promoted since check; left a primary");
+                Ok(())
+            }
+            (Step::Seed, _) => Err(self.failed(format!(
+                "{} is no longer empty; not seeding over it",
+                self.datadir
+            ))),
+            (Step::Rewrite(_), _) => Err(self.failed(format!(
+                "{} is no longer a standby data dir; not writing its settings",
+                self.datadir
+            ))),
         }
     }
 
@@ -497,11 +528,12 @@ mod tests {
             vec![ResourceId::new("file", base.display().to_string())]
         );
 
-        let changes = r.check(&cx).unwrap();
+        let plan = r.check(&cx).unwrap();
+        let changes = plan.changes().to_vec();
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].property, "seed");
         assert!(!changes[0].line().contains(REPL_PASSWORD));
-        r.apply(&cx, &changes).unwrap();
+        r.apply(&cx, plan).unwrap();
         assert!(
             !cx.runner
                 .history()
@@ -537,7 +569,8 @@ mod tests {
             text.replace("host=127.0.0.1 port=", "host=elsewhere port="),
         )
         .unwrap();
-        let changes = r.check(&cx).unwrap();
+        let plan = r.check(&cx).unwrap();
+        let changes = plan.changes().to_vec();
         assert_eq!(changes.len(), 1, "{changes:?}");
         assert!(changes[0].sensitive);
         let shown = format!(
@@ -549,7 +582,7 @@ mod tests {
             !shown.contains(REPL_PASSWORD) && !shown.contains("elsewhere"),
             "{shown}"
         );
-        r.apply(&cx, &changes).unwrap();
+        r.apply(&cx, plan).unwrap();
         assert_eq!(std::fs::read_to_string(&auto).unwrap(), text);
         assert!(r.check(&cx).unwrap().is_empty());
 
@@ -564,7 +597,6 @@ mod tests {
             r.check(&cx).unwrap().is_empty(),
             "a promoted standby stays primary"
         );
-        r.apply(&cx, &[]).unwrap();
         assert!(!datadir.join(STANDBY_SIGNAL).exists());
         assert!(!in_recovery(&mut s));
     }
@@ -577,7 +609,7 @@ mod tests {
         let datadir = base.join("standby");
         let cx = context(dir.path());
         let r = standby(&datadir, free_port("127.0.0.1"), json!({}));
-        let err = r.apply(&cx, &[]).unwrap_err().to_string();
+        let err = r.apply(&cx, r.check(&cx).unwrap()).unwrap_err().to_string();
         assert!(
             err.contains("pg_basebackup") && err.contains("failed"),
             "{err}"
@@ -587,8 +619,9 @@ mod tests {
         no_seeding_dirs(&base);
         // An empty data dir stays empty.
         std::fs::create_dir(&datadir).unwrap();
-        assert_eq!(r.check(&cx).unwrap()[0].from.as_deref(), Some("empty"));
-        assert!(r.apply(&cx, &[]).is_err());
+        let plan = r.check(&cx).unwrap();
+        assert_eq!(plan.changes()[0].from.as_deref(), Some("empty"));
+        assert!(r.apply(&cx, plan).is_err());
         assert!(seed::is_absent_or_empty(&datadir).unwrap() && datadir.is_dir());
         no_seeding_dirs(&base);
     }
@@ -610,12 +643,9 @@ mod tests {
             primary.port,
             json!({"method": "restore", "backup_dir": backups.display().to_string()}),
         );
-        assert!(r.check(&cx).unwrap()[0]
-            .to
-            .as_deref()
-            .unwrap()
-            .contains("restore"));
-        r.apply(&cx, &[]).unwrap();
+        let plan = r.check(&cx).unwrap();
+        assert!(plan.changes()[0].to.as_deref().unwrap().contains("restore"));
+        r.apply(&cx, plan).unwrap();
         assert!(r.check(&cx).unwrap().is_empty());
         no_seeding_dirs(&base);
         let running = Running::start(&datadir);
@@ -664,23 +694,29 @@ mod tests {
         let promoted = fake_datadir(base, "15", &[MARKER]);
         let r = standby(&promoted, 5432, json!({}));
         assert!(r.check(&cx).unwrap().is_empty());
-        r.apply(&cx, &[]).unwrap();
         assert!(
             !promoted.join(STANDBY_SIGNAL).exists()
                 && !promoted.join("postgresql.auto.conf").exists()
+        );
+        // Nor by a plan made before the promotion: apply looks again.
+        let was_standby = fake_datadir(base, "15", &[STANDBY_SIGNAL, MARKER]);
+        let r = standby(&was_standby, 5432, json!({}));
+        let plan = r.check(&cx).unwrap();
+        assert!(!plan.is_empty());
+        std::fs::remove_file(was_standby.join(STANDBY_SIGNAL)).unwrap();
+        r.apply(&cx, plan).unwrap();
+        assert!(
+            !was_standby.join(STANDBY_SIGNAL).exists()
+                && !was_standby.join("postgresql.auto.conf").exists()
         );
 
         // A standby seeded by hand (the seed's restore_bkup.rb) is adopted: settings + marker.
         let adopted = fake_datadir(base, "15", &[STANDBY_SIGNAL]);
         let r = standby(&adopted, 5432, json!({}));
-        let props: Vec<String> = r
-            .check(&cx)
-            .unwrap()
-            .into_iter()
-            .map(|c| c.property)
-            .collect();
+        let plan = r.check(&cx).unwrap();
+        let props: Vec<&str> = plan.changes().iter().map(|c| c.property.as_str()).collect();
         assert_eq!(props, ["content", MARKER]);
-        r.apply(&cx, &[]).unwrap();
+        r.apply(&cx, plan).unwrap();
         assert!(r.check(&cx).unwrap().is_empty());
 
         // PostgreSQL 11: recovery.conf with standby_mode.
@@ -688,10 +724,11 @@ mod tests {
         let content = "standby_mode = 'on'\nprimary_conninfo = 'host=db1 password=pw11'\ntrigger_file = '/t'\n";
         let attrs = json!({"primary_host": "db1", "replication_user": "r", "content": content});
         let r = build(&decl(&old, attrs), &TypeEnv::default()).unwrap();
-        let changes = r.check(&cx).unwrap();
+        let plan = r.check(&cx).unwrap();
+        let changes = plan.changes().to_vec();
         assert_eq!(changes.len(), 1);
         assert!(changes[0].sensitive);
-        r.apply(&cx, &changes).unwrap();
+        r.apply(&cx, plan).unwrap();
         assert_eq!(
             std::fs::read_to_string(old.join(RECOVERY_CONF)).unwrap(),
             content

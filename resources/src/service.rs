@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::core::{Change, Context, Decl, Resource, ResourceError, ResourceId, TypeEnv};
+use crate::core::{Change, Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
 
 mod command;
 mod pg_ctl;
@@ -266,6 +266,14 @@ fn build_with(decl: &Decl, systemd: bool) -> Result<Service, ResourceError> {
     })
 }
 
+/// What `apply` does, as `check` decided: start or stop it, turn starting
+/// at boot on or off; each `None` = leave as is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Steps {
+    run: Option<Ensure>,
+    enable: Option<bool>,
+}
+
 fn kind_name(kind: ProviderKind) -> &'static str {
     match kind {
         ProviderKind::Systemd => "systemd",
@@ -289,8 +297,9 @@ impl Resource for Service {
         &self.id
     }
 
-    fn check(&self, cx: &Context) -> Result<Vec<Change>, ResourceError> {
+    fn check(&self, cx: &Context) -> Result<Plan, ResourceError> {
         let mut changes = Vec::new();
+        let mut steps = Steps::default();
         if let Some(want) = self.ensure {
             let running = match self.provider.status(cx)? {
                 Status::Running => true,
@@ -301,6 +310,7 @@ impl Resource for Service {
             };
             let want_running = want == Ensure::Running;
             if running != want_running {
+                steps.run = Some(want);
                 changes.push(Change::new(
                     "ensure",
                     Some(running_word(running)),
@@ -310,31 +320,33 @@ impl Resource for Service {
         }
         if let Some(want) = self.enable {
             match self.provider.enabled(cx)? {
-                Some(on) if on != want => changes.push(Change::new(
-                    "enable",
-                    Some(on.to_string()),
-                    Some(want.to_string()),
-                )),
+                Some(on) if on != want => {
+                    steps.enable = Some(want);
+                    changes.push(Change::new(
+                        "enable",
+                        Some(on.to_string()),
+                        Some(want.to_string()),
+                    ));
+                }
                 Some(_) => {}
                 None => {
                     tracing::debug!(resource = %self.id, "enablement not manageable for this unit; left alone")
                 }
             }
         }
-        Ok(changes)
+        Ok(Plan::new(changes, steps))
     }
 
-    fn apply(&self, cx: &Context, changes: &[Change]) -> Result<(), ResourceError> {
-        for change in changes {
-            tracing::debug!(resource = %self.id, provider = self.provider.name(), change = %change.line(), "applying");
-            match (change.property.as_str(), change.to.as_deref()) {
-                ("ensure", Some("running")) => self.provider.start(cx)?,
-                ("ensure", Some("stopped")) => self.provider.stop(cx)?,
-                ("enable", Some(on)) => self.provider.set_enabled(cx, on == "true")?,
-                _ => {
-                    tracing::debug!(resource = %self.id, change = %change.line(), "not a service change; ignored")
-                }
-            }
+    fn apply(&self, cx: &Context, plan: Plan) -> Result<(), ResourceError> {
+        let steps: Steps = plan.steps(&self.id)?;
+        tracing::debug!(resource = %self.id, provider = self.provider.name(), ?steps, "applying");
+        match steps.run {
+            Some(Ensure::Running) => self.provider.start(cx)?,
+            Some(Ensure::Stopped) => self.provider.stop(cx)?,
+            None => {}
+        }
+        if let Some(on) = steps.enable {
+            self.provider.set_enabled(cx, on)?;
         }
         Ok(())
     }
@@ -387,23 +399,12 @@ pub(crate) mod tests {
     use serde_json::json;
 
     pub fn decl(title: &str, attrs: serde_json::Value) -> Decl {
-        Decl {
-            id: ResourceId::new("service", title),
-            attrs: attrs.as_object().unwrap().clone(),
-            sensitive: Default::default(),
-            location: Default::default(),
-        }
+        crate::testing::decl("service", title, attrs)
     }
 
     /// A context rooted in a temp dir.
     pub fn sandbox() -> (tempfile::TempDir, Context) {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("root")).unwrap();
-        let cx = Context::new(
-            dir.path().join("root"),
-            crate::backup::BackupStore::new(&dir.path().join("state")),
-        );
-        (dir, cx)
+        crate::testing::sandbox(&[])
     }
 
     #[test]

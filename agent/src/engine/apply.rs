@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use resources::{Change, Context};
+use resources::{fsutil, Change, Context, Plan};
 use serde::Serialize;
 
 use crate::engine::catalog::{Catalog, Entry};
@@ -318,24 +318,30 @@ fn converge(
     checked: Option<Checked>,
     out: &mut Outcome,
 ) -> bool {
-    let changes: Vec<Change> = match checked.unwrap_or_else(|| r.check(cx)) {
-        Ok(c) => c,
+    let plan: Plan = match checked.unwrap_or_else(|| r.check(cx)) {
+        Ok(p) => p,
         Err(e) => {
             out.status = Status::Failed;
             out.message = Some(format!("check failed: {e}"));
             return false;
         }
     };
-    if changes.is_empty() {
+    if plan.is_empty() {
         return false;
     }
-    out.changes = changes.iter().map(Change::line).collect();
-    out.diffs = changes.iter().filter_map(Change::printable_diff).collect();
+    // The engine reads only the changes (for people); the plan's typed
+    // steps are the resource's own business.
+    out.changes = plan.changes().iter().map(Change::line).collect();
+    out.diffs = plan
+        .changes()
+        .iter()
+        .filter_map(Change::printable_diff)
+        .collect();
     if noop {
         out.status = Status::Noop;
         return true;
     }
-    match r.apply(cx, &changes) {
+    match r.apply(cx, plan) {
         Ok(()) => {
             out.status = Status::Changed;
             true
@@ -352,7 +358,7 @@ fn duration_ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
-type Checked = Result<Vec<Change>, resources::ResourceError>;
+type Checked = Result<Plan, resources::ResourceError>;
 
 /// Checks done ahead. A check that only reads (`file`, `host`: see
 /// `Resource::check_only_reads`) changes nothing, so while the run itself has changed nothing, helper threads
@@ -439,7 +445,7 @@ impl<'a> Ahead<'a> {
                     ))
                 });
             let done = match checked {
-                Ok(changes) if changes.is_empty() => IN_SYNC,
+                Ok(plan) if plan.is_empty() => IN_SYNC,
                 other => {
                     lock(&self.results).insert(k, other);
                     DONE
@@ -465,7 +471,7 @@ impl<'a> Ahead<'a> {
         // A helper has it: a check takes microseconds.
         loop {
             match self.state[k].load(Ordering::Acquire) {
-                IN_SYNC => return Some(Ok(Vec::new())),
+                IN_SYNC => return Some(Ok(Plan::in_sync())),
                 DONE => return lock(&self.results).remove(&k),
                 _ => std::thread::yield_now(),
             }

@@ -693,8 +693,8 @@ mod lazy_facts_tests {
             .iter()
             .find(|e| e.id.title == title)
             .unwrap();
-        let changes = entry.resource.check(&cx).unwrap();
-        entry.resource.apply(&cx, &changes).unwrap();
+        let plan = entry.resource.check(&cx).unwrap();
+        entry.resource.apply(&cx, plan).unwrap();
         std::fs::read_to_string(root.path().join(title.trim_start_matches('/'))).unwrap()
     }
 

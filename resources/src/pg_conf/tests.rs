@@ -4,6 +4,7 @@
 use super::*;
 use crate::pg::testing::{context, decl, TestCluster, PASSWORD};
 use serde_json::json;
+use std::path::Path;
 
 fn s(v: &str) -> Setting {
     Setting::Str(v.into())
@@ -169,7 +170,8 @@ fn reload_and_restart_a_real_server() {
         &c,
         json!({"work_mem": "8MB", "log_line_prefix": "%m [%p] it's "}),
     );
-    let changes = r.check(&cx).unwrap();
+    let plan = r.check(&cx).unwrap();
+    let changes = plan.changes().to_vec();
     let lines: Vec<String> = changes.iter().map(Change::line).collect();
     assert_eq!(
         lines,
@@ -178,7 +180,7 @@ fn reload_and_restart_a_real_server() {
             "work_mem (reload) changed absent to '8MB'"
         ]
     );
-    r.apply(&cx, &changes).unwrap();
+    r.apply(&cx, plan).unwrap();
     let pid_before = pg::postmaster_pid(&c.datadir).unwrap();
     // pg_reload_conf() only signals; give the backends a moment.
     let mut tries = 0;
@@ -200,13 +202,14 @@ fn reload_and_restart_a_real_server() {
 
     // A postmaster setting: restart.
     let r = conf_for(&c, json!({"max_connections": 42, "work_mem": "8MB"}));
-    let changes = r.check(&cx).unwrap();
+    let plan = r.check(&cx).unwrap();
+    let changes = plan.changes().to_vec();
     assert_eq!(changes.len(), 1);
     assert_eq!(
         changes[0].line(),
         "max_connections (restart) changed '100' to '42'"
     );
-    r.apply(&cx, &changes).unwrap();
+    r.apply(&cx, plan).unwrap();
     assert_eq!(show(&c, "max_connections"), "42");
     assert_ne!(
         pg::postmaster_pid(&c.datadir).unwrap(),
@@ -224,9 +227,10 @@ fn reload_and_restart_a_real_server() {
     );
     c.stop();
     let r = conf_for(&c, json!({"work_mem": "16MB"}));
-    let changes = r.check(&cx).unwrap();
+    let plan = r.check(&cx).unwrap();
+    let changes = plan.changes().to_vec();
     assert_eq!(changes[0].line(), "work_mem changed '8MB' to '16MB'");
-    r.apply(&cx, &changes).unwrap();
+    r.apply(&cx, plan).unwrap();
     assert!(r.check(&cx).unwrap().is_empty());
     let text = std::fs::read_to_string(c.datadir.join("postgresql.conf")).unwrap();
     assert!(
@@ -277,7 +281,8 @@ fn sensitive_values_stay_hidden_and_new_files_are_private() {
         &TypeEnv::default(),
     )
     .unwrap();
-    let changes = r.check(&cx).unwrap();
+    let plan = r.check(&cx).unwrap();
+    let changes = plan.changes().to_vec();
     let lines: Vec<String> = changes.iter().map(Change::line).collect();
     assert_eq!(
         lines,
@@ -286,7 +291,7 @@ fn sensitive_values_stay_hidden_and_new_files_are_private() {
             "ssl_key_passphrase_command changed [redacted] to [redacted]"
         ]
     );
-    r.apply(&cx, &changes).unwrap();
+    r.apply(&cx, plan).unwrap();
     assert_eq!(
         std::fs::read_to_string(&file).unwrap(),
         "port = 5999\nssl_key_passphrase_command = 'echo pass-in-conf-9'\n"

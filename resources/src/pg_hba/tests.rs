@@ -171,7 +171,8 @@ fn rules_reach_a_real_server_and_a_rejected_file_is_rolled_back() {
             "host replication repl 127.0.0.1/32 scram-sha-256"
         ]),
     );
-    let changes = r.check(&cx).unwrap();
+    let plan = r.check(&cx).unwrap();
+    let changes = plan.changes().to_vec();
     assert_eq!(changes.len(), 1);
     assert!(
         changes[0]
@@ -182,7 +183,7 @@ fn rules_reach_a_real_server_and_a_rejected_file_is_rolled_back() {
         "{:?}",
         changes[0].diff
     );
-    r.apply(&cx, &changes).unwrap();
+    r.apply(&cx, plan).unwrap();
     assert!(r.check(&cx).unwrap().is_empty(), "idempotent");
     let mut client = c.conn().connect().unwrap();
     let rows = client
@@ -222,8 +223,8 @@ fn rules_reach_a_real_server_and_a_rejected_file_is_rolled_back() {
         &c,
         json!([{"type": "host", "database": "all", "user": "all", "address": "127.0.0.1/32", "method": "md5", "options": "clientcert=verify-full"}]),
     );
-    let changes = bad.check(&cx).unwrap();
-    let err = bad.apply(&cx, &changes).unwrap_err().to_string();
+    let plan = bad.check(&cx).unwrap();
+    let err = bad.apply(&cx, plan).unwrap_err().to_string();
     assert!(
         err.contains("clientcert") && err.contains("restored"),
         "{err}"
@@ -249,8 +250,8 @@ fn rules_reach_a_real_server_and_a_rejected_file_is_rolled_back() {
     drop(client);
     c.stop();
     let r2 = hba_for(&c, json!(["host all all 127.0.0.1/32 scram-sha-256"]));
-    let changes = r2.check(&cx).unwrap();
-    r2.apply(&cx, &changes).unwrap();
+    let plan = r2.check(&cx).unwrap();
+    r2.apply(&cx, plan).unwrap();
     assert!(r2.check(&cx).unwrap().is_empty());
     let text = std::fs::read_to_string(&path).unwrap();
     let last: Vec<&str> = text.lines().last().unwrap().split_whitespace().collect();

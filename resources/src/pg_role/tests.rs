@@ -114,8 +114,9 @@ fn role_for(c: &TestCluster, name: &str, attrs: serde_json::Value) -> Box<dyn Re
 }
 
 fn converge(r: &dyn Resource, cx: &Context) -> Vec<String> {
-    let changes = r.check(cx).unwrap();
-    r.apply(cx, &changes).unwrap();
+    let plan = r.check(cx).unwrap();
+    let changes = plan.changes().to_vec();
+    r.apply(cx, plan).unwrap();
     assert!(r.check(cx).unwrap().is_empty(), "{} not idempotent", r.id());
     changes.iter().map(Change::line).collect()
 }
@@ -207,8 +208,8 @@ fn a_role_that_owns_objects_cannot_be_dropped() {
         .batch_execute("CREATE ROLE owner1; CREATE TABLE t (x int); ALTER TABLE t OWNER TO owner1")
         .unwrap();
     let r = role_for(&c, "owner1", json!({"ensure": "absent"}));
-    let changes = r.check(&cx).unwrap();
-    let err = r.apply(&cx, &changes).unwrap_err().to_string();
+    let plan = r.check(&cx).unwrap();
+    let err = r.apply(&cx, plan).unwrap_err().to_string();
     assert!(err.contains("2BP01"), "{err}");
     // Not reachable: the error names the server.
     let r = build(
@@ -226,4 +227,54 @@ fn a_role_that_owns_objects_cannot_be_dropped() {
         .unwrap_err()
         .to_string()
         .contains("connecting to"));
+}
+
+#[test]
+fn check_decides_the_statement_and_apply_runs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let c = TestCluster::primary(dir.path(), "127.0.0.1");
+    let cx = context(Path::new("/"), state.path());
+    let r = role_for(&c, "planned", json!({"password": "p1", "createdb": true}));
+    let step = |r: &dyn Resource| r.check(&cx).unwrap().steps::<Step>(r.id()).unwrap();
+    assert_eq!(step(r.as_ref()), Step::Create { password: true });
+    converge(r.as_ref(), &cx);
+    let verifier = |c: &TestCluster| -> String {
+        c.conn()
+            .connect()
+            .unwrap()
+            .query_one(
+                "SELECT rolpassword FROM pg_authid WHERE rolname = 'planned'",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let before = verifier(&c);
+    // Only a flag differs: the step alters the role and leaves its
+    // password alone, so the stored verifier (and its salt) stays.
+    let flags = role_for(&c, "planned", json!({"password": "p1"}));
+    assert_eq!(step(flags.as_ref()), Step::Alter { password: false });
+    converge(flags.as_ref(), &cx);
+    assert_eq!(verifier(&c), before);
+    // The step, not the change lines, says what runs: a plan whose line
+    // claims a creation but whose step drops the role drops it.
+    let lie = Plan::new(
+        vec![Change::new(
+            "ensure",
+            Some("absent".into()),
+            Some("present".into()),
+        )],
+        Step::Drop,
+    );
+    flags.apply(&cx, lie).unwrap();
+    assert_eq!(
+        role_for(&c, "planned", json!({"ensure": "absent"}))
+            .check(&cx)
+            .unwrap()
+            .changes()
+            .len(),
+        0,
+        "dropped"
+    );
 }

@@ -127,8 +127,8 @@ impl Provider for CommandService {
 #[cfg(test)]
 mod tests {
     use super::super::tests::{decl, sandbox};
-    use super::super::{build_with, Service};
-    use crate::core::{Context, Resource};
+    use super::super::{build_with, Ensure, Service, Steps};
+    use crate::core::{Change, Context, Plan, Resource, ResourceError};
     use serde_json::json;
 
     /// A tiny daemon: a `sleep` whose pid is kept in `<root>/pidfile`; each
@@ -174,10 +174,11 @@ mod tests {
         let (_dir, cx) = sandbox();
         let _reaper = Reaper(&cx);
         let s = service("app", daemon(json!({"ensure": "running"})));
-        let changes = s.check(&cx).unwrap();
+        let plan = s.check(&cx).unwrap();
+        let changes = plan.changes().to_vec();
         assert_eq!(changes.len(), 1, "{changes:?}");
         assert_eq!(changes[0].line(), "ensure changed 'stopped' to 'running'");
-        s.apply(&cx, &changes).unwrap();
+        s.apply(&cx, plan).unwrap();
         let first_pid = read(&cx, "pidfile");
         assert!(
             !first_pid.is_empty(),
@@ -193,9 +194,10 @@ mod tests {
         assert!(s.check(&cx).unwrap().is_empty());
 
         let stopped = service("app", daemon(json!({"ensure": "stopped"})));
-        let changes = stopped.check(&cx).unwrap();
+        let plan = stopped.check(&cx).unwrap();
+        let changes = plan.changes().to_vec();
         assert_eq!(changes[0].line(), "ensure changed 'running' to 'stopped'");
-        stopped.apply(&cx, &changes).unwrap();
+        stopped.apply(&cx, plan).unwrap();
         assert!(stopped.check(&cx).unwrap().is_empty());
         assert!(!cx.root.join("pidfile").exists());
         // Refreshing a service meant to be stopped does not start it.
@@ -210,6 +212,27 @@ mod tests {
             history.contains("kill -0"),
             "status ran through the runner: {history}"
         );
+    }
+
+    #[test]
+    fn apply_follows_the_typed_steps_not_the_change_lines() {
+        let (_dir, cx) = sandbox();
+        let _reaper = Reaper(&cx);
+        let s = service("app", daemon(json!({"ensure": "running"})));
+        // The line says "stopped", the step starts it: only the step is read.
+        let steps = Steps {
+            run: Some(Ensure::Running),
+            enable: None,
+        };
+        let line = Change::new("ensure", Some("running".into()), Some("stopped".into()));
+        s.apply(&cx, Plan::new(vec![line], steps)).unwrap();
+        assert_eq!(read(&cx, "starts").lines().count(), 1);
+        assert!(s.check(&cx).unwrap().is_empty(), "started");
+        // A plan without steps of this type is refused, and nothing runs.
+        let before = cx.runner.history().len();
+        let err = s.apply(&cx, Plan::in_sync()).unwrap_err();
+        assert!(matches!(err, ResourceError::Failed(_)), "{err}");
+        assert_eq!(cx.runner.history().len(), before);
     }
 
     #[test]
@@ -232,9 +255,7 @@ mod tests {
                 json!({"ensure": "running", "restart": "reload", "reload": "echo r >> \"$AGENT_ROOT/reloads\""}),
             ),
         );
-        reloading
-            .apply(&cx, &reloading.check(&cx).unwrap())
-            .unwrap();
+        reloading.apply(&cx, reloading.check(&cx).unwrap()).unwrap();
         let pid = read(&cx, "pidfile");
         reloading.refresh(&cx).unwrap();
         reloading.refresh(&cx).unwrap();
@@ -263,10 +284,7 @@ mod tests {
             json!({"provider": "command", "ensure": "running", "start": "echo 'port 80 in use' >&2; exit 7",
                    "stop": "true", "status": "false"}),
         );
-        let err = s
-            .apply(&cx, &s.check(&cx).unwrap())
-            .unwrap_err()
-            .to_string();
+        let err = s.apply(&cx, s.check(&cx).unwrap()).unwrap_err().to_string();
         assert!(err.contains("port 80 in use"), "{err}");
         assert!(err.contains("exit status 7"), "{err}");
     }

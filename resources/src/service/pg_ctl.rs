@@ -208,10 +208,11 @@ mod tests {
     fn starts_refreshes_and_stops_a_real_cluster() {
         let (_dir, c, cx) = cluster();
         let s = pg_service(json!({"ensure": "running"}));
-        let changes = s.check(&cx).unwrap();
+        let plan = s.check(&cx).unwrap();
+        let changes = plan.changes().to_vec();
         assert_eq!(changes.len(), 1, "{changes:?}");
         assert_eq!(changes[0].line(), "ensure changed 'stopped' to 'running'");
-        s.apply(&cx, &changes).unwrap();
+        s.apply(&cx, plan).unwrap();
         assert!(s.check(&cx).unwrap().is_empty(), "idempotent");
         c.conn().connect().expect("server answers after start");
         let pid = postmaster_pid(&c.datadir);
@@ -230,9 +231,10 @@ mod tests {
         assert!(history.contains("-w -t 30 -m fast restart"), "{history}");
 
         let stopped = pg_service(json!({"ensure": "stopped"}));
-        let changes = stopped.check(&cx).unwrap();
+        let plan = stopped.check(&cx).unwrap();
+        let changes = plan.changes().to_vec();
         assert_eq!(changes[0].line(), "ensure changed 'running' to 'stopped'");
-        stopped.apply(&cx, &changes).unwrap();
+        stopped.apply(&cx, plan).unwrap();
         assert!(stopped.check(&cx).unwrap().is_empty());
         assert!(c.conn().connect().is_err(), "server stopped");
         stopped.refresh(&cx).unwrap();
@@ -246,7 +248,7 @@ mod tests {
     fn failed_start_carries_the_server_complaint() {
         let (_dir, c, cx) = cluster();
         let s = pg_service(json!({"ensure": "running", "options": "-c nonsense_setting=1"}));
-        let err = s.apply(&cx, &s.check(&cx).unwrap()).unwrap_err();
+        let err = s.apply(&cx, s.check(&cx).unwrap()).unwrap_err();
         assert!(
             matches!(err, ResourceError::CommandFailed { .. }),
             "{err:?}"

@@ -143,7 +143,8 @@ esac
     fn starts_enables_and_refreshes_through_systemctl() {
         let (dir, cx) = sandbox();
         let s = fake_service(dir.path(), json!({"ensure": "running", "enable": true}));
-        let changes = s.check(&cx).unwrap();
+        let plan = s.check(&cx).unwrap();
+        let changes = plan.changes().to_vec();
         let lines: Vec<String> = changes.iter().map(|c| c.line()).collect();
         assert_eq!(
             lines,
@@ -152,7 +153,7 @@ esac
                 "enable changed 'false' to 'true'"
             ]
         );
-        s.apply(&cx, &changes).unwrap();
+        s.apply(&cx, plan).unwrap();
         assert!(s.check(&cx).unwrap().is_empty(), "idempotent");
         s.refresh(&cx).unwrap();
         let calls = std::fs::read_to_string(dir.path().join("calls")).unwrap();
@@ -175,9 +176,10 @@ esac
         );
 
         let off = fake_service(dir.path(), json!({"ensure": "stopped", "enable": false}));
-        let changes = off.check(&cx).unwrap();
+        let plan = off.check(&cx).unwrap();
+        let changes = plan.changes().to_vec();
         assert_eq!(changes.len(), 2, "{changes:?}");
-        off.apply(&cx, &changes).unwrap();
+        off.apply(&cx, plan).unwrap();
         assert!(off.check(&cx).unwrap().is_empty());
         assert!(!dir.path().join("active").exists() && !dir.path().join("enabled").exists());
     }
