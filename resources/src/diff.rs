@@ -57,14 +57,6 @@ pub fn content_change(path: &Path, old: Option<&[u8]>, new: &[u8], sensitive: bo
     change
 }
 
-/// The `content` change of a file a line-editing type (host, cron...)
-/// rewrites: one change when `new` is `Some`, none otherwise.
-pub fn edited_content(node_path: &str, old: Option<&[u8]>, new: Option<&str>) -> Vec<Change> {
-    new.map(|new| content_change(Path::new(node_path), old, new.as_bytes(), false))
-        .into_iter()
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 //! write exactly what `check` computed.
 //!
 //! Only the edit itself is the type's: which lines it owns and how it
-//! rewrites them. Reading (through [`fsutil::read_optional`], so a write
+//! rewrites them. Reading (through [`stage::Stager::read_optional`], so a write
 //! staged earlier in the run is seen), the refusal to edit what is not
 //! text, the comparison, the diff and the write with its backup are here,
 //! once.
@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::core::{Change, Context, ResourceError, ResourceId};
-use crate::fsutil;
+use crate::{atomic, diff, stage};
 
 /// What a file-editing type needs first, if the catalog declares it: a
 /// `file` resource managing the file itself or its directory.
@@ -39,7 +39,7 @@ impl Current {
     /// Reads the file at `node_path` (confined to the root).
     pub fn read(cx: &Context, node_path: &str) -> Result<Current, ResourceError> {
         let path = cx.path(node_path)?;
-        let old = fsutil::read_optional(&path)?;
+        let old = cx.stager().read_optional(&path)?;
         Ok(Current {
             node: node_path.to_string(),
             path,
@@ -99,7 +99,7 @@ pub struct Rewrite {
 impl Rewrite {
     /// The `content` change it makes.
     pub fn change(&self, sensitive: bool) -> Change {
-        fsutil::content_change(
+        diff::content_change(
             Path::new(&self.node),
             self.old.as_deref(),
             &self.new,
@@ -118,11 +118,11 @@ impl Rewrite {
     /// over a file that changed since check: the new text was computed
     /// from the old one, and someone else's edit is not lost — the next
     /// run edits what is there then.
-    pub fn ready(&self, id: &ResourceId, hint: &str) -> Result<(), ResourceError> {
+    pub fn ready(&self, cx: &Context, id: &ResourceId, hint: &str) -> Result<(), ResourceError> {
         if self.creates() {
-            fsutil::require_parent_dir(id, &self.node, &self.path, hint)?;
+            atomic::require_parent_dir(id, &self.node, &self.path, hint)?;
         }
-        if fsutil::read_optional(&self.path)? != self.old {
+        if cx.stager().read_optional(&self.path)? != self.old {
             return Err(ResourceError::Failed(format!(
                 "{id}: {} changed since it was checked; not overwriting it",
                 self.node
@@ -141,9 +141,9 @@ impl Rewrite {
         hint: &str,
         mode: Option<u32>,
     ) -> Result<(), ResourceError> {
-        self.ready(id, hint)?;
+        self.ready(cx, id, hint)?;
         tracing::debug!(resource = %id, file = %self.node, "rewriting");
-        fsutil::replace_file(cx, &self.path, &self.new, mode)
+        stage::replace_file(cx, &self.path, &self.new, mode)
     }
 }
 

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::core::{Change, Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
-use crate::fsutil;
+use crate::{atomic, diff, mode, stage};
 
 /// Attributes of `- file: /absolute/node/path`.
 #[derive(Debug, Deserialize)]
@@ -383,7 +383,7 @@ impl File {
         content: Option<Vec<u8>>,
     ) -> Result<(), ResourceError> {
         let parent = path.parent().unwrap_or(Path::new("/"));
-        fsutil::clean_stale_temps(parent);
+        cx.stager().clean_stale_temps(parent);
         let result = self.converge_into(cx, path, (current, want), content);
         // A missing parent is looked for only when something failed: a
         // first run creates thousands of files in directories that exist.
@@ -518,12 +518,7 @@ impl Resource for File {
             if want == Kind::File {
                 if let Some((old, new)) = self.content_delta(&path, meta)? {
                     let node = Path::new(&self.node_path);
-                    changes.push(fsutil::content_change(
-                        node,
-                        Some(&old),
-                        &new,
-                        self.sensitive,
-                    ));
+                    changes.push(diff::content_change(node, Some(&old), &new, self.sensitive));
                     steps.content = Some(new);
                 }
             }

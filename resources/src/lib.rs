@@ -13,12 +13,14 @@ pub mod atomic;
 pub mod backup;
 pub mod confine;
 pub mod core;
+pub mod diff;
 pub mod edited;
-pub mod fsutil;
+pub mod mode;
 pub mod pg;
 pub mod redact;
 pub mod registry;
 pub mod runner;
+pub mod stage;
 #[cfg(test)]
 mod testing;
 

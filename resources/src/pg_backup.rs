@@ -18,7 +18,6 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::core::{Change, Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
-use crate::fsutil;
 use crate::pg::attr::{port_or, Number};
 use crate::pg::DEFAULT_BINDIR;
 use crate::redact;
@@ -342,7 +341,7 @@ impl Resource for PgBackup {
         for (path, step) in steps.files {
             match step {
                 FileStep::Write(content, mode) => {
-                    fsutil::replace_file(cx, &path, content.as_bytes(), Some(mode))?;
+                    stage::replace_file(cx, &path, content.as_bytes(), Some(mode))?;
                     self.chown_to_user(cx, &path)?;
                 }
                 FileStep::Chmod(mode) => {

@@ -546,7 +546,7 @@ impl Resource for PgConf {
         // Connect before writing: whether the server runs decides what follows.
         let client = pg::connect_if_running(&self.conn, &datadir)?;
         if let Some(rewrite) = &steps.rewrite {
-            rewrite.ready(&self.id, "")?;
+            rewrite.ready(cx, &self.id, "")?;
             tracing::debug!(resource = %self.id, file = %self.file, "writing settings");
             // Not `Rewrite::write`: the server's files keep their owner.
             pg::write_config(cx, &rewrite.path, &rewrite.new, true)?;

@@ -491,7 +491,7 @@ impl Resource for PgHba {
     fn apply(&self, cx: &Context, plan: Plan) -> Result<(), ResourceError> {
         // `old` is put back if the server rejects the new rules.
         let rewrite: Rewrite = plan.steps(&self.id)?;
-        rewrite.ready(&self.id, "")?;
+        rewrite.ready(cx, &self.id, "")?;
         let Rewrite { path, old, new, .. } = rewrite;
         let mut client = pg::connect_if_running(&self.conn, &cx.path(&self.datadir)?)?;
         pg::write_config(cx, &path, &new, true)?;

@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::core::{Change, Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
-use crate::fsutil;
 use crate::pg::attr::{port_or, Number};
 use crate::pg::recovery::{self, RECOVERY_CONF, SIGNAL_VERSION, STANDBY_SIGNAL};
 use crate::pg::{self, seed};
@@ -421,7 +420,7 @@ impl Resource for PgStandby {
             (Step::Seed, State::Empty) => self.seed(cx, &dir),
             (Step::Rewrite(files), State::Standby(_)) => {
                 for (path, text) in files {
-                    fsutil::replace_file(cx, &path, text.as_bytes(), Some(0o600))?;
+                    stage::replace_file(cx, &path, text.as_bytes(), Some(0o600))?;
                     seed::chown_tree(&path)?;
                 }
                 Ok(())

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use crate::core::{Change, Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
 use crate::edited::{self, Current, Rewrite};
-use crate::fsutil;
+use crate::mode;
 
 mod codec;
 

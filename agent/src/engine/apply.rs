@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use resources::{fsutil, Change, Context, Plan};
+use resources::{Change, Context, Plan};
 use serde::Serialize;
 
 use crate::engine::catalog::{Catalog, Entry};

@@ -23,16 +23,19 @@ impl Resource for Note {
         &self.id
     }
 
-    fn check(&self, cx: &Context) -> Result<Vec<Change>, ResourceError> {
+    fn check(&self, cx: &Context) -> Result<Plan, ResourceError> {
         let old = cx.stager().read_optional(&cx.path(&self.path)?)?;
         Ok(if old.as_deref() == Some(self.text.as_bytes()) {
-            vec![]
+            Plan::in_sync()
         } else {
-            vec![Change::new("content", None, Some(self.text.into()))]
+            Plan::new(
+                vec![Change::new("content", None, Some(self.text.into()))],
+                (),
+            )
         })
     }
 
-    fn apply(&self, cx: &Context, _: &[Change]) -> Result<(), ResourceError> {
+    fn apply(&self, cx: &Context, _: Plan) -> Result<(), ResourceError> {
         let path = cx.path(&self.path)?;
         cx.stager().write_atomic(&path, self.text.as_bytes(), None)
     }
