@@ -14,13 +14,13 @@ use std::sync::Arc;
 use resources::core::TypeEnv;
 use resources::{redact, registry, Decl, ResourceId};
 use serde_json::{json, Map, Value};
-use serde_yaml::Value as Yaml;
 
 use crate::engine::catalog::{Catalog, Entry, Meta};
 use crate::engine::facts::{Demand, Facts};
 use crate::engine::hiera::{Hiera, Scope};
 use crate::engine::manifest::{self, ManifestError, RawResource};
 use crate::engine::render::{Lookups, Renderer, Vars};
+use crate::yaml::{Data, Node};
 
 /// All the errors of one compile; nothing is applied when there is any.
 #[derive(Debug)]
@@ -110,16 +110,18 @@ impl Scope for NodeScope {
 /// and attributes, and of its template (every fact when the template's
 /// name is itself rendered).
 fn resource_demand(raw: &RawResource, renderer: &mut Renderer) -> Demand {
-    fn strings(v: &Yaml, renderer: &mut Renderer, d: &mut Demand) {
-        match v {
-            Yaml::String(s) => d.merge(renderer.prepare_str(s)),
-            Yaml::Sequence(items) => items.iter().for_each(|x| strings(x, renderer, d)),
-            Yaml::Mapping(m) => m.iter().for_each(|(k, x)| {
+    fn strings(v: &Node, renderer: &mut Renderer, d: &mut Demand) {
+        match &v.data {
+            Data::Scalar(_) => {
+                if let Some(s) = v.as_str() {
+                    d.merge(renderer.prepare_str(s));
+                }
+            }
+            Data::Seq(items) => items.iter().for_each(|x| strings(x, renderer, d)),
+            Data::Map(m) => m.iter().for_each(|(k, x)| {
                 strings(k, renderer, d);
                 strings(x, renderer, d);
             }),
-            Yaml::Tagged(t) => strings(&t.value, renderer, d),
-            Yaml::Null | Yaml::Bool(_) | Yaml::Number(_) => {}
         }
     }
     let mut d = Demand::none();
@@ -127,8 +129,8 @@ fn resource_demand(raw: &RawResource, renderer: &mut Renderer) -> Demand {
     for (key, value) in &raw.attrs {
         strings(value, renderer, &mut d);
         if key == "template" {
-            match value {
-                Yaml::String(rel) if !rel.contains("{{") => d.merge(renderer.prepare_template(rel)),
+            match value.as_str() {
+                Some(rel) if !rel.contains("{{") => d.merge(renderer.prepare_template(rel)),
                 _ => d = Demand::All,
             }
         }
@@ -254,18 +256,18 @@ impl CompileCx<'_> {
     /// string rendering to an inclusive range `A..B` (items A, A+1, ... B);
     /// or a mapping of names to any of those, a matrix: one item per
     /// combination, `{name: value, ...}`, the first name varying slowest.
-    fn items(&mut self, v: &Yaml, vars: &Vars) -> Result<Vec<Value>, String> {
-        match v {
-            Yaml::Mapping(m) => {
+    fn items(&mut self, v: &Node, vars: &Vars) -> Result<Vec<Value>, String> {
+        match &v.data {
+            Data::Map(m) => {
                 let mut items = vec![Map::new()];
                 for (name, axis) in m {
-                    let name = match name {
-                        Yaml::String(s) => s.clone(),
-                        other => {
-                            return Err(format!("for_each: matrix name {other:?} is not a string"))
-                        }
+                    let Some(name) = name.as_str().map(str::to_string) else {
+                        return Err(format!(
+                            "for_each: matrix name {} is not a string",
+                            name.to_json()
+                        ));
                     };
-                    if matches!(axis, Yaml::Mapping(_)) {
+                    if matches!(axis.data, Data::Map(_)) {
                         return Err(format!(
                             "for_each: matrix axis '{name}' must be a list, a range or a lookup"
                         ));
@@ -285,8 +287,11 @@ impl CompileCx<'_> {
                 }
                 Ok(items.into_iter().map(Value::Object).collect())
             }
-            Yaml::Sequence(seq) => seq.iter().map(yaml_to_json).collect(),
-            Yaml::String(s) => {
+            Data::Seq(seq) => Ok(seq.iter().map(Node::to_json).collect()),
+            Data::Scalar(_) => {
+                let Some(s) = v.as_str() else {
+                    return Err(format!("for_each must be a list, got {}", v.to_json()));
+                };
                 if let Some(key) = whole_lookup(s) {
                     return self.lookup_items(&key);
                 }
@@ -302,7 +307,6 @@ impl CompileCx<'_> {
                 }
                 Ok((from..=to).map(Value::from).collect())
             }
-            other => Err(format!("for_each must be a list, got {other:?}")),
         }
     }
 
@@ -332,9 +336,8 @@ impl CompileCx<'_> {
             at(format!("unknown resource type '{}'", raw.type_name))
                 .hint(format!("known types: {}", registry::names().join(", ")))
         })?;
-        let title_yaml = yaml_to_json(&raw.title).map_err(&at)?;
         let (title, _) = self
-            .render_value(&title_yaml, ctx)
+            .render_value(&raw.title.to_json(), ctx)
             .map_err(|e| at(format!("title: {e}")))?;
         let title = match title {
             Value::String(s) if !s.is_empty() => s,
@@ -353,9 +356,8 @@ impl CompileCx<'_> {
             if key == "for_each" {
                 continue;
             }
-            let v = yaml_to_json(value).map_err(&at)?;
             let (v, secret) = self
-                .render_value(&v, ctx)
+                .render_value(&value.to_json(), ctx)
                 .map_err(|e| at(format!("{id}: attribute '{key}': {e}")))?;
             if META.contains(&key.as_str()) {
                 self.meta(&mut meta, key, v)
@@ -567,11 +569,6 @@ fn whole_lookup(s: &str) -> Option<String> {
     let args = args.trim_start();
     let key = args.strip_prefix(['\'', '"'])?.strip_suffix(['\'', '"'])?;
     (!key.is_empty() && !key.contains(['\'', '"'])).then(|| key.to_string())
-}
-
-/// YAML → JSON (keys must be strings or scalars).
-pub fn yaml_to_json(v: &Yaml) -> Result<Value, String> {
-    serde_json::to_value(v).map_err(|e| format!("unsupported YAML value: {e}"))
 }
 
 #[cfg(test)]
