@@ -91,7 +91,7 @@ impl Settings {
         if !self.manifests.join("site.yaml").exists() {
             return Ok(vec![]);
         }
-        compile::classify(&self.manifests, node).map_err(|e| anyhow::anyhow!("{e}"))
+        compile::classify(&self.manifests, node).map_err(anyhow::Error::new)
     }
 
     /// Adds `db_master` & co. (see `dbmaster`) on top of `facts`; returns

@@ -7,7 +7,6 @@
 //! and let the type validate its attributes.
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -16,35 +15,12 @@ use resources::{redact, registry, Decl, ResourceId};
 use serde_json::{json, Map, Value};
 
 use crate::engine::catalog::{Catalog, Entry, Meta};
+use crate::engine::compile_error::{CompileError, CompileErrorKind as Kind, CompileErrors};
 use crate::engine::facts::{Demand, Facts};
 use crate::engine::hiera::{Hiera, Scope};
-use crate::engine::manifest::{self, ManifestError, RawResource};
+use crate::engine::manifest::{self, RawResource};
 use crate::engine::render::{Lookups, Renderer, Vars};
 use crate::yaml::{Data, Node};
-
-/// All the errors of one compile; nothing is applied when there is any.
-#[derive(Debug)]
-pub struct CompileErrors(pub Vec<String>);
-
-impl fmt::Display for CompileErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{}", redact::redact(e))?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for CompileErrors {}
-
-impl From<ManifestError> for CompileErrors {
-    fn from(e: ManifestError) -> Self {
-        CompileErrors(vec![e.to_string()])
-    }
-}
 
 /// What a compile needs.
 pub struct Input<'a> {
@@ -147,7 +123,7 @@ fn role_name(roles: &[String]) -> String {
 }
 
 /// The node's role, as the hierarchy sees it, from site.yaml alone.
-pub fn classify(manifests_dir: &Path, node: &str) -> Result<Vec<String>, CompileErrors> {
+pub fn classify(manifests_dir: &Path, node: &str) -> Result<Vec<String>, CompileError> {
     Ok(manifest::load(manifests_dir, node)?.roles)
 }
 
@@ -200,14 +176,13 @@ pub fn compile(input: Input<'_>) -> Result<Compiled, CompileErrors> {
     for raw in &loaded.resources {
         match cx.expand(raw, &mut vars) {
             Ok(mut built) => entries.append(&mut built),
-            Err(e) => errors.push(e.to_string()),
+            Err(e) => errors.push(e),
         }
     }
     if !errors.is_empty() {
         return Err(CompileErrors(errors));
     }
-    let catalog = Catalog::build(entries)
-        .map_err(|es| CompileErrors(es.iter().map(|e| e.to_string()).collect()))?;
+    let catalog = Catalog::build(entries).map_err(CompileErrors)?;
     Ok(Compiled {
         catalog,
         roles: loaded.roles,
@@ -229,8 +204,8 @@ struct CompileCx<'a> {
 impl CompileCx<'_> {
     /// One raw resource → one entry per `for_each` item (or just one).
     /// `vars` holds no `item` before and after.
-    fn expand(&mut self, raw: &RawResource, vars: &mut Vars) -> Result<Vec<Entry>, ManifestError> {
-        let at = |msg: String| ManifestError::new(raw.location.clone(), msg);
+    fn expand(&mut self, raw: &RawResource, vars: &mut Vars) -> Result<Vec<Entry>, CompileError> {
+        let at = |message| CompileError::new(raw.location.clone(), Kind::ForEach { message });
         let Some((_, for_each)) = raw.attrs.iter().find(|(k, _)| k == "for_each") else {
             return Ok(vec![self.build(raw, vars)?]);
         };
@@ -328,27 +303,36 @@ impl CompileCx<'_> {
         }
     }
 
-    fn build(&mut self, raw: &RawResource, ctx: &Vars) -> Result<Entry, ManifestError> {
+    fn build(&mut self, raw: &RawResource, ctx: &Vars) -> Result<Entry, CompileError> {
         let loc = &raw.location;
-        let at = |msg: String| ManifestError::new(loc.clone(), msg);
+        let at = |kind| CompileError::new(loc.clone(), kind);
         let type_name = raw.type_name.to_ascii_lowercase();
         let constructor = registry::lookup(&type_name).ok_or_else(|| {
-            at(format!("unknown resource type '{}'", raw.type_name))
-                .hint(format!("known types: {}", registry::names().join(", ")))
+            at(Kind::UnknownType {
+                type_name: raw.type_name.clone(),
+            })
+            .hint(format!("known types: {}", registry::names().join(", ")))
         })?;
         let (title, _) = self
             .render_value(&raw.title.to_json(), ctx)
-            .map_err(|e| at(format!("title: {e}")))?;
+            .map_err(|message| {
+                at(Kind::Render {
+                    subject: "title".into(),
+                    message,
+                })
+            })?;
         let title = match title {
             Value::String(s) if !s.is_empty() => s,
             Value::Number(n) => n.to_string(),
-            _ => {
-                return Err(at(format!(
-                    "{type_name}: the title must be a non-empty string"
-                )))
-            }
+            _ => return Err(at(Kind::Title { type_name })),
         };
         let id = ResourceId::new(&type_name, &title);
+        let attribute = |message: String| {
+            at(Kind::Attribute {
+                id: id.clone(),
+                message,
+            })
+        };
         let mut attrs = Map::new();
         let mut sensitive = BTreeSet::new();
         let mut meta = Meta::default();
@@ -358,24 +342,37 @@ impl CompileCx<'_> {
             }
             let (v, secret) = self
                 .render_value(&value.to_json(), ctx)
-                .map_err(|e| at(format!("{id}: attribute '{key}': {e}")))?;
+                .map_err(|message| {
+                    at(Kind::Render {
+                        subject: format!("{id}: attribute '{key}'"),
+                        message,
+                    })
+                })?;
             if META.contains(&key.as_str()) {
-                self.meta(&mut meta, key, v)
-                    .map_err(|e| at(format!("{id}: {e}")))?;
+                self.meta(&mut meta, key, v).map_err(|message| {
+                    at(Kind::Metaparameter {
+                        id: id.clone(),
+                        message,
+                    })
+                })?;
                 continue;
             }
             match key.as_str() {
                 "template" => {
                     let Value::String(rel) = v else {
-                        return Err(at(format!("{id}: template must be a string")));
+                        return Err(attribute("template must be a string".into()));
                     };
                     if raw.attrs.iter().any(|(k, _)| k == "content") {
-                        return Err(at(format!(
-                            "{id}: give either content or template, not both"
-                        )));
+                        return Err(attribute(
+                            "give either content or template, not both".into(),
+                        ));
                     }
                     let r = self.renderer.render_template(&rel, ctx).map_err(|e| {
-                        at(format!("{id}: {e}")).hint("templates live under manifests/templates/")
+                        at(Kind::Template {
+                            id: id.clone(),
+                            message: e.to_string(),
+                        })
+                        .hint("templates live under manifests/templates/")
                     })?;
                     if r.sensitive || redact::contains_secret(&r.text) {
                         sensitive.insert("content".to_string());
@@ -385,11 +382,11 @@ impl CompileCx<'_> {
                 }
                 "source" => {
                     let Value::String(rel) = v else {
-                        return Err(at(format!("{id}: source must be a string")));
+                        return Err(attribute("source must be a string".into()));
                     };
                     let path = crate::engine::render::confine_template(&self.files_dir, &rel)
                         .map_err(|e| {
-                            at(format!("{id}: source: {e}"))
+                            attribute(format!("source: {e}"))
                                 .hint("sources live under manifests/files/")
                         })?;
                     attrs.insert("source".into(), Value::String(path.display().to_string()));
@@ -409,7 +406,7 @@ impl CompileCx<'_> {
             location: loc.clone(),
         };
         let resource = constructor(&decl, self.env).map_err(|e| {
-            at(e.to_string()).hint(format!(
+            at(Kind::Invalid(e)).hint(format!(
                 "see the `{type_name}` row of the resource table in README.md"
             ))
         })?;

@@ -24,42 +24,8 @@ use resources::Location;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
+use crate::engine::compile_error::{CompileError, CompileErrorKind as Kind};
 use crate::yaml::{self, Data, Node};
-
-/// A manifest-level error: what went wrong, where, and a hint.
-#[derive(Debug, Clone)]
-pub struct ManifestError {
-    pub location: Location,
-    pub message: String,
-    pub hint: Option<String>,
-}
-
-impl ManifestError {
-    pub fn new(location: Location, message: impl Into<String>) -> Self {
-        ManifestError {
-            location,
-            message: message.into(),
-            hint: None,
-        }
-    }
-
-    pub fn hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
-        self
-    }
-}
-
-impl fmt::Display for ManifestError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.location, self.message)?;
-        if let Some(h) = &self.hint {
-            write!(f, "\n  hint: {h}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ManifestError {}
 
 /// `site.yaml`'s keys, checked by serde; the values are read from the
 /// tree, where `nodes:` keeps its written order and every node its line.
@@ -109,17 +75,23 @@ pub struct NodeManifests {
 
 /// Reads and parses one manifest file into its tree and its checked keys,
 /// turning a syntax or shape error into file:line.
-fn read_yaml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<(T, Node), ManifestError> {
+fn read_yaml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<(T, Node), CompileError> {
     let at = |line| Location {
         file: path.into(),
         line,
     };
     let text = std::fs::read_to_string(path).map_err(|e| {
-        ManifestError::new(at(0), format!("cannot read manifest: {e}"))
-            .hint("check --manifests and the names in site.yaml / include")
+        CompileError::new(
+            at(0),
+            Kind::Unreadable {
+                message: e.to_string(),
+            },
+        )
+        .hint("check --manifests and the names in site.yaml / include")
     })?;
     let malformed = |line, e: &dyn fmt::Display| {
-        ManifestError::new(at(line), format!("malformed manifest: {e}")).hint(
+        let message = e.to_string();
+        CompileError::new(at(line), Kind::Malformed { message }).hint(
             "manifests are YAML: `include: [...]` and `resources:` with `- TYPE: TITLE` items",
         )
     };
@@ -135,7 +107,7 @@ fn read_yaml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<(T, Node), Man
 }
 
 /// Loads `site.yaml` and the roles of `node` with everything they include.
-pub fn load(manifests_dir: &Path, node: &str) -> Result<NodeManifests, ManifestError> {
+pub fn load(manifests_dir: &Path, node: &str) -> Result<NodeManifests, CompileError> {
     let site_path = manifests_dir.join("site.yaml");
     let (site, tree) = read_yaml::<RawSite>(&site_path)?;
     let roles = classify(&site, &tree, node, &site_path)?;
@@ -165,12 +137,12 @@ fn classify(
     tree: &Node,
     node: &str,
     site_path: &Path,
-) -> Result<Vec<String>, ManifestError> {
+) -> Result<Vec<String>, CompileError> {
     let at = |line| Location {
         file: site_path.into(),
         line,
     };
-    let roles_of = |v: &Node| -> Result<Vec<String>, ManifestError> {
+    let roles_of = |v: &Node| -> Result<Vec<String>, CompileError> {
         if let Some(role) = v.as_str() {
             return Ok(vec![role.to_string()]);
         }
@@ -178,12 +150,12 @@ fn classify(
             Data::Seq(seq) => seq
                 .iter()
                 .map(|r| {
-                    r.as_str().map(str::to_string).ok_or_else(|| {
-                        ManifestError::new(at(r.mark.line), "role names must be strings")
-                    })
+                    r.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| structure(at(r.mark.line), "role names must be strings"))
                 })
                 .collect(),
-            _ => Err(ManifestError::new(
+            _ => Err(structure(
                 at(v.mark.line),
                 "a node maps to a role name or a list of them",
             )),
@@ -201,18 +173,19 @@ fn classify(
     for (k, v) in entries {
         let Some(pat) = k.as_str() else { continue };
         if pat.len() >= 2 && pat.starts_with('/') && pat.ends_with('/') {
-            let re = regex::Regex::new(&pat[1..pat.len() - 1]).map_err(|e| {
-                ManifestError::new(at(k.mark.line), format!("bad node pattern {pat}: {e}"))
-            })?;
+            let re = regex::Regex::new(&pat[1..pat.len() - 1])
+                .map_err(|e| structure(at(k.mark.line), format!("bad node pattern {pat}: {e}")))?;
             if re.is_match(node) {
                 return roles_of(v);
             }
         }
     }
     if site.default.is_empty() {
-        return Err(ManifestError::new(
+        return Err(CompileError::new(
             at(0),
-            format!("node '{node}' matches no entry of site.yaml"),
+            Kind::Unclassified {
+                node: node.to_string(),
+            },
         )
         .hint("add the node under `nodes:` or give a `default:` list of roles"));
     }
@@ -226,29 +199,31 @@ fn load_manifest(
     chain: &mut Vec<String>,
     loaded: &mut BTreeMap<String, ()>,
     out: &mut NodeManifests,
-) -> Result<(), ManifestError> {
+) -> Result<(), CompileError> {
     if let Some(pos) = chain.iter().position(|n| n == name) {
         let mut cycle: Vec<_> = chain[pos..].to_vec();
         cycle.push(name.to_string());
-        return Err(ManifestError::new(
+        return Err(CompileError::new(
             Location {
                 file: from.into(),
                 line: 0,
             },
-            format!("include cycle: {}", cycle.join(" -> ")),
+            Kind::IncludeCycle { chain: cycle },
         )
         .hint("a manifest may not include itself, directly or through others"));
     }
     if loaded.contains_key(name) {
         return Ok(()); // included twice: like Puppet's include, once is enough
     }
-    let path = manifest_path(dir, name).map_err(|m| {
-        ManifestError::new(
+    let path = manifest_path(dir, name).ok_or_else(|| {
+        CompileError::new(
             Location {
                 file: from.into(),
                 line: 0,
             },
-            m,
+            Kind::BadManifestName {
+                name: name.to_string(),
+            },
         )
     })?;
     let (raw, tree) = read_yaml::<RawManifest>(&path)?;
@@ -274,29 +249,36 @@ fn load_manifest(
     Ok(())
 }
 
-/// `roles/x` → `<dir>/roles/x.yaml`, refusing names that leave the dir.
-fn manifest_path(dir: &Path, name: &str) -> Result<PathBuf, String> {
+/// `roles/x` → `<dir>/roles/x.yaml`; none for a name that leaves the dir.
+fn manifest_path(dir: &Path, name: &str) -> Option<PathBuf> {
     let rel = Path::new(name);
     if rel.is_absolute()
         || rel
             .components()
             .any(|c| matches!(c, std::path::Component::ParentDir))
     {
-        return Err(format!(
-            "manifest name '{name}' must be relative to the manifests dir"
-        ));
+        return None;
     }
     let file = if name.ends_with(".yaml") || name.ends_with(".yml") {
         dir.join(name)
     } else {
         dir.join(format!("{name}.yaml"))
     };
-    Ok(file)
+    Some(file)
 }
 
-fn raw_resource(item: &Node, location: Location) -> Result<RawResource, ManifestError> {
+fn structure(location: Location, message: impl Into<String>) -> CompileError {
+    CompileError::new(
+        location,
+        Kind::Structure {
+            message: message.into(),
+        },
+    )
+}
+
+fn raw_resource(item: &Node, location: Location) -> Result<RawResource, CompileError> {
     let Some(entries) = item.entries() else {
-        return Err(ManifestError::new(
+        return Err(structure(
             location,
             format!("a resource is a mapping, not {}", item.kind()),
         )
@@ -304,21 +286,16 @@ fn raw_resource(item: &Node, location: Location) -> Result<RawResource, Manifest
     };
     let mut entries = entries.iter();
     let Some((type_key, title)) = entries.next() else {
-        return Err(ManifestError::new(location, "empty resource").hint("write `- TYPE: TITLE`"));
+        return Err(structure(location, "empty resource").hint("write `- TYPE: TITLE`"));
     };
     let Some(type_name) = type_key.as_str().map(str::to_string) else {
-        return Err(
-            ManifestError::new(location, "resource type must be a string")
-                .hint("write `- TYPE: TITLE` as the first line of the item"),
-        );
+        return Err(structure(location, "resource type must be a string")
+            .hint("write `- TYPE: TITLE` as the first line of the item"));
     };
     let mut attrs = Vec::new();
     for (k, v) in entries {
         let Some(k) = k.as_str() else {
-            return Err(ManifestError::new(
-                location,
-                "attribute names must be strings",
-            ));
+            return Err(structure(location, "attribute names must be strings"));
         };
         attrs.push((k.to_string(), v.clone()));
     }
@@ -395,7 +372,9 @@ mod tests {
             &[("a.yaml", "resources:\n  - file: /x\n   bad: [\n")],
         );
         let err = load(d.path(), "n").unwrap_err();
-        assert!(err.location.file.ends_with("a.yaml"));
-        assert!(err.location.line >= 2, "{err}");
+        let at = err.location.clone().unwrap();
+        assert!(at.file.ends_with("a.yaml"));
+        assert_eq!(at.line, 3, "{err}");
+        assert!(matches!(*err.kind, Kind::Malformed { .. }), "{err:?}");
     }
 }

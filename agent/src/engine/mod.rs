@@ -10,6 +10,7 @@
 pub mod apply;
 pub mod catalog;
 pub mod compile;
+pub mod compile_error;
 pub mod facts;
 pub mod hiera;
 pub mod lint;
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 
 use crate::settings::Settings;
-use compile::{CompileErrors, Compiled};
+use compile::Compiled;
 use report::{Printer, Report, Summary};
 
 /// A node's compiled catalog and the name it was compiled for.
@@ -49,9 +50,7 @@ pub fn compile(settings: &Settings, persist: bool) -> Result<Node> {
         facts: &facts,
         hiera,
     })
-    .map_err(|e: CompileErrors| {
-        anyhow::anyhow!("{e}").context(format!("compiling the catalog for {node}"))
-    })?;
+    .map_err(|e| anyhow::Error::new(e).context(format!("compiling the catalog for {node}")))?;
     Ok(Node {
         name: node,
         compiled,
