@@ -59,7 +59,7 @@ fn child_entry() {
 fn spawn_child(argv: &[String]) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .args([
-            "standin::tests::child_entry",
+            "testbed::standin::tests::child_entry",
             "--exact",
             "--test-threads=1",
             "--nocapture",
