@@ -5,7 +5,9 @@
 //! scalar needs (only a plain `5` is a number, `"5"` stays a string).
 //!
 //! - [`parse`]: text → [`Node`] (aliases, merge keys, duplicate keys);
-//! - [`Node::to_json`]: a tree as JSON under the YAML 1.2 core schema;
+//! - [`Node::to_json`]: a tree as JSON under the YAML 1.2 core schema
+//!   (manifests, hiera.yaml, facts.d); [`yaml11::resolve`] types plain
+//!   scalars as Puppet does instead (Hiera data);
 //! - [`from_node`]: serde structs (with `deny_unknown_fields`) from a node,
 //!   errors carrying the node's position;
 //! - [`to_string`]: JSON written back as YAML.
@@ -14,6 +16,7 @@ mod de;
 mod emit;
 mod load;
 mod node;
+pub mod yaml11;
 
 pub use de::{from_node, DeError};
 pub use emit::to_string;

@@ -229,13 +229,21 @@ impl Node {
     /// The tree as JSON under the core schema; keys become their text
     /// (`1: x` → `"1"`, a null key `""`, a collection key its JSON).
     pub fn to_json(&self) -> Value {
+        self.to_json_with(Scalar::resolve)
+    }
+
+    /// The tree as JSON, scalars typed by `resolve` (Hiera data uses
+    /// [`super::yaml11::resolve`]); keys as in [`Node::to_json`].
+    pub fn to_json_with(&self, resolve: fn(&Scalar) -> Value) -> Value {
         match &self.data {
-            Data::Scalar(s) => s.resolve(),
-            Data::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
+            Data::Scalar(s) => resolve(s),
+            Data::Seq(items) => {
+                Value::Array(items.iter().map(|n| n.to_json_with(resolve)).collect())
+            }
             Data::Map(entries) => {
                 let mut out = Map::new();
                 for (k, v) in entries {
-                    out.insert(k.key_text(), v.to_json());
+                    out.insert(k.key_text(), v.to_json_with(resolve));
                 }
                 Value::Object(out)
             }

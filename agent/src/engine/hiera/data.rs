@@ -4,7 +4,9 @@
 //! A data file is a hash of keys; an empty file is an empty hash, as in
 //! Puppet. A file that does not parse, or is not a hash, is an error naming
 //! the file and, when the parser knows it, the line: a broken file must stop
-//! the run rather than silently hide its keys.
+//! the run rather than silently hide its keys. YAML scalars are typed as
+//! Puppet types them (see [`crate::yaml::yaml11`]): a plain `yes` is true,
+//! `0755` is 493, a quoted one stays a string.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -70,7 +72,8 @@ pub(crate) fn parse(text: &str, path: &Path, format: Format) -> Result<DataMap, 
         Format::Yaml => {
             let tree =
                 crate::yaml::parse(text).map_err(|e| err(Some(e.mark.line), e.describe()))?;
-            tree.to_json()
+            // Typed as Puppet types it: YAML 1.1 for plain scalars.
+            tree.to_json_with(crate::yaml::yaml11::resolve)
         }
         Format::Json => {
             if text.trim().is_empty() {
@@ -114,6 +117,21 @@ mod tests {
         assert_eq!(Value::Object(j), json!({"a": 1}));
         assert!(parse("", p, Format::Yaml).unwrap().is_empty());
         assert!(parse("---\n", p, Format::Yaml).unwrap().is_empty());
+    }
+
+    #[test]
+    fn yaml_data_is_typed_as_puppet_types_it() {
+        let y = parse(
+            "a: yes\nb: 'yes'\nc: 0755\nd: \"0755\"\ne: Off\nf: 1e3\ng: [on, y, 1_000]\n",
+            Path::new("t.yaml"),
+            Format::Yaml,
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(y),
+            json!({"a": true, "b": "yes", "c": 493, "d": "0755", "e": false, "f": "1e3",
+                   "g": [true, "y", 1000]})
+        );
     }
 
     #[test]
