@@ -141,10 +141,8 @@ impl Config {
         };
         let tree = yaml::parse(text).map_err(|e| fail(Some(e.mark.line), e.describe()))?;
         let de_err = |e: yaml::DeError| fail(e.mark.map(|m| m.line), e.message);
-        // The line of `key` in the mapping `node`.
-        let key_line = |node: Option<&Node>, key: &str| {
-            node.and_then(|n| n.entry(key)).map(|(k, _)| k.mark.line)
-        };
+        // The line of a top-level key.
+        let key_line = |key: &str| tree.entry(key).map(|(k, _)| k.mark.line);
         // Only the version first: a version 3 file gets a clear message
         // instead of a list of unknown keys.
         let version = match tree.entries() {
@@ -164,7 +162,7 @@ impl Config {
             }
             Some(v) if !is_five(&v) => {
                 return Err(fail(
-                    key_line(Some(&tree), "version"),
+                    key_line("version"),
                     format!(
                         "version {} is not supported; only Hiera version 5 configuration is",
                         yaml::to_string(&v).trim()
@@ -176,7 +174,7 @@ impl Config {
         let raw: RawConfig = yaml::from_node(&tree).map_err(de_err)?;
         if raw.default_hierarchy.is_some() {
             return Err(fail(
-                key_line(Some(&tree), "default_hierarchy"),
+                key_line("default_hierarchy"),
                 "'default_hierarchy' is only allowed in a module's hiera.yaml".into(),
             ));
         }
@@ -187,7 +185,7 @@ impl Config {
                 let fns = backends(&d.data_hash, &d.lookup_key, &d.data_dig, &d.hiera3_backend);
                 if fns.len() > 1 {
                     return Err(fail(
-                        key_line(Some(&tree), "defaults"),
+                        key_line("defaults"),
                         "only one of data_hash, lookup_key, data_dig or hiera3_backend can be defined in defaults".into(),
                     ));
                 }
@@ -307,11 +305,8 @@ fn validate_level(
     let name = raw.name;
     // Errors point at the level's name, or at the key they are about.
     let name_line = || node.and_then(|n| n.get("name")).map(|n| n.mark.line);
-    let near = |key: &str| {
-        node.and_then(|n| n.entry(key))
-            .map(|(k, _)| k.mark.line)
-            .or_else(name_line)
-    };
+    let key_at = |key: &str| node.and_then(|n| n.entry(key)).map(|(k, _)| k.mark.line);
+    let near = |key: &str| key_at(key).or_else(name_line);
     let fns = backends(
         &raw.data_hash,
         &raw.lookup_key,
@@ -369,7 +364,7 @@ fn validate_level(
     }
     if raw.uri.is_some() || raw.uris.is_some() {
         return Err((
-            near("uri").or_else(|| near("uris")),
+            key_at("uri").or_else(|| key_at("uris")).or_else(name_line),
             format!("hierarchy '{name}': uri/uris are only for lookup_key backends, which are not supported"),
         ));
     }
@@ -557,5 +552,23 @@ hierarchy:
         assert!(msg.contains("no data provider function"), "{msg}");
         let (line, _) = err_at("version: 5\nhierarchy: [\n");
         assert!(line.is_some());
+    }
+
+    #[test]
+    fn lines_come_from_the_parsed_nodes() {
+        let (line, msg) = err_at(
+            "version: 5\nhierarchy:\n  - name: a\n    path: a\n    options:\n      path: x\n",
+        );
+        assert_eq!(line, Some(5), "{msg}");
+        let (line, msg) = err_at(
+            "version: 5\nhierarchy:\n  - name: a\n    path: a\n  - name: b\n    uris: [x]\n    path: b\n",
+        );
+        assert_eq!(line, Some(6), "{msg}");
+        // A name in a comment, in flow style, with regex characters: each
+        // fooled a search of the text, none fools the parser.
+        let (line, msg) = err_at(
+            "version: 5\n# name: 'a.b'\nhierarchy:\n  - {name: 'a.b', path: x}\n\n  - name: \"a.b\"\n    path: y\n",
+        );
+        assert_eq!(line, Some(6), "{msg}");
     }
 }
