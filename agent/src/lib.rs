@@ -12,6 +12,7 @@
 //!   signal handling for the long-running modes.
 //! - [`testbed`]: the demo scenarios and the stand-in applications; the
 //!   product's code path never imports it.
+//! - [`yaml`]: the YAML codec every layer reads and writes YAML through.
 
 pub mod cli;
 pub mod engine;
@@ -19,3 +20,4 @@ pub mod failover;
 pub mod schedule;
 pub mod settings;
 pub mod testbed;
+pub mod yaml;

@@ -87,7 +87,7 @@ impl Settings {
         if !self.manifests.join("site.yaml").exists() {
             return Ok(vec![]);
         }
-        compile::classify(&self.manifests, node).map_err(|e| anyhow::anyhow!("{e}"))
+        compile::classify(&self.manifests, node).map_err(anyhow::Error::new)
     }
 
     /// Registers `db_master` & co. (see `failover::dbmaster`) as late facts

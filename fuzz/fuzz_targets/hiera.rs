@@ -41,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
     });
     std::fs::write(
         d.join("data/common.yaml"),
-        serde_yaml::to_string(&common).unwrap(),
+        agent::yaml::to_string(&common),
     )
     .unwrap();
     let node_file = d.join("data/nodes/fuzz-node.yaml");

@@ -72,7 +72,7 @@ pub fn run(settings: &Settings, args: FactsArgs) -> Result<u8> {
     }
     let render = |v: &Value| -> String {
         if yaml {
-            serde_yaml::to_string(v).unwrap_or_default()
+            crate::yaml::to_string(v)
         } else if json || !v.is_string() {
             serde_json::to_string_pretty(v).unwrap_or_default()
         } else {

@@ -45,7 +45,7 @@ pub fn run(
     let text = match &found.value {
         _ if found.sensitive && !show => "Sensitive [value redacted]".to_string(),
         Value::String(s) => s.clone(),
-        other => serde_yaml::to_string(other).unwrap_or_default(),
+        other => crate::yaml::to_string(other),
     };
     if show {
         report::print_raw(&text)

@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 
 use resources::{Location, Resource, ResourceId};
 
+use crate::engine::compile_error::{CompileError, CompileErrorKind};
+
 /// A directed graph over `0..n` with a stable topological order: among the
 /// nodes that are ready, the one declared first goes first.
 /// Edges are kept as sorted lists of `u32`: most nodes have one or two,
@@ -162,37 +164,21 @@ pub struct Catalog {
     pub order: Vec<usize>,
 }
 
-/// An error found while building the graph.
-#[derive(Debug)]
-pub struct GraphError {
-    pub location: Option<Location>,
-    pub message: String,
-}
-
-impl std::fmt::Display for GraphError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.location {
-            Some(l) => write!(f, "{l}: {}", self.message),
-            None => write!(f, "{}", self.message),
-        }
-    }
-}
-
 impl Catalog {
     /// Orders `entries`: unique ids, metaparameter edges, autorequires,
     /// toposort. Every problem found is returned, not just the first.
-    pub fn build(entries: Vec<Entry>) -> Result<Catalog, Vec<GraphError>> {
+    pub fn build(entries: Vec<Entry>) -> Result<Catalog, Vec<CompileError>> {
         let mut errors = Vec::new();
         let mut index: HashMap<ResourceId, usize> = HashMap::with_capacity(entries.len());
         for (i, e) in entries.iter().enumerate() {
             if let Some(&first) = index.get(&e.id) {
-                errors.push(GraphError {
-                    location: Some(e.location.clone()),
-                    message: format!(
-                        "duplicate declaration of {}: first declared at {}",
-                        e.id, entries[first].location
-                    ),
-                });
+                errors.push(CompileError::new(
+                    e.location.clone(),
+                    CompileErrorKind::Duplicate {
+                        id: e.id.clone(),
+                        first: entries[first].location.clone(),
+                    },
+                ));
             } else {
                 index.insert(e.id.clone(), i);
             }
@@ -200,13 +186,17 @@ impl Catalog {
         let mut graph = Graph::new(entries.len());
         let mut refresh = vec![Vec::new(); entries.len()];
         for (i, e) in entries.iter().enumerate() {
-            let mut resolve = |r: &ResourceId, what: &str| -> Option<usize> {
+            let mut resolve = |r: &ResourceId, relation: &'static str| -> Option<usize> {
                 let found = index.get(r).copied();
                 if found.is_none() {
-                    errors.push(GraphError {
-                        location: Some(e.location.clone()),
-                        message: format!("{} {what} {r}, which is not in the catalog", e.id),
-                    });
+                    errors.push(CompileError::new(
+                        e.location.clone(),
+                        CompileErrorKind::UnknownReference {
+                            id: e.id.clone(),
+                            relation,
+                            target: r.clone(),
+                        },
+                    ));
                 }
                 found
             };
@@ -250,19 +240,16 @@ impl Catalog {
                 order,
             }),
             Err(cycle) => {
-                let names: Vec<String> = cycle.iter().map(|&i| entries[i].id.to_string()).collect();
-                let places: Vec<String> = cycle[..cycle.len() - 1]
+                // The cycle ends where it started: each member once.
+                let members = &cycle[..cycle.len().saturating_sub(1)];
+                let cycle = members
                     .iter()
-                    .map(|&i| format!("  {} at {}", entries[i].id, entries[i].location))
+                    .map(|&i| (entries[i].id.clone(), entries[i].location.clone()))
                     .collect();
-                Err(vec![GraphError {
-                    location: None,
-                    message: format!(
-                        "dependency cycle: {}\n{}\n  hint: remove one of the require/before/notify/subscribe edges",
-                        names.join(" -> "),
-                        places.join("\n")
-                    ),
-                }])
+                let error = CompileError::nowhere(CompileErrorKind::DependencyCycle { cycle });
+                Err(vec![error.hint(
+                    "remove one of the require/before/notify/subscribe edges",
+                )])
             }
         }
     }

@@ -7,44 +7,20 @@
 //! and let the type validate its attributes.
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use resources::core::TypeEnv;
 use resources::{redact, registry, Decl, ResourceId};
 use serde_json::{json, Map, Value};
-use serde_yaml::Value as Yaml;
 
 use crate::engine::catalog::{Catalog, Entry, Meta};
+use crate::engine::compile_error::{CompileError, CompileErrorKind as Kind, CompileErrors};
 use crate::engine::facts::{Demand, Facts};
 use crate::engine::hiera::{Hiera, Scope};
-use crate::engine::manifest::{self, ManifestError, RawResource};
+use crate::engine::manifest::{self, RawResource};
 use crate::engine::render::{Lookups, Renderer, Vars};
-
-/// All the errors of one compile; nothing is applied when there is any.
-#[derive(Debug)]
-pub struct CompileErrors(pub Vec<String>);
-
-impl fmt::Display for CompileErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{}", redact::redact(e))?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for CompileErrors {}
-
-impl From<ManifestError> for CompileErrors {
-    fn from(e: ManifestError) -> Self {
-        CompileErrors(vec![e.to_string()])
-    }
-}
+use crate::yaml::{Data, Node};
 
 /// What a compile needs.
 pub struct Input<'a> {
@@ -113,16 +89,18 @@ impl Scope for NodeScope {
 /// and attributes, and of its template (every fact when the template's
 /// name is itself rendered).
 fn resource_demand(raw: &RawResource, renderer: &mut Renderer) -> Demand {
-    fn strings(v: &Yaml, renderer: &mut Renderer, d: &mut Demand) {
-        match v {
-            Yaml::String(s) => d.merge(renderer.prepare_str(s)),
-            Yaml::Sequence(items) => items.iter().for_each(|x| strings(x, renderer, d)),
-            Yaml::Mapping(m) => m.iter().for_each(|(k, x)| {
+    fn strings(v: &Node, renderer: &mut Renderer, d: &mut Demand) {
+        match &v.data {
+            Data::Scalar(_) => {
+                if let Some(s) = v.as_str() {
+                    d.merge(renderer.prepare_str(s));
+                }
+            }
+            Data::Seq(items) => items.iter().for_each(|x| strings(x, renderer, d)),
+            Data::Map(m) => m.iter().for_each(|(k, x)| {
                 strings(k, renderer, d);
                 strings(x, renderer, d);
             }),
-            Yaml::Tagged(t) => strings(&t.value, renderer, d),
-            Yaml::Null | Yaml::Bool(_) | Yaml::Number(_) => {}
         }
     }
     let mut d = Demand::none();
@@ -130,8 +108,8 @@ fn resource_demand(raw: &RawResource, renderer: &mut Renderer) -> Demand {
     for (key, value) in &raw.attrs {
         strings(value, renderer, &mut d);
         if key == "template" {
-            match value {
-                Yaml::String(rel) if !rel.contains("{{") => d.merge(renderer.prepare_template(rel)),
+            match value.as_str() {
+                Some(rel) if !rel.contains("{{") => d.merge(renderer.prepare_template(rel)),
                 _ => d = Demand::All,
             }
         }
@@ -148,7 +126,7 @@ fn role_name(roles: &[String]) -> String {
 }
 
 /// The node's role, as the hierarchy sees it, from site.yaml alone.
-pub fn classify(manifests_dir: &Path, node: &str) -> Result<Vec<String>, CompileErrors> {
+pub fn classify(manifests_dir: &Path, node: &str) -> Result<Vec<String>, CompileError> {
     Ok(manifest::load(manifests_dir, node)?.roles)
 }
 
@@ -201,14 +179,13 @@ pub fn compile(input: Input<'_>) -> Result<Compiled, CompileErrors> {
     for raw in &loaded.resources {
         match cx.expand(raw, &mut vars) {
             Ok(mut built) => entries.append(&mut built),
-            Err(e) => errors.push(e.to_string()),
+            Err(e) => errors.push(e),
         }
     }
     if !errors.is_empty() {
         return Err(CompileErrors(errors));
     }
-    let catalog = Catalog::build(entries)
-        .map_err(|es| CompileErrors(es.iter().map(|e| e.to_string()).collect()))?;
+    let catalog = Catalog::build(entries).map_err(CompileErrors)?;
     Ok(Compiled {
         catalog,
         roles: loaded.roles,
@@ -230,8 +207,8 @@ struct CompileCx<'a> {
 impl CompileCx<'_> {
     /// One raw resource → one entry per `for_each` item (or just one).
     /// `vars` holds no `item` before and after.
-    fn expand(&mut self, raw: &RawResource, vars: &mut Vars) -> Result<Vec<Entry>, ManifestError> {
-        let at = |msg: String| ManifestError::new(raw.location.clone(), msg);
+    fn expand(&mut self, raw: &RawResource, vars: &mut Vars) -> Result<Vec<Entry>, CompileError> {
+        let at = |message| CompileError::new(raw.location.clone(), Kind::ForEach { message });
         let Some((_, for_each)) = raw.attrs.iter().find(|(k, _)| k == "for_each") else {
             return Ok(vec![self.build(raw, vars)?]);
         };
@@ -257,18 +234,18 @@ impl CompileCx<'_> {
     /// string rendering to an inclusive range `A..B` (items A, A+1, ... B);
     /// or a mapping of names to any of those, a matrix: one item per
     /// combination, `{name: value, ...}`, the first name varying slowest.
-    fn items(&mut self, v: &Yaml, vars: &Vars) -> Result<Vec<Value>, String> {
-        match v {
-            Yaml::Mapping(m) => {
+    fn items(&mut self, v: &Node, vars: &Vars) -> Result<Vec<Value>, String> {
+        match &v.data {
+            Data::Map(m) => {
                 let mut items = vec![Map::new()];
                 for (name, axis) in m {
-                    let name = match name {
-                        Yaml::String(s) => s.clone(),
-                        other => {
-                            return Err(format!("for_each: matrix name {other:?} is not a string"))
-                        }
+                    let Some(name) = name.as_str().map(str::to_string) else {
+                        return Err(format!(
+                            "for_each: matrix name {} is not a string",
+                            name.to_json()
+                        ));
                     };
-                    if matches!(axis, Yaml::Mapping(_)) {
+                    if matches!(axis.data, Data::Map(_)) {
                         return Err(format!(
                             "for_each: matrix axis '{name}' must be a list, a range or a lookup"
                         ));
@@ -298,8 +275,11 @@ impl CompileCx<'_> {
                 }
                 Ok(items.into_iter().map(Value::Object).collect())
             }
-            Yaml::Sequence(seq) => seq.iter().map(yaml_to_json).collect(),
-            Yaml::String(s) => {
+            Data::Seq(seq) => Ok(seq.iter().map(Node::to_json).collect()),
+            Data::Scalar(_) => {
+                let Some(s) = v.as_str() else {
+                    return Err(format!("for_each must be a list, got {}", v.to_json()));
+                };
                 if let Some(key) = whole_lookup(s) {
                     return self.lookup_items(&key);
                 }
@@ -315,7 +295,6 @@ impl CompileCx<'_> {
                 }
                 Ok((from..=to).map(Value::from).collect())
             }
-            other => Err(format!("for_each must be a list, got {other:?}")),
         }
     }
 
@@ -337,30 +316,41 @@ impl CompileCx<'_> {
         }
     }
 
-    fn build(&mut self, raw: &RawResource, ctx: &Vars) -> Result<Entry, ManifestError> {
+    fn build(&mut self, raw: &RawResource, ctx: &Vars) -> Result<Entry, CompileError> {
         let loc = &raw.location;
-        let at = |msg: String| ManifestError::new(loc.clone(), msg);
+        let at = |kind| CompileError::new(loc.clone(), kind);
         let type_name = raw.type_name.to_ascii_lowercase();
         let constructor = registry::lookup(&type_name).ok_or_else(|| {
-            at(format!("unknown resource type '{}'", raw.type_name))
-                .hint(format!("known types: {}", registry::names().join(", ")))
+            at(Kind::UnknownType {
+                type_name: raw.type_name.clone(),
+            })
+            .hint(format!("known types: {}", registry::names().join(", ")))
         })?;
-        let title_yaml = yaml_to_json(&raw.title).map_err(&at)?;
         let (title, _) = self
-            .render_value(&title_yaml, ctx)
-            .map_err(|e| at(format!("title: {e}")))?;
+            .render_value(&raw.title.to_json(), ctx)
+            .map_err(|message| {
+                at(Kind::Render {
+                    subject: "title".into(),
+                    message,
+                })
+            })?;
         let title = match title {
             Value::String(s) if !s.is_empty() => s,
             Value::Number(n) => n.to_string(),
-            _ => {
-                return Err(at(format!(
-                    "{type_name}: the title must be a non-empty string"
-                )))
-            }
+            _ => return Err(at(Kind::Title { type_name })),
         };
-        let title = registry::normalize_title(&type_name, &title)
-            .map_err(|e| at(format!("{type_name}: {e}")))?;
+        let title = registry::normalize_title(&type_name, &title).map_err(|e| {
+            at(Kind::Structure {
+                message: format!("{type_name}: {e}"),
+            })
+        })?;
         let id = ResourceId::new(&type_name, &title);
+        let attribute = |message: String| {
+            at(Kind::Attribute {
+                id: id.clone(),
+                message,
+            })
+        };
         let mut attrs = Map::new();
         let mut sensitive = BTreeSet::new();
         let mut meta = Meta::default();
@@ -368,27 +358,39 @@ impl CompileCx<'_> {
             if key == "for_each" {
                 continue;
             }
-            let v = yaml_to_json(value).map_err(&at)?;
             let (v, secret) = self
-                .render_value(&v, ctx)
-                .map_err(|e| at(format!("{id}: attribute '{key}': {e}")))?;
+                .render_value(&value.to_json(), ctx)
+                .map_err(|message| {
+                    at(Kind::Render {
+                        subject: format!("{id}: attribute '{key}'"),
+                        message,
+                    })
+                })?;
             if META.contains(&key.as_str()) {
-                self.meta(&mut meta, key, v)
-                    .map_err(|e| at(format!("{id}: {e}")))?;
+                self.meta(&mut meta, key, v).map_err(|message| {
+                    at(Kind::Metaparameter {
+                        id: id.clone(),
+                        message,
+                    })
+                })?;
                 continue;
             }
             match key.as_str() {
                 "template" => {
                     let Value::String(rel) = v else {
-                        return Err(at(format!("{id}: template must be a string")));
+                        return Err(attribute("template must be a string".into()));
                     };
                     if raw.attrs.iter().any(|(k, _)| k == "content") {
-                        return Err(at(format!(
-                            "{id}: give either content or template, not both"
-                        )));
+                        return Err(attribute(
+                            "give either content or template, not both".into(),
+                        ));
                     }
                     let r = self.renderer.render_template(&rel, ctx).map_err(|e| {
-                        at(format!("{id}: {e}")).hint("templates live under manifests/templates/")
+                        at(Kind::Template {
+                            id: id.clone(),
+                            message: e.to_string(),
+                        })
+                        .hint("templates live under manifests/templates/")
                     })?;
                     if r.sensitive || redact::contains_secret(&r.text) {
                         sensitive.insert("content".to_string());
@@ -398,11 +400,11 @@ impl CompileCx<'_> {
                 }
                 "source" => {
                     let Value::String(rel) = v else {
-                        return Err(at(format!("{id}: source must be a string")));
+                        return Err(attribute("source must be a string".into()));
                     };
                     let path = crate::engine::render::confine_template(&self.files_dir, &rel)
                         .map_err(|e| {
-                            at(format!("{id}: source: {e}"))
+                            attribute(format!("source: {e}"))
                                 .hint("sources live under manifests/files/")
                         })?;
                     attrs.insert("source".into(), Value::String(path.display().to_string()));
@@ -422,7 +424,7 @@ impl CompileCx<'_> {
             location: loc.clone(),
         };
         let resource = constructor(&decl, self.env).map_err(|e| {
-            at(e.to_string()).hint(format!(
+            at(Kind::Invalid(e)).hint(format!(
                 "see the `{type_name}` row of the resource table in README.md"
             ))
         })?;
@@ -589,11 +591,6 @@ fn whole_lookup(s: &str) -> Option<String> {
     let args = args.trim_start();
     let key = args.strip_prefix(['\'', '"'])?.strip_suffix(['\'', '"'])?;
     (!key.is_empty() && !key.contains(['\'', '"'])).then(|| key.to_string())
-}
-
-/// YAML → JSON (keys must be strings or scalars).
-pub fn yaml_to_json(v: &Yaml) -> Result<Value, String> {
-    serde_json::to_value(v).map_err(|e| format!("unsupported YAML value: {e}"))
 }
 
 #[cfg(test)]

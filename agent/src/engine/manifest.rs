@@ -21,69 +21,46 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use resources::Location;
+use serde::de::IgnoredAny;
 use serde::Deserialize;
-use serde_yaml::{Mapping, Value as Yaml};
 
-/// A manifest-level error: what went wrong, where, and a hint.
-#[derive(Debug, Clone)]
-pub struct ManifestError {
-    pub location: Location,
-    pub message: String,
-    pub hint: Option<String>,
-}
+use crate::engine::compile_error::{CompileError, CompileErrorKind as Kind};
+use crate::yaml::{self, Data, Node};
 
-impl ManifestError {
-    pub fn new(location: Location, message: impl Into<String>) -> Self {
-        ManifestError {
-            location,
-            message: message.into(),
-            hint: None,
-        }
-    }
-
-    pub fn hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
-        self
-    }
-}
-
-impl fmt::Display for ManifestError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.location, self.message)?;
-        if let Some(h) = &self.hint {
-            write!(f, "\n  hint: {h}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ManifestError {}
-
+/// `site.yaml`'s keys, checked by serde; the values are read from the
+/// tree, where `nodes:` keeps its written order and every node its line.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(dead_code)] // read for validation only
 struct RawSite {
+    /// Node name or `/regex/` → a role or a list of roles.
     #[serde(default)]
-    nodes: Mapping,
+    nodes: Option<BTreeMap<String, IgnoredAny>>,
+    /// The roles of a node no entry names.
     #[serde(default)]
     default: Vec<String>,
 }
 
+/// A manifest's keys, checked by serde; resources are read from the tree.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawManifest {
+    /// Other manifests, loaded first.
     #[serde(default)]
     include: Vec<String>,
+    /// `- TYPE: TITLE` items.
     #[serde(default)]
-    resources: Vec<Mapping>,
+    #[allow(dead_code)] // read for validation only
+    resources: Option<Vec<IgnoredAny>>,
 }
 
 /// One `- TYPE: TITLE` entry as written, before rendering.
 #[derive(Debug, Clone)]
 pub struct RawResource {
     pub type_name: String,
-    pub title: Yaml,
+    pub title: Node,
     /// Attributes and metaparameters, in written order.
-    pub attrs: Vec<(String, Yaml)>,
+    pub attrs: Vec<(String, Node)>,
     pub location: Location,
 }
 
@@ -96,30 +73,44 @@ pub struct NodeManifests {
     pub files: Vec<PathBuf>,
 }
 
-/// Reads and parses one YAML file, turning a syntax error into file:line.
-fn read_yaml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<(T, String), ManifestError> {
+/// Reads and parses one manifest file into its tree and its checked keys,
+/// turning a syntax or shape error into file:line.
+fn read_yaml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<(T, Node), CompileError> {
     let at = |line| Location {
         file: path.into(),
         line,
     };
     let text = std::fs::read_to_string(path).map_err(|e| {
-        ManifestError::new(at(0), format!("cannot read manifest: {e}"))
-            .hint("check --manifests and the names in site.yaml / include")
+        CompileError::new(
+            at(0),
+            Kind::Unreadable {
+                message: e.to_string(),
+            },
+        )
+        .hint("check --manifests and the names in site.yaml / include")
     })?;
-    let parsed = serde_yaml::from_str(&text).map_err(|e| {
-        let line = e.location().map(|l| l.line()).unwrap_or(0);
-        ManifestError::new(at(line), format!("malformed manifest: {e}")).hint(
+    let malformed = |line, e: &dyn fmt::Display| {
+        let message = e.to_string();
+        CompileError::new(at(line), Kind::Malformed { message }).hint(
             "manifests are YAML: `include: [...]` and `resources:` with `- TYPE: TITLE` items",
         )
-    })?;
-    Ok((parsed, text))
+    };
+    let tree = yaml::parse(&text).map_err(|e| malformed(e.mark.line, &e))?;
+    // An empty file is an empty manifest, as it always was.
+    let empty = Node {
+        mark: tree.mark,
+        data: Data::Map(vec![]),
+    };
+    let tree = if tree.is_null() { empty } else { tree };
+    let keys = yaml::from_node(&tree).map_err(|e| malformed(e.mark.map_or(0, |m| m.line), &e))?;
+    Ok((keys, tree))
 }
 
 /// Loads `site.yaml` and the roles of `node` with everything they include.
-pub fn load(manifests_dir: &Path, node: &str) -> Result<NodeManifests, ManifestError> {
+pub fn load(manifests_dir: &Path, node: &str) -> Result<NodeManifests, CompileError> {
     let site_path = manifests_dir.join("site.yaml");
-    let (site, _) = read_yaml::<RawSite>(&site_path)?;
-    let roles = classify(&site, node, &site_path)?;
+    let (site, tree) = read_yaml::<RawSite>(&site_path)?;
+    let roles = classify(&site, &tree, node, &site_path)?;
     let mut out = NodeManifests {
         roles: roles.clone(),
         resources: vec![],
@@ -141,49 +132,62 @@ pub fn load(manifests_dir: &Path, node: &str) -> Result<NodeManifests, ManifestE
 }
 
 /// Exact name first, then `/regex/` patterns in written order, then `default`.
-fn classify(site: &RawSite, node: &str, site_path: &Path) -> Result<Vec<String>, ManifestError> {
-    let at = Location {
+fn classify(
+    site: &RawSite,
+    tree: &Node,
+    node: &str,
+    site_path: &Path,
+) -> Result<Vec<String>, CompileError> {
+    let at = |line| Location {
         file: site_path.into(),
-        line: 0,
+        line,
     };
-    let roles_of = |v: &Yaml| -> Result<Vec<String>, ManifestError> {
-        match v {
-            Yaml::String(s) => Ok(vec![s.clone()]),
-            Yaml::Sequence(seq) => seq
+    let roles_of = |v: &Node| -> Result<Vec<String>, CompileError> {
+        if let Some(role) = v.as_str() {
+            return Ok(vec![role.to_string()]);
+        }
+        match &v.data {
+            Data::Seq(seq) => seq
                 .iter()
                 .map(|r| {
                     r.as_str()
                         .map(str::to_string)
-                        .ok_or_else(|| ManifestError::new(at.clone(), "role names must be strings"))
+                        .ok_or_else(|| structure(at(r.mark.line), "role names must be strings"))
                 })
                 .collect(),
-            _ => Err(ManifestError::new(
-                at.clone(),
+            _ => Err(structure(
+                at(v.mark.line),
                 "a node maps to a role name or a list of them",
             )),
         }
     };
-    for (k, v) in &site.nodes {
+    let entries = tree
+        .get("nodes")
+        .and_then(Node::entries)
+        .unwrap_or_default();
+    for (k, v) in entries {
         if k.as_str() == Some(node) {
             return roles_of(v);
         }
     }
-    for (k, v) in &site.nodes {
+    for (k, v) in entries {
         let Some(pat) = k.as_str() else { continue };
         if pat.len() >= 2 && pat.starts_with('/') && pat.ends_with('/') {
-            let re = regex::Regex::new(&pat[1..pat.len() - 1]).map_err(|e| {
-                ManifestError::new(at.clone(), format!("bad node pattern {pat}: {e}"))
-            })?;
+            let re = regex::Regex::new(&pat[1..pat.len() - 1])
+                .map_err(|e| structure(at(k.mark.line), format!("bad node pattern {pat}: {e}")))?;
             if re.is_match(node) {
                 return roles_of(v);
             }
         }
     }
     if site.default.is_empty() {
-        return Err(
-            ManifestError::new(at, format!("node '{node}' matches no entry of site.yaml"))
-                .hint("add the node under `nodes:` or give a `default:` list of roles"),
-        );
+        return Err(CompileError::new(
+            at(0),
+            Kind::Unclassified {
+                node: node.to_string(),
+            },
+        )
+        .hint("add the node under `nodes:` or give a `default:` list of roles"));
     }
     Ok(site.default.clone())
 }
@@ -195,32 +199,34 @@ fn load_manifest(
     chain: &mut Vec<String>,
     loaded: &mut BTreeMap<String, ()>,
     out: &mut NodeManifests,
-) -> Result<(), ManifestError> {
+) -> Result<(), CompileError> {
     if let Some(pos) = chain.iter().position(|n| n == name) {
         let mut cycle: Vec<_> = chain[pos..].to_vec();
         cycle.push(name.to_string());
-        return Err(ManifestError::new(
+        return Err(CompileError::new(
             Location {
                 file: from.into(),
                 line: 0,
             },
-            format!("include cycle: {}", cycle.join(" -> ")),
+            Kind::IncludeCycle { chain: cycle },
         )
         .hint("a manifest may not include itself, directly or through others"));
     }
     if loaded.contains_key(name) {
         return Ok(()); // included twice: like Puppet's include, once is enough
     }
-    let path = manifest_path(dir, name).map_err(|m| {
-        ManifestError::new(
+    let path = manifest_path(dir, name).ok_or_else(|| {
+        CompileError::new(
             Location {
                 file: from.into(),
                 line: 0,
             },
-            m,
+            Kind::BadManifestName {
+                name: name.to_string(),
+            },
         )
     })?;
-    let (raw, text) = read_yaml::<RawManifest>(&path)?;
+    let (raw, tree) = read_yaml::<RawManifest>(&path)?;
     chain.push(name.to_string());
     for inc in &raw.include {
         load_manifest(dir, inc, &path, chain, loaded, out)?;
@@ -228,100 +234,77 @@ fn load_manifest(
     chain.pop();
     loaded.insert(name.to_string(), ());
     out.files.push(path.clone());
-    let lines = item_lines(&text, "resources");
     let file: std::sync::Arc<Path> = path.as_path().into();
-    for (i, mapping) in raw.resources.into_iter().enumerate() {
+    let items = match tree.get("resources").map(|r| &r.data) {
+        Some(Data::Seq(items)) => items.as_slice(),
+        _ => &[],
+    };
+    for item in items {
         let location = Location {
             file: file.clone(),
-            line: lines.get(i).copied().unwrap_or(0),
+            line: item.mark.line,
         };
-        out.resources.push(raw_resource(mapping, location)?);
+        out.resources.push(raw_resource(item, location)?);
     }
     Ok(())
 }
 
-/// `roles/x` → `<dir>/roles/x.yaml`, refusing names that leave the dir.
-fn manifest_path(dir: &Path, name: &str) -> Result<PathBuf, String> {
+/// `roles/x` → `<dir>/roles/x.yaml`; none for a name that leaves the dir.
+fn manifest_path(dir: &Path, name: &str) -> Option<PathBuf> {
     let rel = Path::new(name);
     if rel.is_absolute()
         || rel
             .components()
             .any(|c| matches!(c, std::path::Component::ParentDir))
     {
-        return Err(format!(
-            "manifest name '{name}' must be relative to the manifests dir"
-        ));
+        return None;
     }
     let file = if name.ends_with(".yaml") || name.ends_with(".yml") {
         dir.join(name)
     } else {
         dir.join(format!("{name}.yaml"))
     };
-    Ok(file)
+    Some(file)
 }
 
-fn raw_resource(mapping: Mapping, location: Location) -> Result<RawResource, ManifestError> {
-    let mut entries = mapping.into_iter();
+fn structure(location: Location, message: impl Into<String>) -> CompileError {
+    CompileError::new(
+        location,
+        Kind::Structure {
+            message: message.into(),
+        },
+    )
+}
+
+fn raw_resource(item: &Node, location: Location) -> Result<RawResource, CompileError> {
+    let Some(entries) = item.entries() else {
+        return Err(structure(
+            location,
+            format!("a resource is a mapping, not {}", item.kind()),
+        )
+        .hint("write `- TYPE: TITLE` then the attributes"));
+    };
+    let mut entries = entries.iter();
     let Some((type_key, title)) = entries.next() else {
-        return Err(ManifestError::new(location, "empty resource").hint("write `- TYPE: TITLE`"));
+        return Err(structure(location, "empty resource").hint("write `- TYPE: TITLE`"));
     };
     let Some(type_name) = type_key.as_str().map(str::to_string) else {
-        return Err(
-            ManifestError::new(location, "resource type must be a string")
-                .hint("write `- TYPE: TITLE` as the first line of the item"),
-        );
+        return Err(structure(location, "resource type must be a string")
+            .hint("write `- TYPE: TITLE` as the first line of the item"));
     };
     let mut attrs = Vec::new();
     for (k, v) in entries {
         let Some(k) = k.as_str() else {
-            return Err(ManifestError::new(
-                location,
-                "attribute names must be strings",
-            ));
+            return Err(structure(location, "attribute names must be strings"));
         };
-        attrs.push((k.to_string(), v));
+        attrs.push((k.to_string(), v.clone()));
     }
     Ok(RawResource {
         type_name,
-        title,
+        title: title.clone(),
         attrs,
         location,
     })
-}
-
-/// Line numbers (1-based) of the items of the top-level sequence `key`, in
-/// order. serde_yaml keeps no positions, so this reads the block layout: items
-/// are the lines starting with `- ` at the indentation of the first item.
-pub fn item_lines(text: &str, key: &str) -> Vec<usize> {
-    let mut lines = Vec::new();
-    let mut inside = false;
-    let mut indent: Option<usize> = None;
-    let header = format!("{key}:");
-    for (n, line) in text.lines().enumerate() {
-        let trimmed = line.trim_start();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
-        }
-        let ind = line.len() - trimmed.len();
-        if ind == 0 && !trimmed.starts_with('-') {
-            inside = trimmed.starts_with(&header);
-            continue;
-        }
-        if !inside {
-            continue;
-        }
-        if trimmed.starts_with("- ") || trimmed == "-" {
-            match indent {
-                None => {
-                    indent = Some(ind);
-                    lines.push(n + 1);
-                }
-                Some(i) if i == ind => lines.push(n + 1),
-                _ => {}
-            }
-        }
-    }
-    lines
 }
 
 #[cfg(test)]
@@ -389,7 +372,9 @@ mod tests {
             &[("a.yaml", "resources:\n  - file: /x\n   bad: [\n")],
         );
         let err = load(d.path(), "n").unwrap_err();
-        assert!(err.location.file.ends_with("a.yaml"));
-        assert!(err.location.line >= 2, "{err}");
+        let at = err.location.clone().unwrap();
+        assert!(at.file.ends_with("a.yaml"));
+        assert_eq!(at.line, 3, "{err}");
+        assert!(matches!(*err.kind, Kind::Malformed { .. }), "{err:?}");
     }
 }

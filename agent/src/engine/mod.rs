@@ -10,6 +10,7 @@
 pub mod apply;
 pub mod catalog;
 pub mod compile;
+pub mod compile_error;
 pub mod facts;
 pub mod hiera;
 pub mod lint;
@@ -25,7 +26,7 @@ use anyhow::Result;
 
 use crate::failover::dbmaster::ClusterSource;
 use crate::settings::Settings;
-use compile::{CompileErrors, Compiled};
+use compile::Compiled;
 use report::{Printer, Report, Summary};
 
 /// A node's compiled catalog and the name it was compiled for.
@@ -46,7 +47,7 @@ pub fn compile(settings: &Settings) -> Result<Node> {
     let node = settings.node_name(&facts)?;
     let context = || format!("compiling the catalog for {node}");
     let loaded = manifest::load(&settings.manifests, &node)
-        .map_err(|e| anyhow::anyhow!("{}", CompileErrors::from(e)).context(context()))?;
+        .map_err(|e| anyhow::Error::new(e).context(context()))?;
     let hiera = settings.hiera()?;
     let cluster = settings.cluster_facts(&facts, &node, &loaded.roles, hiera.clone());
     let compiled = compile::compile(compile::Input {
@@ -61,8 +62,7 @@ pub fn compile(settings: &Settings) -> Result<Node> {
     if let Some(e) = cluster.error() {
         report::print_errors("db_master", &[e]);
     }
-    let compiled =
-        compiled.map_err(|e: CompileErrors| anyhow::anyhow!("{e}").context(context()))?;
+    let compiled = compiled.map_err(|e| anyhow::Error::new(e).context(context()))?;
     Ok(Node {
         name: node,
         compiled,

@@ -295,7 +295,7 @@ fn write_demo_hiera(
     standby: &DemoNode,
 ) -> Result<PathBuf> {
     let text = std::fs::read_to_string(repo_hiera)?;
-    let mut doc: serde_yaml::Value = serde_yaml::from_str(&text)?;
+    let mut doc = crate::yaml::parse(&text)?.to_json();
     let repo_dir = repo_hiera.parent().unwrap_or(Path::new("/"));
     let datadir = doc
         .get("defaults")
@@ -304,16 +304,24 @@ fn write_demo_hiera(
         .unwrap_or("data")
         .to_string();
     let abs = repo_dir.join(datadir).display().to_string();
-    doc["defaults"]["datadir"] = serde_yaml::Value::String(abs);
-    let demo_level: serde_yaml::Value = serde_yaml::from_str(&format!(
-        "name: \"agent demo: loopback cluster\"\ndatadir: {}\npath: \"nodes/%{{trusted.certname}}.yaml\"\n",
-        base.join("hiera-demo").display()
-    ))?;
-    if let Some(levels) = doc.get_mut("hierarchy").and_then(|h| h.as_sequence_mut()) {
+    if let Some(doc) = doc.as_object_mut() {
+        let defaults = doc
+            .entry("defaults")
+            .or_insert_with(|| serde_json::json!({}));
+        if let Some(d) = defaults.as_object_mut() {
+            d.insert("datadir".into(), serde_json::Value::String(abs));
+        }
+    }
+    let demo_level = serde_json::json!({
+        "name": "agent demo: loopback cluster",
+        "datadir": base.join("hiera-demo").display().to_string(),
+        "path": "nodes/%{trusted.certname}.yaml",
+    });
+    if let Some(levels) = doc.get_mut("hierarchy").and_then(|h| h.as_array_mut()) {
         levels.insert(0, demo_level);
     }
     let out = base.join("hiera.yaml");
-    std::fs::write(&out, serde_yaml::to_string(&doc)?)?;
+    std::fs::write(&out, crate::yaml::to_string(&doc))?;
     let nodes = format!("['{}', '{}']", primary.label(), standby.label());
     let hosts = format!(
         "[{{name: {}, ip: {}, alias: stash}}, {{name: {}, ip: {}, alias: db-standby}}]",

@@ -18,6 +18,8 @@ use std::time::Duration;
 use resources::runner::{Cmd, Runner};
 use serde_json::{Map, Value};
 
+use crate::yaml::{Data, Node};
+
 /// What the facts directory yielded.
 #[derive(Debug, Default)]
 pub struct External {
@@ -197,11 +199,8 @@ pub fn parse_json(text: &str) -> Result<Map<String, Value>, String> {
 
 /// A YAML mapping of facts (an empty document has none).
 pub fn parse_yaml(text: &str) -> Result<Map<String, Value>, String> {
-    let mut doc: serde_yaml::Value =
-        serde_yaml::from_str(text).map_err(|e| format!("invalid YAML: {e}"))?;
-    doc.apply_merge()
-        .map_err(|e| format!("invalid YAML: {e}"))?;
-    match yaml_to_json(doc)? {
+    let doc = crate::yaml::parse(text).map_err(|e| format!("invalid YAML: {e}"))?;
+    match yaml_to_json(&doc)? {
         Value::Null => Ok(Map::new()),
         Value::Object(map) => Ok(map),
         other => Err(format!(
@@ -222,46 +221,29 @@ fn kind_name(v: &Value) -> &'static str {
     }
 }
 
-/// YAML to JSON; scalar mapping keys become strings (`1: x` → `"1"`) and
-/// tags are dropped, so any plain YAML facts file is accepted.
-fn yaml_to_json(value: serde_yaml::Value) -> Result<Value, String> {
-    use serde_yaml::Value as Y;
-    Ok(match value {
-        Y::Null => Value::Null,
-        Y::Bool(b) => Value::Bool(b),
-        Y::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Value::from(i)
-            } else if let Some(u) = n.as_u64() {
-                Value::from(u)
-            } else {
-                let f = n.as_f64().unwrap_or(f64::NAN);
-                serde_json::Number::from_f64(f)
-                    .map(Value::Number)
-                    .ok_or_else(|| format!("{n} has no JSON form"))?
+/// YAML to JSON; scalar mapping keys become strings (`1: x` → `"1"`), so
+/// any plain YAML facts file is accepted, but a fact must have a JSON form.
+fn yaml_to_json(node: &Node) -> Result<Value, String> {
+    Ok(match &node.data {
+        Data::Scalar(s) => {
+            // resolve() makes `.inf` and `.nan` null; a fact says so instead.
+            if s.is_non_finite() {
+                return Err(format!("{} has no JSON form", s.text));
             }
+            s.resolve()
         }
-        Y::String(s) => Value::String(s),
-        Y::Sequence(items) => Value::Array(
-            items
-                .into_iter()
-                .map(yaml_to_json)
-                .collect::<Result<_, _>>()?,
-        ),
-        Y::Mapping(map) => {
+        Data::Seq(items) => Value::Array(items.iter().map(yaml_to_json).collect::<Result<_, _>>()?),
+        Data::Map(entries) => {
             let mut out = Map::new();
-            for (k, v) in map {
-                let key = match k {
-                    Y::String(s) => s,
-                    Y::Number(n) => n.to_string(),
-                    Y::Bool(b) => b.to_string(),
+            for (k, v) in entries {
+                let key = match &k.data {
+                    Data::Scalar(s) if !s.resolve().is_null() => s.text.clone(),
                     _ => return Err("a fact name must be a string".into()),
                 };
                 out.insert(key, yaml_to_json(v)?);
             }
             Value::Object(out)
         }
-        Y::Tagged(tagged) => yaml_to_json(tagged.value)?,
     })
 }
 

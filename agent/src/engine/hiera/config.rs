@@ -9,11 +9,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use regex::Regex;
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::data::Format;
 use super::{interpolate, HieraError};
+use crate::yaml::{self, Node};
 
 /// `defaults:`: settings every hierarchy level inherits.
 #[derive(Debug, Default, Deserialize)]
@@ -31,7 +32,7 @@ struct RawDefaults {
     /// Not supported (a Hiera 3 backend).
     hiera3_backend: Option<String>,
     /// Backend options; accepted and ignored by the file backends.
-    options: Option<BTreeMap<String, serde_yaml::Value>>,
+    options: Option<BTreeMap<String, Value>>,
 }
 
 /// One `hierarchy:` entry.
@@ -63,7 +64,7 @@ struct RawLevel {
     data_dig: Option<String>,
     hiera3_backend: Option<String>,
     /// Backend options; ignored by the file backends.
-    options: Option<BTreeMap<String, serde_yaml::Value>>,
+    options: Option<BTreeMap<String, Value>>,
 }
 
 /// The whole file.
@@ -72,7 +73,7 @@ struct RawLevel {
 struct RawConfig {
     /// Must be 5.
     #[allow(dead_code)]
-    version: serde_yaml::Value,
+    version: Value,
     defaults: Option<RawDefaults>,
     /// Levels from highest priority to lowest. Default: one level "Common"
     /// reading `common.yaml`.
@@ -80,14 +81,14 @@ struct RawConfig {
     /// Used by Bolt plans only; validated, not used.
     plan_hierarchy: Option<Vec<RawLevel>>,
     /// Only valid in a module's hiera.yaml; refused here.
-    default_hierarchy: Option<serde_yaml::Value>,
+    default_hierarchy: Option<Value>,
 }
 
 /// Just the version, read first so a version 3 file gets a clear message
 /// instead of a list of unknown keys.
 #[derive(Deserialize)]
 struct VersionOnly {
-    version: Option<serde_yaml::Value>,
+    version: Option<Value>,
 }
 
 /// Where a level's data files are.
@@ -138,15 +139,21 @@ impl Config {
             line,
             msg,
         };
-        let yaml_err = |e: serde_yaml::Error| {
-            let msg = e.to_string();
-            let msg = msg
-                .find(" at line ")
-                .map_or(msg.clone(), |i| msg[..i].to_string());
-            fail(e.location().map(|l| l.line()), msg)
+        let tree = yaml::parse(text).map_err(|e| fail(Some(e.mark.line), e.describe()))?;
+        let de_err = |e: yaml::DeError| fail(e.mark.map(|m| m.line), e.message);
+        // The line of a top-level key.
+        let key_line = |key: &str| tree.entry(key).map(|(k, _)| k.mark.line);
+        // Only the version first: a version 3 file gets a clear message
+        // instead of a list of unknown keys.
+        let version = match tree.entries() {
+            Some(_) => {
+                yaml::from_node::<VersionOnly>(&tree)
+                    .map_err(de_err)?
+                    .version
+            }
+            None => None,
         };
-        let version: VersionOnly = serde_yaml::from_str(text).map_err(yaml_err)?;
-        match version.version {
+        match version {
             None => {
                 return Err(fail(
                     None,
@@ -154,21 +161,20 @@ impl Config {
                 ))
             }
             Some(v) if !is_five(&v) => {
-                let shown = serde_yaml::to_string(&v).unwrap_or_default();
                 return Err(fail(
-                    find_line(text, r"^\s*:?version:", 1),
+                    key_line("version"),
                     format!(
                         "version {} is not supported; only Hiera version 5 configuration is",
-                        shown.trim()
+                        yaml::to_string(&v).trim()
                     ),
                 ));
             }
             Some(_) => {}
         }
-        let raw: RawConfig = serde_yaml::from_str(text).map_err(yaml_err)?;
+        let raw: RawConfig = yaml::from_node(&tree).map_err(de_err)?;
         if raw.default_hierarchy.is_some() {
             return Err(fail(
-                find_line(text, r"(?:^|\s)default_hierarchy:", 1),
+                key_line("default_hierarchy"),
                 "'default_hierarchy' is only allowed in a module's hiera.yaml".into(),
             ));
         }
@@ -179,11 +185,12 @@ impl Config {
                 let fns = backends(&d.data_hash, &d.lookup_key, &d.data_dig, &d.hiera3_backend);
                 if fns.len() > 1 {
                     return Err(fail(
-                        find_line(text, r"^\s*defaults:", 1),
+                        key_line("defaults"),
                         "only one of data_hash, lookup_key, data_dig or hiera3_backend can be defined in defaults".into(),
                     ));
                 }
-                reserved_options(&d.options, "defaults", text).map_err(|(l, m)| fail(l, m))?;
+                reserved_options(&d.options, "defaults", tree.get("defaults"))
+                    .map_err(|(l, m)| fail(l, m))?;
                 fns.into_iter().next()
             }
         };
@@ -209,17 +216,20 @@ impl Config {
                 options: None,
             }]
         });
+        let level_nodes = |key: &str| -> Vec<&Node> {
+            match tree.get(key).map(|h| &h.data) {
+                Some(yaml::Data::Seq(items)) => items.iter().collect(),
+                _ => Vec::new(),
+            }
+        };
+        let hierarchy_nodes = level_nodes("hierarchy");
         let mut levels: Vec<Level> = Vec::new();
-        for raw in raw_levels {
-            let level = validate_level(raw, &default_fn, &default_datadir, text)
+        for (i, raw) in raw_levels.into_iter().enumerate() {
+            let node = hierarchy_nodes.get(i).copied();
+            let level = validate_level(raw, &default_fn, &default_datadir, node)
                 .map_err(|(l, m)| fail(l, m))?;
             if levels.iter().any(|l| l.name == level.name) {
-                let pat = format!(
-                    r#"\sname:\s+['"]?{}(?:[^\w]|$)"#,
-                    regex::escape(&level.name)
-                );
-                let first = find_line(text, &pat, 1);
-                let line = first.and_then(|f| find_line(text, &pat, f + 1)).or(first);
+                let line = node.and_then(|n| n.get("name")).map(|n| n.mark.line);
                 return Err(fail(
                     line,
                     format!("hierarchy name '{}' is defined more than once", level.name),
@@ -227,9 +237,20 @@ impl Config {
             }
             levels.push(level);
         }
-        for raw in raw.plan_hierarchy.unwrap_or_default() {
-            validate_level(raw, &default_fn, &default_datadir, text)
-                .map_err(|(l, m)| fail(l, m))?;
+        let plan_nodes = level_nodes("plan_hierarchy");
+        for (i, raw) in raw
+            .plan_hierarchy
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            validate_level(
+                raw,
+                &default_fn,
+                &default_datadir,
+                plan_nodes.get(i).copied(),
+            )
+            .map_err(|(l, m)| fail(l, m))?;
         }
         let root = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Ok(Config {
@@ -240,7 +261,7 @@ impl Config {
     }
 }
 
-fn is_five(v: &serde_yaml::Value) -> bool {
+fn is_five(v: &Value) -> bool {
     v.as_u64() == Some(5) || v.as_str().map(str::trim) == Some("5")
 }
 
@@ -279,22 +300,13 @@ fn validate_level(
     raw: RawLevel,
     default_fn: &Option<Backend>,
     default_datadir: &str,
-    text: &str,
+    node: Option<&Node>,
 ) -> Result<Level, LevelError> {
     let name = raw.name;
-    // Lines are only looked for when there is an error to point at: each
-    // search compiles a regex, which a valid level should not pay for.
-    let name_line = || {
-        find_line(
-            text,
-            &format!(r#"\sname:\s+['"]?{}(?:[^\w]|$)"#, regex::escape(&name)),
-            1,
-        )
-    };
-    let near = |key: &str| {
-        let name_line = name_line();
-        find_line(text, &format!(r"(?:^|\s){key}:"), name_line.unwrap_or(1)).or(name_line)
-    };
+    // Errors point at the level's name, or at the key they are about.
+    let name_line = || node.and_then(|n| n.get("name")).map(|n| n.mark.line);
+    let key_at = |key: &str| node.and_then(|n| n.entry(key)).map(|(k, _)| k.mark.line);
+    let near = |key: &str| key_at(key).or_else(name_line);
     let fns = backends(
         &raw.data_hash,
         &raw.lookup_key,
@@ -327,7 +339,7 @@ fn validate_level(
             ))
         }
     };
-    reserved_options(&raw.options, &format!("hierarchy '{name}'"), text)?;
+    reserved_options(&raw.options, &format!("hierarchy '{name}'"), node)?;
     let mut specs: Vec<(&str, Locations)> = Vec::new();
     if let Some(p) = raw.path {
         specs.push(("path", Locations::Paths(vec![p])));
@@ -352,7 +364,7 @@ fn validate_level(
     }
     if raw.uri.is_some() || raw.uris.is_some() {
         return Err((
-            near("uris?"),
+            key_at("uri").or_else(|| key_at("uris")).or_else(name_line),
             format!("hierarchy '{name}': uri/uris are only for lookup_key backends, which are not supported"),
         ));
     }
@@ -395,44 +407,23 @@ fn validate_level(
     })
 }
 
+/// Refuses the option keys Puppet reserves; the error points at `options:`
+/// in `node` (the defaults or the level).
 fn reserved_options(
-    options: &Option<BTreeMap<String, serde_yaml::Value>>,
+    options: &Option<BTreeMap<String, Value>>,
     what: &str,
-    text: &str,
+    node: Option<&Node>,
 ) -> Result<(), LevelError> {
     for key in ["path", "uri"] {
         if options.as_ref().is_some_and(|o| o.contains_key(key)) {
             return Err((
-                find_line(text, r"(?:^|\s)options:", 1),
+                node.and_then(|n| n.entry("options"))
+                    .map(|(k, _)| k.mark.line),
                 format!("{what}: option key '{key}' is reserved by Puppet"),
             ));
         }
     }
     Ok(())
-}
-
-/// The first line at or after `start` (1-based) whose text, comments removed,
-/// matches `pattern`: how validation errors point into hiera.yaml.
-fn find_line(text: &str, pattern: &str, start: usize) -> Option<usize> {
-    let re = Regex::new(pattern).ok()?;
-    text.lines()
-        .enumerate()
-        .skip(start.saturating_sub(1))
-        .find(|(_, line)| re.is_match(strip_comment(line)))
-        .map(|(i, _)| i + 1)
-}
-
-fn strip_comment(line: &str) -> &str {
-    let mut quote = None;
-    for (i, c) in line.char_indices() {
-        match (c, quote) {
-            ('"' | '\'', None) => quote = Some(c),
-            (q, Some(open)) if q == open => quote = None,
-            ('#', None) => return &line[..i],
-            _ => {}
-        }
-    }
-    line
 }
 
 #[cfg(test)]
@@ -561,5 +552,23 @@ hierarchy:
         assert!(msg.contains("no data provider function"), "{msg}");
         let (line, _) = err_at("version: 5\nhierarchy: [\n");
         assert!(line.is_some());
+    }
+
+    #[test]
+    fn lines_come_from_the_parsed_nodes() {
+        let (line, msg) = err_at(
+            "version: 5\nhierarchy:\n  - name: a\n    path: a\n    options:\n      path: x\n",
+        );
+        assert_eq!(line, Some(5), "{msg}");
+        let (line, msg) = err_at(
+            "version: 5\nhierarchy:\n  - name: a\n    path: a\n  - name: b\n    uris: [x]\n    path: b\n",
+        );
+        assert_eq!(line, Some(6), "{msg}");
+        // A name in a comment, in flow style, with regex characters: each
+        // fooled a search of the text, none fools the parser.
+        let (line, msg) = err_at(
+            "version: 5\n# name: 'a.b'\nhierarchy:\n  - {name: 'a.b', path: x}\n\n  - name: \"a.b\"\n    path: y\n",
+        );
+        assert_eq!(line, Some(6), "{msg}");
     }
 }

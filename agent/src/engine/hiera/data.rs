@@ -4,13 +4,15 @@
 //! A data file is a hash of keys; an empty file is an empty hash, as in
 //! Puppet. A file that does not parse, or is not a hash, is an error naming
 //! the file and, when the parser knows it, the line: a broken file must stop
-//! the run rather than silently hide its keys.
+//! the run rather than silently hide its keys. YAML scalars are typed as
+//! Puppet types them (see [`crate::yaml::yaml11`]): a plain `yes` is true,
+//! `0755` is 493, a quoted one stays a string.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 
 use super::HieraError;
 
@@ -68,10 +70,10 @@ pub(crate) fn parse(text: &str, path: &Path, format: Format) -> Result<DataMap, 
     };
     let value = match format {
         Format::Yaml => {
-            let mut y: serde_yaml::Value = serde_yaml::from_str(text)
-                .map_err(|e| err(e.location().map(|l| l.line()), yaml_msg(&e)))?;
-            y.apply_merge().map_err(|e| err(None, e.to_string()))?;
-            yaml_to_json(y)
+            let tree =
+                crate::yaml::parse(text).map_err(|e| err(Some(e.mark.line), e.describe()))?;
+            // Typed as Puppet types it: YAML 1.1 for plain scalars.
+            tree.to_json_with(crate::yaml::yaml11::resolve)
         }
         Format::Json => {
             if text.trim().is_empty() {
@@ -98,53 +100,6 @@ pub(crate) fn parse(text: &str, path: &Path, format: Format) -> Result<DataMap, 
     }
 }
 
-/// serde_yaml's message without its own " at line N column M" suffix, since
-/// the error already carries the line.
-fn yaml_msg(e: &serde_yaml::Error) -> String {
-    let msg = e.to_string();
-    match msg.find(" at line ") {
-        Some(i) => msg[..i].to_string(),
-        None => msg,
-    }
-}
-
-/// YAML to JSON: keys become strings, tags are dropped, non-finite floats
-/// become undef.
-pub(crate) fn yaml_to_json(v: serde_yaml::Value) -> Value {
-    use serde_yaml::Value as Y;
-    match v {
-        Y::Null => Value::Null,
-        Y::Bool(b) => Value::Bool(b),
-        Y::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Value::from(i)
-            } else if let Some(u) = n.as_u64() {
-                Value::from(u)
-            } else {
-                n.as_f64()
-                    .and_then(Number::from_f64)
-                    .map_or(Value::Null, Value::Number)
-            }
-        }
-        Y::String(s) => Value::String(s),
-        Y::Sequence(items) => Value::Array(items.into_iter().map(yaml_to_json).collect()),
-        Y::Mapping(m) => Value::Object(
-            m.into_iter()
-                .map(|(k, v)| (key_text(k), yaml_to_json(v)))
-                .collect(),
-        ),
-        Y::Tagged(t) => yaml_to_json(t.value),
-    }
-}
-
-fn key_text(k: serde_yaml::Value) -> String {
-    match yaml_to_json(k) {
-        Value::String(s) => s,
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +117,21 @@ mod tests {
         assert_eq!(Value::Object(j), json!({"a": 1}));
         assert!(parse("", p, Format::Yaml).unwrap().is_empty());
         assert!(parse("---\n", p, Format::Yaml).unwrap().is_empty());
+    }
+
+    #[test]
+    fn yaml_data_is_typed_as_puppet_types_it() {
+        let y = parse(
+            "a: yes\nb: 'yes'\nc: 0755\nd: \"0755\"\ne: Off\nf: 1e3\ng: [on, y, 1_000]\n",
+            Path::new("t.yaml"),
+            Format::Yaml,
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(y),
+            json!({"a": true, "b": "yes", "c": 493, "d": "0755", "e": false, "f": "1e3",
+                   "g": [true, "y", 1000]})
+        );
     }
 
     #[test]
