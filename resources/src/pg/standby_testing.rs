@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::pg::testing::{free_port, stop_now, TestCluster, PASSWORD};
+use crate::pg::testing::{start_on_a_free_port, stop_now, TestCluster, PASSWORD};
 use crate::pg::{bin_cmd, Conn, DEFAULT_BINDIR};
 use crate::runner::Runner;
 
@@ -31,28 +31,28 @@ pub struct Running {
 
 impl Running {
     pub fn start(datadir: &Path) -> Running {
-        let port = free_port("127.0.0.1");
-        // The copied postgresql.conf names the primary's port and socket dir.
-        let opts = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}",
-            datadir.display()
-        );
         let d = datadir.display().to_string();
-        let log = datadir.join("standby.log").display().to_string();
-        let r = Running {
+        let log = datadir.join("standby.log");
+        let log_text = log.display().to_string();
+        let port = start_on_a_free_port("127.0.0.1", &log, |port| {
+            // The copied postgresql.conf names the primary's port and socket dir.
+            let opts = format!(
+                "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}",
+                datadir.display()
+            );
+            Runner::default()
+                .run(&bin_cmd(
+                    Path::new(DEFAULT_BINDIR),
+                    "pg_ctl",
+                    &["-D", &d, "-l", &log_text, "-o", &opts, "-w", "start"],
+                ))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        });
+        Running {
             datadir: datadir.to_path_buf(),
             port,
-        };
-        Runner::default()
-            .run(&bin_cmd(
-                Path::new(DEFAULT_BINDIR),
-                "pg_ctl",
-                &["-D", &d, "-l", &log, "-o", &opts, "-w", "start"],
-            ))
-            .unwrap_or_else(|e| {
-                panic!("{e}\n{}", std::fs::read_to_string(&log).unwrap_or_default())
-            });
-        r
+        }
     }
 
     pub fn client(&self) -> postgres::Client {

@@ -11,13 +11,41 @@ use crate::runner::Runner;
 /// The superuser password of test clusters.
 pub const PASSWORD: &str = "test-superuser-pw";
 
-/// A free TCP port on `addr`.
+/// A TCP port that was free on `addr` a moment ago. Another process may
+/// take it before the caller binds it: servers started on it go through
+/// [`start_on_a_free_port`], which tries again on another port then.
 pub fn free_port(addr: &str) -> u16 {
     TcpListener::bind((addr, 0))
         .expect("bind")
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Starts a server with `start(port)` on a port found free, and again on
+/// another when the server could not bind it (taken meanwhile: the race
+/// [`free_port`] cannot close, since the server binds the port itself).
+/// The port it runs on.
+pub fn start_on_a_free_port(
+    addr: &str,
+    log: &Path,
+    mut start: impl FnMut(u16) -> Result<(), String>,
+) -> u16 {
+    let mut last = String::new();
+    for _ in 0..5 {
+        let port = free_port(addr);
+        match start(port) {
+            Ok(()) => return port,
+            Err(e) => {
+                let logged = std::fs::read_to_string(log).unwrap_or_default();
+                if !logged.contains("could not bind") && !e.contains("could not bind") {
+                    panic!("starting a test server on port {port}: {e}\n{logged}");
+                }
+                last = format!("{e}\n{logged}");
+            }
+        }
+    }
+    panic!("no free port for a test server after 5 tries: {last}");
 }
 
 /// Makes `dir` (and its parents inside a temp dir) usable by the postgres
@@ -97,9 +125,8 @@ impl TestCluster {
                 ],
             ))
             .expect("initdb");
-        let port = free_port(addr);
         let conf = format!(
-            "listen_addresses = '{addr}'\nport = {port}\nunix_socket_directories = '{}'\nfsync = off\n",
+            "listen_addresses = '{addr}'\nunix_socket_directories = '{}'\nfsync = off\n",
             datadir.display()
         );
         use std::io::Write;
@@ -116,14 +143,22 @@ impl TestCluster {
             .unwrap()
             .write_all(hba.as_bytes())
             .unwrap();
-        let c = TestCluster {
+        let mut c = TestCluster {
             datadir,
             addr: addr.to_string(),
-            port,
+            port: 0,
             bindir,
             runner,
         };
-        c.start();
+        c.port = start_on_a_free_port(addr, &c.datadir.join("server.log"), |port| {
+            // The last `port` line of postgresql.conf wins.
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(c.datadir.join("postgresql.conf"))
+                .and_then(|mut f| f.write_all(format!("port = {port}\n").as_bytes()))
+                .map_err(|e| e.to_string())?;
+            c.try_start()
+        });
         c
     }
 
@@ -140,6 +175,10 @@ impl TestCluster {
     }
 
     pub fn start(&self) {
+        self.try_start().expect("pg_ctl start");
+    }
+
+    fn try_start(&self) -> Result<(), String> {
         let d = self.datadir.display().to_string();
         let log = self.datadir.join("server.log").display().to_string();
         self.runner
@@ -148,7 +187,8 @@ impl TestCluster {
                 "pg_ctl",
                 &["-D", &d, "-l", &log, "-w", "start"],
             ))
-            .expect("pg_ctl start");
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     pub fn stop(&self) {
