@@ -100,3 +100,26 @@ fn a_fifo_as_template_or_source_is_refused_without_blocking() {
         }
     }
 }
+
+#[test]
+fn a_fifo_as_an_edited_file_is_refused_before_anything_runs() {
+    let sb = Sandbox::new();
+    sb.site_file("hiera/hiera.yaml", HIERA_YAML)
+        .site_file("manifests/site.yaml", "default: [roles/r]\n")
+        .site_file(
+            "manifests/roles/r.yaml",
+            "resources:\n  - file: /a\n    content: first\n  - host: db1\n    ip: 10.0.0.1\n",
+        );
+    std::fs::create_dir_all(sb.root().join("etc")).unwrap();
+    nix::unistd::mkfifo(
+        &sb.root().join("etc/hosts"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    let before = sb.snapshot();
+    let (code, err) = run_bounded(&sb, &["apply"], std::time::Duration::from_secs(20))
+        .expect("apply hung on a FIFO hosts file");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("is a FIFO"), "{err}");
+    assert_eq!(before, sb.snapshot(), "something was applied");
+}

@@ -19,13 +19,33 @@ use crate::core::ResourceError;
 /// leftovers of killed runs when it next writes in that directory.
 pub const TEMP_MARK: &str = ".agent-tmp";
 
-/// Content of a file on disk; `None` when it does not exist.
+/// Content of a regular file on disk; `None` when it does not exist. Any
+/// other kind of file (a FIFO, a device, a directory) is an error, found
+/// without blocking: a FIFO as the hosts file would otherwise hang the run
+/// in `open`, holding the run lock.
 pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, ResourceError> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(ResourceError::io(path, e)),
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ResourceError::io(path, e)),
+    };
+    let meta = f.metadata().map_err(|e| ResourceError::io(path, e))?;
+    if !meta.is_file() {
+        return Err(ResourceError::Invalid(format!(
+            "{} is not a regular file; refusing to read or replace it",
+            path.display()
+        )));
     }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    f.read_to_end(&mut bytes)
+        .map_err(|e| ResourceError::io(path, e))?;
+    Ok(Some(bytes))
 }
 
 /// At most `limit` bytes of the regular file `path`, from its start: a
@@ -217,6 +237,21 @@ impl<W: Write> Write for CountingWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_optional_refuses_a_fifo_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("hosts");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let e = read_optional(&fifo).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        assert_eq!(read_optional(&dir.path().join("none")).unwrap(), None);
+        std::fs::write(dir.path().join("f"), "x").unwrap();
+        assert_eq!(
+            read_optional(&dir.path().join("f")).unwrap(),
+            Some(b"x".to_vec())
+        );
+    }
 
     #[test]
     fn atomic_write_replaces_and_keeps_mode() {

@@ -73,6 +73,7 @@ impl Observer for () {
 /// catalog that would escape the sandbox changes nothing.
 pub fn preflight(catalog: &Catalog, cx: &Context) -> Result<(), Vec<String>> {
     let mut errors = Vec::new();
+    let mut looked_at = std::collections::HashSet::new();
     // What it learns about directories stays in `cx` for the checks.
     for e in &catalog.entries {
         let follows = e.resource.follows_paths();
@@ -82,8 +83,22 @@ pub fn preflight(catalog: &Catalog, cx: &Context) -> Result<(), Vec<String>> {
             } else {
                 cx.unfollowed_path(&p)
             };
-            if let Err(err) = confined {
-                errors.push(format!("{}: {}: {err}", e.location, e.id));
+            match confined {
+                Err(err) => errors.push(format!("{}: {}: {err}", e.location, e.id)),
+                // A FIFO, socket or device where a type reads or writes
+                // through its path would block the run (under its lock) or
+                // never end: refused before anything runs.
+                Ok(disk) if follows && looked_at.insert(disk.clone()) => {
+                    if let Some(kind) = blocking_kind(&disk) {
+                        errors.push(format!(
+                            "{}: {}: {} is a {kind}, not a regular file or directory",
+                            e.location,
+                            e.id,
+                            disk.display()
+                        ));
+                    }
+                }
+                Ok(_) => {}
             }
         }
     }
@@ -91,6 +106,22 @@ pub fn preflight(catalog: &Catalog, cx: &Context) -> Result<(), Vec<String>> {
         Ok(())
     } else {
         Err(errors)
+    }
+}
+
+/// What kind of special file `path` is, if it is one a read or write could
+/// block on.
+fn blocking_kind(path: &std::path::Path) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = std::fs::metadata(path).ok()?.file_type();
+    if t.is_fifo() {
+        Some("FIFO")
+    } else if t.is_socket() {
+        Some("socket")
+    } else if t.is_char_device() || t.is_block_device() {
+        Some("device")
+    } else {
+        None
     }
 }
 
