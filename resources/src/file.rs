@@ -487,6 +487,25 @@ impl Resource for File {
     }
 
     fn check(&self, cx: &Context) -> Result<Plan, ResourceError> {
+        // An owner or group that does not exist fails the resource here,
+        // before anything is written (it used to write the content, then
+        // fail on the chown).
+        if let Some(o) = &self.owner {
+            if resolve_user(o)?.is_none() {
+                return Err(ResourceError::Failed(format!(
+                    "{}: no such user: {o} (create it first: it must exist before the file)",
+                    self.id
+                )));
+            }
+        }
+        if let Some(g) = &self.group {
+            if resolve_group(g)?.is_none() {
+                return Err(ResourceError::Failed(format!(
+                    "{}: no such group: {g} (create it first: it must exist before the file)",
+                    self.id
+                )));
+            }
+        }
         let path = cx.unfollowed_path(&self.node_path)?;
         let meta = lstat(&path)?;
         let current = meta.as_ref().map_or(Kind::Missing, Kind::of);
@@ -1131,12 +1150,20 @@ mod tests {
         let meta = fs::metadata(&p).unwrap();
         assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
         assert_eq!(meta.mode() & 0o7777, 0o4755, "setuid survives the chown");
-        let ghost = file("/etc/owned", json!({"owner": "no-such-user-xyz"}));
-        let plan = ghost.check(&t.cx).unwrap();
-        let changes = plan.changes().to_vec();
-        assert_eq!(props(&changes), ["owner"]);
-        let err = ghost.apply(&t.cx, plan).unwrap_err().to_string();
-        assert!(err.contains("no such user"), "{err}");
+        // An unknown owner or group fails at check: nothing is written.
+        for (attrs, what) in [
+            (json!({"owner": "no-such-user-xyz"}), "no such user"),
+            (json!({"group": "no-such-group-xyz"}), "no such group"),
+            (
+                json!({"owner": "no-such-user-xyz", "content": "x\n"}),
+                "no such user",
+            ),
+        ] {
+            let ghost = file("/etc/ghost-owned", attrs);
+            let err = ghost.check(&t.cx).unwrap_err().to_string();
+            assert!(err.contains(what), "{err}");
+        }
+        assert!(!t.root.join("etc/ghost-owned").exists());
     }
 
     #[test]
