@@ -34,9 +34,10 @@ struct Params {
     /// The rules, in order. Each is a line as written in pg_hba.conf
     /// (`host stashdb stashuser all trust`, the seed's
     /// `pgsql_server::ipv4acls` format) or a map
-    /// `{type, database, user, address, method, options}`.
+    /// `{type, database, user, address, method, options}`. A single string
+    /// is read as lines, one rule each (the seed writes `ipv4acls` so).
     #[serde(default)]
-    rules: Vec<RuleSpec>,
+    rules: Rules,
     /// Put the agent's own admin rules first (default true): `local all
     /// <superuser> peer` and `host all <superuser> 127.0.0.0/8|::1/128
     /// scram-sha-256`.
@@ -54,6 +55,34 @@ struct Params {
 
 fn yes() -> bool {
     true
+}
+
+/// `rules:` as a list, or as one string of lines.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Rules {
+    List(Vec<RuleSpec>),
+    Lines(String),
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules::List(vec![])
+    }
+}
+
+impl Rules {
+    fn specs(self) -> Vec<RuleSpec> {
+        match self {
+            Rules::List(l) => l,
+            Rules::Lines(text) => text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(|l| RuleSpec::Line(l.to_string()))
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -379,7 +408,7 @@ pub fn render(title: &str, rules: &[HbaRule]) -> String {
 /// The rules of a declaration (without defaults), for `agent validate`.
 pub fn decl_rules(decl: &Decl) -> Result<Vec<HbaRule>, ResourceError> {
     let p: Params = decl.params()?;
-    rules_of(decl, p.rules)
+    rules_of(decl, p.rules.specs())
 }
 
 fn rules_of(decl: &Decl, specs: Vec<RuleSpec>) -> Result<Vec<HbaRule>, ResourceError> {
@@ -426,7 +455,7 @@ pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceE
     } else {
         vec![]
     };
-    let own = rules_of(decl, p.rules)?;
+    let own = rules_of(decl, p.rules.specs())?;
     let warnings = lint(&own);
     for w in &warnings {
         tracing::warn!(resource = %id, "{w}");

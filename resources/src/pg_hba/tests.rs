@@ -109,6 +109,19 @@ fn maps_and_validation_at_build() {
         "hostssl \"app db\" app 10.1.0.0/16 scram-sha-256 clientcert=verify-ca"
     );
     assert!(build(&d, &env).is_ok());
+    // The seed writes its ACLs as one string: a rule per line.
+    let seed = decl(
+        "pg_hba",
+        "/data",
+        json!({"rules": "host stashdb stashuser all trust\n\n  host replication repl 10.1.0.0/16 scram-sha-256\n"}),
+        &[],
+    );
+    let rules = decl_rules(&seed).unwrap();
+    assert_eq!(rules.len(), 2);
+    assert_eq!(
+        rules[1],
+        HbaRule::parse("host replication repl 10.1.0.0/16 scram-sha-256").unwrap()
+    );
     for bad in [
         json!({"rules": ["host all all all foo"]}),
         json!({"rules": [{"type": "local", "database": "all", "user": "all", "address": "x", "method": "peer"}]}),
