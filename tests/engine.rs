@@ -289,6 +289,33 @@ fn failing_exec_skips_exactly_its_dependents() {
     assert_eq!(status("file[/etc/needs-broken]"), "skipped");
     assert_eq!(status("file[/etc/needs-needs-broken]"), "skipped");
     assert_eq!(status("file[/etc/independent]"), "changed");
+    // A failed resource reports what failed, once, with the real exit code,
+    // and no change: not on stdout, stderr or in the report.
+    let broken = report["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "exec[broken]")
+        .unwrap();
+    assert_eq!(broken["changes"], serde_json::json!([]), "{broken}");
+    assert!(!run.all().contains("notrun"), "{}", run.all());
+    let error_lines: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("exec[broken]"))
+        .collect();
+    assert_eq!(error_lines.len(), 1, "{}", run.stderr);
+    assert_eq!(
+        error_lines[0].matches("exec[broken]").count(),
+        1,
+        "{}",
+        error_lines[0]
+    );
+    assert!(
+        error_lines[0].contains('3'),
+        "the real exit code: {}",
+        error_lines[0]
+    );
     assert_eq!(report["summary"]["failed"], 1);
     assert_eq!(report["summary"]["skipped"], 2);
     // Without --detailed-exitcodes a failure is exit 1.

@@ -378,7 +378,11 @@ fn converge(
             true
         }
         Err(e) => {
+            // A failed resource reports what failed, once, and no change:
+            // the lines above were what it meant to do, not what it did.
             out.status = Status::Failed;
+            out.changes.clear();
+            out.diffs.clear();
             out.message = Some(format!("{e}"));
             false
         }

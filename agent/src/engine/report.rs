@@ -200,7 +200,13 @@ impl Observer for Printer {
             }
         }
         if let Some(m) = &o.message {
-            let line = format!("{prefix}: {}: {m}", e.id);
+            // Types name themselves in their errors: the id once.
+            let id = e.id.to_string();
+            let m = m
+                .strip_prefix(id.as_str())
+                .and_then(|r| r.strip_prefix(": "))
+                .unwrap_or(m);
+            let line = format!("{prefix}: {id}: {m}");
             if o.status == Status::Failed {
                 self.flush();
                 err(&line)
