@@ -553,3 +553,32 @@ fn quiet_apply_says_nothing_only_when_nothing_changed() {
     assert_eq!(second.all(), "", "a converged quiet run prints nothing");
     sb.agent(&["apply"]).code(0).stdout_has("0 changed");
 }
+
+#[test]
+fn noop_of_the_bundled_db_roles_on_a_fresh_root_reports_changes_not_failures() {
+    // What a dependency of this run would create (the data dir, the running
+    // server) is not there yet in noop: a change to come, not a failure.
+    for node in ["stash-server", "production-db-standby"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_agent"))
+            .args(["apply", "--noop", "--detailed-exitcodes", "--node", node])
+            .arg("--root")
+            .arg(dir.path().join("root"))
+            .arg("--manifests")
+            .arg(common::repo().join("manifests"))
+            .arg("--hiera-config")
+            .arg(common::repo().join("hiera/hiera.yaml"))
+            .arg("--facts-dir")
+            .arg(dir.path().join("facts.d"))
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(2), "{node}: {text}");
+        assert!(!text.contains("Error:"), "{node}: {text}");
+        assert!(!dir.path().join("root").exists(), "{node}: noop wrote");
+    }
+}

@@ -201,8 +201,27 @@ fn run(
                 stager.stage_for(Some(i));
             }
             let checked = ahead.take(k);
-            let changed = converge(entry.resource.as_ref(), cx, noop, checked, &mut out);
+            let mut changed = converge(entry.resource.as_ref(), cx, noop, checked, &mut out);
             stager.stage_for(None);
+            // In noop, a check that fails because what a dependency would
+            // create is not there (a service whose data dir a pg_cluster of
+            // this run would make) is a change to come, not a failure, as
+            // in Puppet's noop.
+            if noop && out.status == Status::Failed {
+                let pending = catalog
+                    .graph
+                    .predecessors(i)
+                    .find(|&p| status[p] == Some(Status::Noop));
+                if let Some(p) = pending {
+                    out.status = Status::Noop;
+                    out.message = Some(format!(
+                        "would converge after {}, which would change first (checked now: {})",
+                        catalog.entries[p].id,
+                        out.message.take().unwrap_or_default()
+                    ));
+                    changed = true;
+                }
+            }
             // Only a check that only reads is known not to touch the tree;
             // what is applied voids the checks done ahead, and what they
             // learnt of directories too unless the type cannot replace one.
