@@ -582,3 +582,27 @@ fn noop_of_the_bundled_db_roles_on_a_fresh_root_reports_changes_not_failures() {
         assert!(!dir.path().join("root").exists(), "{node}: noop wrote");
     }
 }
+
+#[test]
+fn skip_if_leaves_a_resource_alone_with_its_reason() {
+    let sb = fixture(
+        r#"resources:
+  - exec: needs-a-server
+    command: "exit 3"
+    skip_if: "{{#if true}}fenced: db2 is the primary{{/if}}"
+  - file: /after
+    content: "x\n"
+    require: exec[needs-a-server]
+  - file: /managed
+    content: "y\n"
+    skip_if: ""
+"#,
+    );
+    let run = sb.agent(&["apply", "--detailed-exitcodes"]);
+    run.code(2)
+        .stdout_has("Notice: exec[needs-a-server]: left alone: fenced: db2 is the primary");
+    assert!(!run.all().contains("Error"), "{}", run.all());
+    assert_eq!(sb.read_root("after"), "x\n", "its dependents go on");
+    assert_eq!(sb.read_root("managed"), "y\n", "an empty reason: managed");
+    sb.agent(&["apply", "--detailed-exitcodes"]).code(0);
+}

@@ -107,6 +107,10 @@ fn stash_follows_the_primary_through_failover_and_split_brain() {
     // and must find nothing left to do: no second restart is pending.
     let settled = settle(&c);
     assert!(settled.contains("0 changed"), "{settled}");
+    // The old primary's node converges to "fenced": what needs its stopped
+    // server is left alone with the reason, and nothing fails.
+    assert!(settled.contains("left alone: fenced:"), "{settled}");
+    assert!(settled.contains(" 0 failed"), "{settled}");
     assert_eq!(
         stash_starts(&c),
         starts_before + 1,

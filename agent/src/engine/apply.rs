@@ -201,7 +201,15 @@ fn run(
                 stager.stage_for(Some(i));
             }
             let checked = ahead.take(k);
-            let mut changed = converge(entry.resource.as_ref(), cx, noop, checked, &mut out);
+            let mut changed = match &entry.meta().skip_if {
+                // Deliberately left alone (a fenced server's roles): not
+                // checked, not a failure, its dependents go on.
+                Some(reason) => {
+                    out.message = Some(format!("left alone: {reason}"));
+                    false
+                }
+                None => converge(entry.resource.as_ref(), cx, noop, checked, &mut out),
+            };
             stager.stage_for(None);
             // In noop, a check that fails because what a dependency would
             // create is not there (a service whose data dir a pg_cluster of

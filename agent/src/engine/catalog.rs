@@ -113,6 +113,9 @@ pub struct Meta {
     pub subscribe: Vec<ResourceId>,
     pub tags: Vec<String>,
     pub noop: bool,
+    /// `skip_if`: when it renders to a reason, the resource is left alone
+    /// this run (not checked), with the reason as a notice.
+    pub skip_if: Option<String>,
 }
 
 /// No metaparameters: what most resources have.
@@ -123,6 +126,7 @@ static NO_META: Meta = Meta {
     subscribe: Vec::new(),
     tags: Vec::new(),
     noop: false,
+    skip_if: None,
 };
 
 /// One resource of the catalog.

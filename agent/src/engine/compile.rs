@@ -137,6 +137,7 @@ const META: &[&str] = &[
     "subscribe",
     "tags",
     "noop",
+    "skip_if",
     "for_each",
 ];
 
@@ -473,6 +474,19 @@ impl CompileCx<'_> {
                     Value::String(s) if s.trim() == "true" => true,
                     Value::String(s) if s.trim() == "false" || s.trim().is_empty() => false,
                     other => return Err(format!("noop: expected true or false, got {other}")),
+                }
+            }
+            // What it renders to is the reason; empty: managed as usual.
+            "skip_if" => {
+                meta.skip_if = match &v {
+                    Value::String(s) if s.trim().is_empty() => None,
+                    Value::String(s) => Some(s.trim().to_string()),
+                    Value::Bool(false) | Value::Null => None,
+                    other => {
+                        return Err(format!(
+                            "skip_if: expected a string (the reason) or nothing, got {other}"
+                        ))
+                    }
                 }
             }
             _ => unreachable!("META lists the handled keys"),
