@@ -332,6 +332,21 @@ fn converge(fx: &Fixture, counts: &mut Counts, why: &str) {
     counts.runs_to_converge_max = counts.runs_to_converge_max.max(runs);
 }
 
+/// Index entries of the backup store whose blob is not there: `agent
+/// backup restore` would fail on them.
+fn dangling_index_entries(sb: &Sandbox) -> Vec<String> {
+    let store = sb.state().join("backup");
+    let Ok(index) = fs::read_to_string(store.join("index.jsonl")) else {
+        return vec![];
+    };
+    index
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|e| e["sha256"].as_str().map(str::to_string))
+        .filter(|sha| sha.len() < 2 || !store.join(&sha[..2]).join(sha).is_file())
+        .collect()
+}
+
 #[test]
 fn kill_9_at_random_moments_never_tears_a_file() {
     let kills: usize = std::env::var("TORTURE_KILLS")
@@ -387,6 +402,12 @@ fn kill_9_at_random_moments_never_tears_a_file() {
             counts.kills += 1;
         }
         pending = check_states(&fx, &format!("kill {} after {delay:?}", counts.kills));
+        assert_eq!(
+            dangling_index_entries(&fx.sb),
+            Vec::<String>::new(),
+            "kill {}: backup index entries naming no blob",
+            counts.kills
+        );
         counts.temps_seen += temps(&fx.sb.root())
             .iter()
             .filter(|p| !p.to_string_lossy().contains(".planted"))

@@ -96,7 +96,6 @@ impl BackupStore {
     ) -> Result<String, ResourceError> {
         let sha = sha256_hex(content);
         let blob = self.blob_path(&sha);
-        let io = |p: &Path, e| ResourceError::io(p, e);
         if !blob.exists() {
             let parent = blob.parent().expect("blob has a parent");
             create_private_dir(parent)?;
@@ -113,21 +112,24 @@ impl BackupStore {
                 .ok()
                 .map(|m| m.permissions().mode() & 0o7777),
         };
+        let line = serde_json::to_string(&entry).expect("entry serializes") + "\n";
         let index = self.index_path();
-        let mut f = fs::OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .mode(0o600)
-            .open(&index)
-            .map_err(|e| io(&index, e))?;
-        let mut line = serde_json::to_string(&entry).expect("entry serializes") + "\n";
-        // A run killed mid-append left a line without its newline: start on
-        // a fresh line so that this entry is not lost with the torn one.
-        if !ends_with_newline(&mut f).map_err(|e| io(&index, e))? {
-            line.insert(0, '\n');
+        // The index names a blob only once the blob is on the disk: a staged
+        // blob's line is appended after the batch commits (a kill in between
+        // leaves the blob unnamed, which a prune removes, never a line
+        // naming nothing).
+        if !stager.is_staging() {
+            append_index_line(&index, line).map_err(|e| ResourceError::io(&index, e))?;
+            return Ok(sha);
         }
-        f.write_all(line.as_bytes()).map_err(|e| io(&index, e))?;
+        stager.after_commit(move || {
+            if !blob.exists() {
+                return; // its write did not commit
+            }
+            if let Err(e) = append_index_line(&index, line) {
+                tracing::warn!("backup index {}: {e}", index.display());
+            }
+        });
         Ok(sha)
     }
 
@@ -302,6 +304,22 @@ fn is_sha(name: &str) -> bool {
     name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// Appends one entry line to the index, on a line of its own.
+fn append_index_line(index: &Path, mut line: String) -> std::io::Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .mode(0o600)
+        .open(index)?;
+    // A run killed mid-append left a line without its newline: start on
+    // a fresh line so that this entry is not lost with the torn one.
+    if !ends_with_newline(&mut f)? {
+        line.insert(0, '\n');
+    }
+    f.write_all(line.as_bytes())
+}
+
 /// True when the index holds lines that do not parse (torn by a kill):
 /// rewriting it drops them.
 fn index_has_junk(index: &Path, parsed: usize) -> bool {
@@ -334,6 +352,32 @@ pub fn create_private_dir(dir: &Path) -> Result<(), ResourceError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_staged_blob_is_named_in_the_index_only_once_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BackupStore::new(dir.path());
+        let stager = Stager::default();
+        stager.begin();
+        stager.stage_for(Some(0));
+        let sha = store.save(&stager, Path::new("/etc/a"), b"first\n").unwrap();
+        stager.stage_for(None);
+        // Killed here: the blob is only a temp, and no line names it.
+        assert!(store.list(None).unwrap().is_empty());
+        assert!(!store.blob_path(&sha).exists());
+        stager.commit();
+        assert!(store.blob_path(&sha).is_file());
+        let all = store.list(None).unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].sha256, sha);
+        // A batch that never commits (the kill) leaves no line behind.
+        let abandoned = Stager::default();
+        abandoned.begin();
+        abandoned.stage_for(Some(1));
+        store.save(&abandoned, Path::new("/etc/b"), b"second\n").unwrap();
+        drop(abandoned);
+        assert_eq!(store.list(None).unwrap().len(), 1);
+    }
 
     #[test]
     fn save_list_get() {

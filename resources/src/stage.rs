@@ -46,6 +46,9 @@ struct Pending {
     owners: Vec<usize>,
 }
 
+/// A step run once the staged writes are committed.
+type AfterCommit = Box<dyn FnOnce() + Send + Sync>;
+
 /// The staged writes of one run.
 #[derive(Default)]
 struct Batch {
@@ -57,6 +60,9 @@ struct Batch {
     /// Every ancestor directory of a pending target.
     dirs: HashSet<PathBuf>,
     owners: HashSet<usize>,
+    /// Work that must follow the commit of the staged writes (the backup
+    /// index line of a staged blob: the blob durable first, then its line).
+    after_commit: Vec<AfterCommit>,
     /// Directories already cleaned of stale temps in this batch.
     cleaned: HashSet<PathBuf>,
 }
@@ -102,7 +108,9 @@ impl Stager {
         self.with_batch(|b| b.owner = owner);
     }
 
-    fn staging(&self) -> bool {
+    /// True while the current resource's writes are staged (they reach
+    /// the disk at [`Stager::commit`]).
+    pub fn is_staging(&self) -> bool {
         self.peek(|b| b.owner.is_some()).unwrap_or(false)
     }
 
@@ -150,7 +158,7 @@ impl Stager {
         mode: Option<u32>,
     ) -> Result<(), ResourceError> {
         let mode = mode.unwrap_or_else(|| atomic::kept_mode(&self.current_path(path)));
-        if self.staging() {
+        if self.is_staging() {
             return self.stage(path, content, mode);
         }
         atomic::write_atomic(path, content, Some(mode))
@@ -243,15 +251,39 @@ impl Stager {
     /// their old content (or, for a directory fsync failure, have the new
     /// one but maybe not durably). The batch stays open.
     pub fn commit(&self) -> Uncommitted {
-        let pending = self
+        let (pending, after) = self
             .with_batch(|b| {
                 b.index.clear();
                 b.dirs.clear();
                 b.owners.clear();
-                std::mem::take(&mut b.pending)
+                (
+                    std::mem::take(&mut b.pending),
+                    std::mem::take(&mut b.after_commit),
+                )
             })
             .unwrap_or_default();
-        commit_pending(pending)
+        let failed = commit_pending(pending);
+        for step in after {
+            step();
+        }
+        failed
+    }
+
+    /// Runs `step` once what is staged now is committed, when the current
+    /// resource's writes are staged; else at once. (A kill in between
+    /// leaves the step undone, never done before the writes it follows.)
+    pub fn after_commit(&self, step: impl FnOnce() + Send + Sync + 'static) {
+        let mut step: Option<AfterCommit> = Some(Box::new(step));
+        self.with_batch(|b| {
+            if b.owner.is_some() {
+                if let Some(s) = step.take() {
+                    b.after_commit.push(s);
+                }
+            }
+        });
+        if let Some(step) = step {
+            step();
+        }
     }
 
     /// Commits what is staged and closes the batch.
