@@ -126,3 +126,58 @@ fn a_hierarchy_variable_with_no_value_is_a_warning_naming_the_level() {
         warnings[0]
     );
 }
+
+/// Runs the Puppet monitoring check on the sandbox's run summary.
+fn puppet_check(sb: &Sandbox) -> (i32, String) {
+    ensure_package(
+        "python3-yaml",
+        "/usr/lib/python3/dist-packages/yaml/__init__.py",
+    );
+    let out = Command::new("/usr/bin/python3")
+        .arg(common::repo().join("tests/monitoring/check_puppet_summary.py"))
+        .arg(sb.state().join("last_run_summary.yaml"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn a_check_written_for_puppets_run_summary_reads_the_agents() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    sb.site_file("hiera/hiera.yaml", common::HIERA_YAML)
+        .site_file("manifests/site.yaml", "default: [roles/r]\n")
+        .site_file(
+            "manifests/roles/r.yaml",
+            "resources:\n  - file: /motd\n    content: \"hi\\n\"\n",
+        );
+    // A normal run: OK, one change.
+    sb.agent(&["apply"]).code(0);
+    let (code, text) = puppet_check(&sb);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("1 changes, 0 failures"), "{text}");
+    let summary = sb.state().join("last_run_summary.yaml");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&summary), 0o644, "readable by a monitoring user");
+    assert_eq!(mode(&sb.state()) & 0o001, 0o001, "its dir traversable");
+    // A noop run with drift is recorded too: out of sync, a warning.
+    std::fs::write(sb.root().join("motd"), "edited\n").unwrap();
+    sb.agent(&["apply", "--noop"]).code(0);
+    let (code, text) = puppet_check(&sb);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("1 out of sync"), "{text}");
+    // A failed run: critical.
+    sb.site_file(
+        "manifests/roles/r.yaml",
+        "resources:\n  - exec: broken\n    command: \"exit 3\"\n",
+    );
+    sb.agent(&["apply"]).code(1);
+    let (code, text) = puppet_check(&sb);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("1 failures"), "{text}");
+}

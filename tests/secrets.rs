@@ -4,7 +4,7 @@
 //! level; no plain value may reach stdout, stderr, the JSON report,
 //! `agent lookup`, `agent validate`, `agent graph`, `agent backup list` or
 //! the backup index. Files holding secrets are private (0600 new, never
-//! world-readable), the state dir and backup store are 0700.
+//! world-readable), the state dir is not listable (0711) and the backup store is 0700.
 
 mod common;
 
@@ -150,7 +150,11 @@ fn no_secret_reaches_any_output_and_secret_files_are_private() {
     ] {
         assert_eq!(mode(&sb.root().join(rel)), want, "{rel}");
     }
-    assert_eq!(mode(&sb.state()), 0o700, "state dir");
+    assert_eq!(
+        mode(&sb.state()),
+        0o711,
+        "state dir: traversable, not listable"
+    );
 
     // Lookups and explanations redact; graph names no secret.
     for key in ["secret::db_pw", "secret::role_pw"] {

@@ -360,7 +360,9 @@ mod tests {
         let stager = Stager::default();
         stager.begin();
         stager.stage_for(Some(0));
-        let sha = store.save(&stager, Path::new("/etc/a"), b"first\n").unwrap();
+        let sha = store
+            .save(&stager, Path::new("/etc/a"), b"first\n")
+            .unwrap();
         stager.stage_for(None);
         // Killed here: the blob is only a temp, and no line names it.
         assert!(store.list(None).unwrap().is_empty());
@@ -374,7 +376,9 @@ mod tests {
         let abandoned = Stager::default();
         abandoned.begin();
         abandoned.stage_for(Some(1));
-        store.save(&abandoned, Path::new("/etc/b"), b"second\n").unwrap();
+        store
+            .save(&abandoned, Path::new("/etc/b"), b"second\n")
+            .unwrap();
         drop(abandoned);
         assert_eq!(store.list(None).unwrap().len(), 1);
     }

@@ -29,6 +29,9 @@ use crate::settings::Settings;
 use compile::Compiled;
 use report::{Printer, Report, Summary};
 
+/// Puppet's run summary, for monitoring, in the state dir.
+pub const SUMMARY: &str = "last_run_summary.yaml";
+
 /// A node's compiled catalog and the name it was compiled for.
 pub struct Node {
     pub name: String,
@@ -145,7 +148,7 @@ pub fn apply(
             errors.join("\n")
         );
     }
-    // noop writes nothing, not even the state dir.
+    // noop writes nothing but the run summary (below).
     let lock = if noop {
         None
     } else {
@@ -159,19 +162,28 @@ pub fn apply(
     );
     tracing::debug!(elapsed = ?started.elapsed(), "applied");
     let summary = Summary::of(&outcomes, started.elapsed().as_secs_f64());
+    let report = Report {
+        node: &node.name,
+        roles: &compiled.roles,
+        noop,
+        started_at,
+        summary: &summary,
+        entries: &compiled.catalog.entries,
+        resources: &outcomes,
+    };
+    // Monitoring reads every run, noop ones too (as Puppet records them);
+    // a noop on a node the agent never ran on leaves no trace at all.
+    let run_summary = crate::yaml::to_string(&report::run_summary(&report));
+    let write_summary = |w: &mut dyn std::io::Write| w.write_all(run_summary.as_bytes());
     if let Some(lock) = &lock {
-        let report = Report {
-            node: &node.name,
-            roles: &compiled.roles,
-            noop,
-            started_at,
-            summary: &summary,
-            entries: &compiled.catalog.entries,
-            resources: &outcomes,
-        };
         settings
             .state
-            .replace_locked(lock, "last_run_report.json", |w| report.write_json(w))?;
+            .replace_locked(lock, SUMMARY, 0o644, write_summary)?;
+        settings
+            .state
+            .replace_locked(lock, "last_run_report.json", 0o600, |w| {
+                report.write_json(w)
+            })?;
         node.cluster.persist();
         // Retention of the backup store, under the run lock; never in noop.
         let max_age = Duration::from_secs(resources::backup::DEFAULT_MAX_AGE_DAYS * 86_400);
@@ -185,6 +197,8 @@ pub fn apply(
             Ok(_) => {}
             Err(e) => report::warn(&format!("Warning: backup retention failed: {e}")),
         }
+    } else if settings.state.dir.is_dir() {
+        settings.state.write_with(SUMMARY, 0o644, write_summary)?;
     }
     if !(quiet && summary.exit_code(true) == 0) {
         report::print_summary(&node.name, &summary, noop);

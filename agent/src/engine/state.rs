@@ -1,5 +1,6 @@
 //! The state dir: where the run lock, the last report, last-known facts and
-//! the backup store live. Created 0700: it may hold secrets' neighbours.
+//! the backup store live. Created 0711 (not listable; every file in it is
+//! 0600 but the run summary for monitoring, and the backup store is 0700).
 //! The parents it needs are created 0755, as any system directory: under
 //! `--root` they are the node's `/var` and `/var/lib`, which the postgres
 //! OS user must be able to traverse.
@@ -31,7 +32,10 @@ impl StateDir {
         self.dir.join("agent.lock")
     }
 
-    /// Creates the state dir (0700) if needed, and its parents (0755).
+    /// Creates the state dir if needed, and its parents (0755). The dir is
+    /// 0711: other users cannot list it, but a monitoring user can read
+    /// the one file meant for it (`last_run_summary.yaml`, 0644); every
+    /// other file in it is 0600 and the backup store 0700.
     pub fn ensure(&self) -> Result<()> {
         if let Some(parent) = self.dir.parent().filter(|p| !p.exists()) {
             use std::os::unix::fs::DirBuilderExt;
@@ -43,6 +47,11 @@ impl StateDir {
         }
         resources::backup::create_private_dir(&self.dir)
             .with_context(|| format!("creating state dir {}", self.dir.display()))?;
+        use std::os::unix::fs::PermissionsExt;
+        let meta = fs::metadata(&self.dir)?;
+        if meta.permissions().mode() & 0o777 != 0o711 {
+            fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o711))?;
+        }
         Ok(())
     }
 
@@ -101,13 +110,14 @@ impl StateDir {
     /// fifth of a no-op run. After a power loss the previous version, or
     /// none, is what a reader finds.
     pub fn write(&self, name: &str, content: &[u8]) -> Result<()> {
-        self.write_with(name, |w| w.write_all(content))
+        self.write_with(name, 0o600, |w| w.write_all(content))
     }
 
     /// [`StateDir::write`] with the content written by `fill`, buffered.
     pub fn write_with(
         &self,
         name: &str,
+        mode: u32,
         fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
     ) -> Result<()> {
         use std::io::Write;
@@ -120,7 +130,7 @@ impl StateDir {
                 .write(true)
                 .create(true)
                 .truncate(true)
-                .mode(0o600)
+                .mode(mode)
                 .open(&tmp)?;
             let mut w = std::io::BufWriter::with_capacity(64 * 1024, f);
             fill(&mut w)?;
@@ -148,12 +158,13 @@ impl StateDir {
         &self,
         _held: &RunLock,
         name: &str,
+        mode: u32,
         fill: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
     ) -> Result<()> {
         use std::io::Write;
         let target = self.dir.join(name);
         let spare = self.dir.join(format!(".{name}.prev"));
-        let written = resources::atomic::overwrite_with(&spare, 0o600, |w| {
+        let written = resources::atomic::overwrite_with(&spare, mode, |w| {
             let mut buffered = std::io::BufWriter::with_capacity(64 * 1024, w);
             fill(&mut buffered)?;
             buffered.flush()
@@ -201,7 +212,7 @@ mod tests {
         state.lock(Duration::ZERO).unwrap();
         use std::os::unix::fs::PermissionsExt;
         let mode = fs::metadata(&state.dir).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o700);
+        assert_eq!(mode, 0o711);
     }
 
     #[test]
@@ -218,7 +229,7 @@ mod tests {
             let m = mode(&dir.path().join(parent));
             assert_eq!(m & 0o055, 0o055, "{parent} is {m:o}");
         }
-        assert_eq!(mode(&state.dir), 0o700);
+        assert_eq!(mode(&state.dir), 0o711);
     }
 
     #[test]
@@ -229,7 +240,9 @@ mod tests {
         let held = state.lock(Duration::ZERO).unwrap();
         let put = |text: &str| {
             state
-                .replace_locked(&held, "report.json", |w| w.write_all(text.as_bytes()))
+                .replace_locked(&held, "report.json", 0o600, |w| {
+                    w.write_all(text.as_bytes())
+                })
                 .unwrap();
         };
         let current = || fs::read_to_string(state.dir.join("report.json")).unwrap();
