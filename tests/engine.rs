@@ -606,3 +606,39 @@ fn skip_if_leaves_a_resource_alone_with_its_reason() {
     assert_eq!(sb.read_root("managed"), "y\n", "an empty reason: managed");
     sb.agent(&["apply", "--detailed-exitcodes"]).code(0);
 }
+
+#[test]
+fn tags_select_what_a_run_manages() {
+    let sb = fixture(
+        r#"resources:
+  - file: /base
+    content: "base\n"
+  - file: /web.conf
+    content: "web\n"
+    tags: [web]
+    require: file[/base]
+  - file: /db.conf
+    content: "db\n"
+    tags: [db]
+"#,
+    );
+    // --tags web: the tagged file and what it requires, nothing else.
+    sb.agent(&["apply", "--tags", "web", "--detailed-exitcodes"])
+        .code(2);
+    assert!(sb.root().join("web.conf").exists());
+    assert!(
+        sb.root().join("base").exists(),
+        "required by a tagged resource"
+    );
+    assert!(!sb.root().join("db.conf").exists());
+    // --skip_tags: everything but; a type name is a tag too.
+    sb.agent(&["apply", "--skip_tags", "file", "--detailed-exitcodes"])
+        .code(0);
+    assert!(!sb.root().join("db.conf").exists());
+    sb.agent(&["apply", "--skip_tags", "web", "--detailed-exitcodes"])
+        .code(2);
+    assert!(sb.root().join("db.conf").exists());
+    // A usage error exits 1, never 2 ("changes") under --detailed-exitcodes.
+    sb.agent(&["apply", "--detailed-exitcodes", "--no-such-flag"])
+        .code(1);
+}

@@ -85,6 +85,14 @@ pub enum Command {
         /// Print nothing when nothing changed and nothing failed (cron).
         #[arg(long)]
         quiet: bool,
+        /// Manage only resources with one of these tags (comma-separated;
+        /// a resource's tags: its `tags:`, its type, its manifest's name),
+        /// and what they require.
+        #[arg(long, value_delimiter = ',')]
+        tags: Vec<String>,
+        /// Leave resources with one of these tags alone.
+        #[arg(long = "skip_tags", alias = "skip-tags", value_delimiter = ',')]
+        skip_tags: Vec<String>,
     },
     /// Print facts (all, or the named dotted ones).
     Facts(facts::FactsArgs),
@@ -122,7 +130,15 @@ pub enum Command {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A usage error exits 1, as Puppet's: clap's own 2 would read as
+        // "changes" under --detailed-exitcodes. --help and --version: 0.
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(u8::from(e.use_stderr()));
+        }
+    };
     init_logging(cli.global.verbose);
     match run(cli) {
         Ok(code) => ExitCode::from(code),
@@ -149,12 +165,16 @@ fn run(cli: Cli) -> Result<u8> {
             detailed_exitcodes,
             lock_wait,
             quiet,
+            tags,
+            skip_tags,
         } => apply::run(
             &settings,
             crate::engine::RunOptions {
                 noop,
                 lock_wait,
                 quiet,
+                tags,
+                skip_tags,
             },
             detailed_exitcodes,
         ),

@@ -56,8 +56,11 @@ pub struct Outcome {
 
 /// Options of one apply.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Options {
+pub struct Options<'a> {
     pub noop: bool,
+    /// `--tags`/`--skip_tags`: the resources this run manages (by catalog
+    /// index); the others are left as they are, silently. `None`: all.
+    pub only: Option<&'a [bool]>,
 }
 
 /// Called after each resource (the report prints as the run goes).
@@ -130,7 +133,7 @@ fn blocking_kind(path: &std::path::Path) -> Option<&'static str> {
 pub fn apply(
     catalog: &Catalog,
     cx: &Context,
-    opts: Options,
+    opts: Options<'_>,
     observer: &mut dyn Observer,
 ) -> Vec<Outcome> {
     let ahead = Ahead::new(catalog, cx);
@@ -148,7 +151,7 @@ pub fn apply(
 fn run(
     catalog: &Catalog,
     cx: &Context,
-    opts: Options,
+    opts: Options<'_>,
     observer: &mut dyn Observer,
     ahead: &Ahead<'_>,
 ) -> Vec<Outcome> {
@@ -187,6 +190,8 @@ fn run(
             // A clean stop: the resource in hand finished; the rest waits.
             out.status = Status::Skipped;
             out.message = Some("skipped: the agent is stopping".into());
+        } else if opts.only.is_some_and(|only| !only[i]) {
+            // Not selected by --tags / --skip_tags: left as it is.
         } else if let Some(p) = blocked {
             out.status = Status::Skipped;
             let why = if status[p] == Some(Status::Failed) {

@@ -157,6 +157,50 @@ impl Entry {
     pub fn meta(&self) -> &Meta {
         self.meta.as_deref().unwrap_or(&NO_META)
     }
+
+    /// True when `tag` is one of this resource's tags: those its `tags:`
+    /// give, and, as Puppet tags every resource with its type and class,
+    /// its type name and the name of the manifest declaring it
+    /// (`profiles/stash.yaml` → `stash`). Case-blind, as Puppet's.
+    pub fn has_tag(&self, tag: &str) -> bool {
+        let manifest = self
+            .location
+            .file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        tag.eq_ignore_ascii_case(&self.id.type_name)
+            || tag.eq_ignore_ascii_case(&manifest)
+            || self.meta().tags.iter().any(|t| t.eq_ignore_ascii_case(tag))
+    }
+}
+
+/// Which resources a run with `--tags` / `--skip_tags` manages: those with
+/// one of `tags` (all when empty) and what they need (their predecessors,
+/// transitively, as Puppet applies what a tagged resource requires), less
+/// those with one of `skip_tags`. `None` when both are empty.
+pub fn select(catalog: &Catalog, tags: &[String], skip_tags: &[String]) -> Option<Vec<bool>> {
+    if tags.is_empty() && skip_tags.is_empty() {
+        return None;
+    }
+    let n = catalog.entries.len();
+    let mut chosen = vec![tags.is_empty(); n];
+    if !tags.is_empty() {
+        let mut todo: Vec<usize> = (0..n)
+            .filter(|&i| tags.iter().any(|t| catalog.entries[i].has_tag(t)))
+            .collect();
+        while let Some(i) = todo.pop() {
+            if !std::mem::replace(&mut chosen[i], true) {
+                todo.extend(catalog.graph.predecessors(i).filter(|&p| !chosen[p]));
+            }
+        }
+    }
+    for (i, e) in catalog.entries.iter().enumerate() {
+        if skip_tags.iter().any(|t| e.has_tag(t)) {
+            chosen[i] = false;
+        }
+    }
+    Some(chosen)
 }
 
 /// Compiled, ordered resources.

@@ -86,8 +86,13 @@ impl ApplyResult {
 }
 
 /// How one apply runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
+    /// `--tags`: manage only resources with one of these tags (and what
+    /// they require); empty: all.
+    pub tags: Vec<String>,
+    /// `--skip_tags`: leave resources with one of these tags alone.
+    pub skip_tags: Vec<String>,
     /// Report what would change; change nothing anywhere.
     pub noop: bool,
     /// How long to wait for another run's lock.
@@ -104,6 +109,8 @@ impl RunOptions {
             noop: false,
             lock_wait,
             quiet: false,
+            tags: vec![],
+            skip_tags: vec![],
         }
     }
 }
@@ -129,6 +136,8 @@ pub fn apply(
         noop,
         lock_wait,
         quiet,
+        tags,
+        skip_tags,
     } = opts;
     let started_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -157,7 +166,10 @@ pub fn apply(
     let outcomes = apply::apply(
         &compiled.catalog,
         &cx,
-        apply::Options { noop },
+        apply::Options {
+            noop,
+            only: catalog::select(&compiled.catalog, &tags, &skip_tags).as_deref(),
+        },
         &mut Printer::new(true),
     );
     tracing::debug!(elapsed = ?started.elapsed(), "applied");
