@@ -45,9 +45,17 @@ struct Params {
     /// or removed (default true).
     backup: Option<bool>,
     /// Allow replacing a directory by a file or link, or removing it with
-    /// `ensure: absent` (default false: that is an error).
+    /// `ensure: absent` (default false: that is an error). With `backup`
+    /// (the default) every regular file in it is saved first, up to
+    /// [`FORCE_BACKUP_MAX_BYTES`] in all; a larger tree is refused unless
+    /// `backup: false`.
     force: Option<bool>,
 }
+
+/// The most a forced removal of a directory saves in the backup store
+/// (every regular file below it, in all); beyond it the removal is refused
+/// unless `backup: false` says the content may go unsaved.
+pub const FORCE_BACKUP_MAX_BYTES: u64 = 64 << 20;
 
 /// `ensure`, validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -413,7 +421,8 @@ impl File {
         match want {
             Kind::File => {
                 if current == Kind::Directory {
-                    fs::remove_dir_all(path).map_err(io)?;
+                    // Forced: saved first, within the budget.
+                    self.remove(cx, path, current)?;
                 }
                 // A kind that changed since check (a file that vanished)
                 // still gets its content; an existing file only what check
@@ -450,10 +459,15 @@ impl File {
             }
             Kind::Link => {
                 match current {
-                    Kind::Directory => fs::remove_dir_all(path).map_err(io)?,
+                    // Saved first, within the budget, as any forced removal.
+                    Kind::Directory => self.remove(cx, path, current)?,
                     Kind::File if self.backup => {
-                        cx.backup
-                            .save(cx.stager(), path, &fs::read(path).map_err(io)?)?;
+                        // Straight to the disk: the link replaces it now.
+                        cx.backup.save(
+                            &crate::stage::Stager::default(),
+                            path,
+                            &fs::read(path).map_err(io)?,
+                        )?;
                     }
                     _ => {}
                 }
@@ -468,16 +482,62 @@ impl File {
     /// Removes whatever is at `path`, saving a file's content first.
     fn remove(&self, cx: &Context, path: &Path, current: Kind) -> Result<(), ResourceError> {
         let io = |e| ResourceError::io(path, e);
+        // Saved straight to the disk (not staged): the removal below is
+        // immediate, and a kill between the two must not lose the content.
+        let direct = crate::stage::Stager::default();
         match current {
             Kind::Missing => Ok(()),
-            Kind::Directory => fs::remove_dir_all(path).map_err(io),
+            Kind::Directory => {
+                if self.backup {
+                    self.save_tree(cx, &direct, path)?;
+                }
+                fs::remove_dir_all(path).map_err(io)
+            }
             Kind::File if self.backup => {
                 cx.backup
-                    .save(cx.stager(), path, &fs::read(path).map_err(io)?)?;
+                    .save(&direct, path, &fs::read(path).map_err(io)?)?;
                 fs::remove_file(path).map_err(io)
             }
             _ => fs::remove_file(path).map_err(io),
         }
+    }
+
+    /// Saves every regular file below `dir` before a forced removal, once
+    /// their total is known to fit [`FORCE_BACKUP_MAX_BYTES`] (nothing is
+    /// saved, and nothing removed, when it does not).
+    fn save_tree(
+        &self,
+        cx: &Context,
+        direct: &crate::stage::Stager,
+        dir: &Path,
+    ) -> Result<(), ResourceError> {
+        let mut files = Vec::new();
+        let mut total = 0u64;
+        for entry in walkdir::WalkDir::new(dir).follow_links(false) {
+            let entry = entry.map_err(|e| {
+                ResourceError::Failed(format!("{}: reading {}: {e}", self.id, dir.display()))
+            })?;
+            if entry.file_type().is_file() {
+                total += entry.metadata().map(|m| m.len()).unwrap_or(0);
+                files.push(entry.into_path());
+            }
+        }
+        if total > FORCE_BACKUP_MAX_BYTES {
+            return Err(ResourceError::Failed(format!(
+                "{}: removing {} would delete {} MiB in {} files, more than the {} MiB the backup \
+                 store takes for one removal; set backup: false to remove it unsaved",
+                self.id,
+                self.node_path,
+                total >> 20,
+                files.len(),
+                FORCE_BACKUP_MAX_BYTES >> 20
+            )));
+        }
+        for f in files {
+            let content = fs::read(&f).map_err(|e| ResourceError::io(&f, e))?;
+            cx.backup.save(direct, &f, &content)?;
+        }
+        Ok(())
     }
 }
 
@@ -1068,11 +1128,42 @@ mod tests {
         assert!(err.contains("force"), "{err}");
         assert!(r.apply(&t.cx, stale_plan()).is_err());
         assert!(t.root.join("etc/dir/sub").is_dir());
+        fs::write(t.root.join("etc/dir/sub/kept"), "inside\n").unwrap();
         converge(
             &file("/etc/dir", json!({"ensure": "absent", "force": true})),
             &t.cx,
         );
         assert!(!t.root.join("etc/dir").exists());
+        // What a forced removal deleted is in the backup store.
+        let saved =
+            t.cx.backup
+                .list(Some(&t.root.join("etc/dir/sub/kept")))
+                .unwrap();
+        assert_eq!(saved.len(), 1, "{saved:?}");
+        assert_eq!(t.cx.backup.get(&saved[0].sha256).unwrap(), b"inside\n");
+    }
+
+    #[test]
+    fn a_forced_removal_beyond_the_backup_budget_is_refused_unless_unsaved() {
+        let t = setup();
+        let big = t.root.join("etc/big");
+        fs::create_dir_all(&big).unwrap();
+        let f = fs::File::create(big.join("blob")).unwrap();
+        f.set_len(FORCE_BACKUP_MAX_BYTES + 1).unwrap(); // sparse: no disk used
+        let r = file("/etc/big", json!({"ensure": "absent", "force": true}));
+        let plan = r.check(&t.cx).unwrap();
+        let err = r.apply(&t.cx, plan).unwrap_err().to_string();
+        assert!(err.contains("set backup: false"), "{err}");
+        assert!(big.join("blob").exists(), "nothing removed");
+        assert!(t.cx.backup.list(None).unwrap().is_empty(), "nothing saved");
+        converge(
+            &file(
+                "/etc/big",
+                json!({"ensure": "absent", "force": true, "backup": false}),
+            ),
+            &t.cx,
+        );
+        assert!(!big.exists());
     }
 
     #[test]
