@@ -42,6 +42,30 @@ struct Params {
     /// Only `present` for now.
     #[serde(default)]
     ensure: Ensure,
+    /// How the application reads the file, so that what is there is
+    /// compared as it sees it: `utf-8` (the default: Stash and most
+    /// applications read their config with a UTF-8 reader; a file that is
+    /// not UTF-8 is read as ISO-8859-1) or `iso-8859-1` (Java's
+    /// `Properties.load(InputStream)`: a raw `ü` written in UTF-8 reads
+    /// as `Ã¼`, so it is not in sync). Values are always written as ASCII
+    /// with `\uXXXX` escapes, which both read alike.
+    #[serde(default)]
+    encoding: Encoding,
+}
+
+/// `encoding:` of a properties file.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+enum Encoding {
+    #[default]
+    #[serde(rename = "utf-8", alias = "UTF-8", alias = "utf8")]
+    Utf8,
+    #[serde(
+        rename = "iso-8859-1",
+        alias = "ISO-8859-1",
+        alias = "latin1",
+        alias = "latin-1"
+    )]
+    Latin1,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -61,6 +85,7 @@ pub struct Properties {
     mode: Option<u32>,
     /// Keys whose values are Sensitive.
     sensitive: BTreeSet<String>,
+    encoding: Encoding,
 }
 
 pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceError> {
@@ -112,6 +137,7 @@ pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceE
         remove: p.remove,
         mode,
         sensitive,
+        encoding: p.encoding,
     }))
 }
 
@@ -129,8 +155,13 @@ struct Steps {
 impl Properties {
     fn plan(&self, cx: &Context) -> Result<(Vec<Change>, Steps), ResourceError> {
         let file = Current::read(cx, &self.path)?;
-        // Not UTF-8: ISO-8859-1, as Java reads a stream (see `decode`).
-        let (text, latin1) = file.old.as_deref().map(decode).unwrap_or_default();
+        // Read as the application reads it (see `encoding`): ISO-8859-1
+        // when declared so, or when the file is not UTF-8.
+        let (text, latin1) = match (&file.old, self.encoding) {
+            (Some(bytes), Encoding::Latin1) => (bytes.iter().map(|&b| b as char).collect(), true),
+            (Some(bytes), Encoding::Utf8) => decode(bytes),
+            (None, enc) => (String::new(), enc == Encoding::Latin1),
+        };
         let pairs = parse(&text);
         let new = encode(&edit(&text, &self.set, &self.remove), latin1);
         let mut changes = Vec::new();
@@ -320,6 +351,44 @@ mod tests {
         moded.apply(&cx, moded.check(&cx).unwrap()).unwrap();
         assert_eq!(mode_of(&path), 0o600);
         assert!(moded.check(&cx).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_encoding_says_how_a_raw_non_ascii_line_reads() {
+        let (_dir, cx) = sandbox();
+        let path = cx.root.join("stash/shared/app.properties");
+        std::fs::write(&path, "greeting=gr\u{fc}n\n").unwrap(); // raw UTF-8
+        let with = |enc: Option<&str>| {
+            let mut attrs = json!({"values": {"greeting": "gr\u{fc}n"}});
+            if let Some(e) = enc {
+                attrs["encoding"] = json!(e);
+            }
+            build(
+                &decl("/stash/shared/app.properties", attrs, &[]),
+                &TypeEnv::default(),
+            )
+            .unwrap()
+        };
+        // A UTF-8 reader (Stash) sees it in sync.
+        assert!(with(None).check(&cx).unwrap().is_empty());
+        assert!(with(Some("utf-8")).check(&cx).unwrap().is_empty());
+        // Java's Properties.load(InputStream) reads ISO-8859-1: not in sync,
+        // and the rewrite is ASCII both read alike.
+        let latin = with(Some("iso-8859-1"));
+        let plan = latin.check(&cx).unwrap();
+        assert_eq!(
+            plan.changes()[0].line(),
+            "greeting changed 'gr\u{c3}\u{bc}n' to 'gr\u{fc}n'"
+        );
+        latin.apply(&cx, plan).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"greeting=gr\\u00FCn\n");
+        assert!(latin.check(&cx).unwrap().is_empty());
+        assert!(with(None).check(&cx).unwrap().is_empty());
+        assert!(build(
+            &decl("/x.properties", json!({"encoding": "ebcdic"}), &[]),
+            &TypeEnv::default()
+        )
+        .is_err());
     }
 
     #[test]
