@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::core::{Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
+use crate::core::{Change, Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
 use crate::edited::{Current, Rewrite};
 use crate::pg;
 
@@ -422,6 +422,64 @@ fn rules_of(decl: &Decl, specs: Vec<RuleSpec>) -> Result<Vec<HbaRule>, ResourceE
         .map_err(|e| ResourceError::Invalid(format!("{}: {e}", decl.id)))
 }
 
+/// What `apply` does, as `check` decided.
+enum Steps {
+    /// Write the rendered rules (and have the server validate them).
+    Rewrite(Rewrite),
+    /// The content is there already but was never validated (a killed
+    /// run): validate it, or put the previous version back.
+    Validate(Intent),
+}
+
+/// "This file was swapped in and awaits the server's verdict": written
+/// durably before the swap, removed once the server accepted the file or
+/// the previous one was put back. Kept beside the backup store (the
+/// previous content is there, under `previous`).
+#[derive(serde::Serialize, Deserialize)]
+struct Intent {
+    path: PathBuf,
+    /// sha256 of the previous content in the backup store (`None`: there
+    /// was no file).
+    previous: Option<String>,
+}
+
+impl Intent {
+    fn marker(cx: &Context, path: &std::path::Path) -> PathBuf {
+        let name = crate::backup::sha256_hex(path.as_os_str().as_encoded_bytes());
+        cx.backup.dir().join("pending-validation").join(name)
+    }
+
+    fn read(cx: &Context, path: &std::path::Path) -> Result<Option<Intent>, ResourceError> {
+        let marker = Intent::marker(cx, path);
+        match crate::atomic::read_optional(&marker)? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| ResourceError::Invalid(format!("{}: {e}", marker.display()))),
+        }
+    }
+
+    fn write(&self, cx: &Context) -> Result<(), ResourceError> {
+        let marker = Intent::marker(cx, &self.path);
+        if let Some(dir) = marker.parent() {
+            crate::backup::create_private_dir(dir)?;
+        }
+        let text = serde_json::to_vec(self)
+            .map_err(|e| ResourceError::Failed(format!("{}: {e}", marker.display())))?;
+        crate::atomic::write_atomic(&marker, &text, Some(0o600))
+    }
+
+    fn clear(&self, cx: &Context) -> Result<(), ResourceError> {
+        let marker = Intent::marker(cx, &self.path);
+        match std::fs::remove_file(&marker) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(ResourceError::io(&marker, e))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// A typed `pg_hba` resource.
 #[derive(Debug)]
 pub struct PgHba {
@@ -509,25 +567,72 @@ impl Resource for PgHba {
     fn check(&self, cx: &Context) -> Result<Plan, ResourceError> {
         // Managed whole: the new text is the rendered rules.
         let file = Current::read(cx, &self.file)?;
+        let disk = file.path.clone();
         Ok(
             match file.rewrite(self.content.clone().into_bytes(), false) {
-                Some((change, rewrite)) => Plan::new(vec![change], rewrite),
-                None => Plan::in_sync(),
+                Some((change, rewrite)) => Plan::new(vec![change], Steps::Rewrite(rewrite)),
+                // The content is as wanted, but a run stopped between
+                // writing it and the server's verdict: not converged until
+                // the server has accepted it.
+                None => match Intent::read(cx, &disk)? {
+                    Some(intent) => Plan::new(
+                        vec![Change::new(
+                            "validation",
+                            Some(
+                                "pending (a run stopped before the server accepted the file)"
+                                    .into(),
+                            ),
+                            Some("accepted".into()),
+                        )],
+                        Steps::Validate(intent),
+                    ),
+                    None => Plan::in_sync(),
+                },
             },
         )
     }
 
     fn apply(&self, cx: &Context, plan: Plan) -> Result<(), ResourceError> {
-        // `old` is put back if the server rejects the new rules.
-        let rewrite: Rewrite = plan.steps(&self.id)?;
-        rewrite.ready(cx, &self.id, "")?;
-        let Rewrite { path, old, new, .. } = rewrite;
+        let (path, old, new) = match plan.steps::<Steps>(&self.id)? {
+            Steps::Rewrite(rewrite) => {
+                rewrite.ready(cx, &self.id, "")?;
+                let Rewrite { path, old, new, .. } = rewrite;
+                (path, old, Some(new))
+            }
+            Steps::Validate(intent) => {
+                let old = match &intent.previous {
+                    Some(sha) => Some(cx.backup.get(sha)?),
+                    None => None,
+                };
+                (intent.path, old, None)
+            }
+        };
         let mut client = pg::connect_if_running(&self.conn, &cx.path(&self.datadir)?)?;
-        pg::write_config(cx, &path, &new, true)?;
         let Some(client) = client.as_mut() else {
+            if new.is_none() {
+                return Err(ResourceError::Failed(format!(
+                    "{}: {} waits for the server's verdict and the server is not running; \
+                     start it, or restore the previous file with `agent backup restore {}`",
+                    self.id, self.file, self.file
+                )));
+            }
+            if let Some(new) = &new {
+                pg::write_config(cx, &path, new, true)?;
+            }
             tracing::debug!(resource = %self.id, "server not running: file written only");
             return Ok(());
         };
+        // The intent first, durably: a run killed after the swap leaves it
+        // for the next run, which validates (or rolls back) before calling
+        // the file converged.
+        let intent = Intent {
+            path: path.clone(),
+            previous: old.as_deref().map(crate::backup::sha256_hex),
+        };
+        if let Some(new) = &new {
+            intent.write(cx)?;
+            pg::write_config(cx, &path, new, true)?;
+        }
         self.warn_if_other_file(client, &path);
         let errors = self.file_errors(client)?;
         if !errors.is_empty() {
@@ -535,6 +640,7 @@ impl Resource for PgHba {
                 Some(bytes) => pg::write_config(cx, &path, bytes, false)?,
                 None => std::fs::remove_file(&path).map_err(|e| ResourceError::io(&path, e))?,
             }
+            intent.clear(cx)?;
             return Err(ResourceError::Failed(format!(
                 "{}: the server rejects the new {} ({}); previous file restored, server not reloaded",
                 self.id,
@@ -545,7 +651,7 @@ impl Resource for PgHba {
         client
             .execute("SELECT pg_reload_conf()", &[])
             .map_err(|e| pg::sql_error(&format!("{}: reloading", self.id), e))?;
-        Ok(())
+        intent.clear(cx)
     }
 
     fn autorequires(&self) -> Vec<ResourceId> {

@@ -273,3 +273,63 @@ fn rules_reach_a_real_server_and_a_rejected_file_is_rolled_back() {
         ["host", "all", "all", "127.0.0.1/32", "scram-sha-256"]
     );
 }
+
+#[test]
+fn a_run_killed_before_the_servers_verdict_is_validated_or_rolled_back_by_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let c = TestCluster::primary(dir.path(), "127.0.0.1");
+    let cx = context(Path::new("/"), state.path());
+    let path = c.datadir.join("pg_hba.conf");
+    let good = hba_for(&c, json!(["host all all 127.0.0.1/32 scram-sha-256"]));
+    good.apply(&cx, good.check(&cx).unwrap()).unwrap();
+    assert!(
+        !Intent::marker(&cx, &path).exists(),
+        "cleared once accepted"
+    );
+    let accepted = std::fs::read(&path).unwrap();
+
+    // A run whose rules the server rejects, killed right after the swap:
+    // its intent is on disk, the rejected file in place.
+    let bad = hba_for(
+        &c,
+        json!([{"type": "host", "database": "all", "user": "all", "address": "127.0.0.1/32", "method": "md5", "options": "clientcert=verify-full"}]),
+    );
+    let plan = bad.check(&cx).unwrap();
+    let Steps::Rewrite(rewrite) = plan.steps::<Steps>(&bad.id().clone()).unwrap() else {
+        panic!("a rewrite");
+    };
+    cx.backup
+        .save(&crate::stage::Stager::default(), &path, &accepted)
+        .unwrap();
+    Intent {
+        path: path.clone(),
+        previous: Some(crate::backup::sha256_hex(&accepted)),
+    }
+    .write(&cx)
+    .unwrap();
+    std::fs::write(&path, &rewrite.new).unwrap();
+
+    // The next run: same content as wanted, yet not converged.
+    let plan = bad.check(&cx).unwrap();
+    assert_eq!(plan.changes().len(), 1, "{:?}", plan.changes());
+    assert_eq!(plan.changes()[0].property, "validation");
+    let err = bad.apply(&cx, plan).unwrap_err().to_string();
+    assert!(err.contains("rejects"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), accepted, "rolled back");
+    assert!(!Intent::marker(&cx, &path).exists());
+    // And it stays refused, never called converged.
+    assert!(!bad.check(&cx).unwrap().is_empty());
+
+    // An intent over a file the server accepts: validated, then in sync.
+    Intent {
+        path: path.clone(),
+        previous: None,
+    }
+    .write(&cx)
+    .unwrap();
+    let plan = good.check(&cx).unwrap();
+    assert_eq!(plan.changes()[0].property, "validation");
+    good.apply(&cx, plan).unwrap();
+    assert!(good.check(&cx).unwrap().is_empty());
+}
