@@ -237,14 +237,20 @@ impl Catalog {
             let mut resolve = |r: &ResourceId, relation: &'static str| -> Option<usize> {
                 let found = index.get(r).copied();
                 if found.is_none() {
-                    errors.push(CompileError::new(
-                        e.location.clone(),
-                        CompileErrorKind::UnknownReference {
-                            id: e.id.clone(),
-                            relation,
-                            target: r.clone(),
-                        },
-                    ));
+                    errors.push(
+                        CompileError::new(
+                            e.location.clone(),
+                            CompileErrorKind::UnknownReference {
+                                id: e.id.clone(),
+                                relation,
+                                target: r.clone(),
+                            },
+                        )
+                        .hint(
+                            "declare that resource in this node's manifests, or fix the \
+                             reference: `type[title]`, the title as the resource spells it",
+                        ),
+                    );
                 }
                 found
             };

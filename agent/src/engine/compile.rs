@@ -425,9 +425,33 @@ impl CompileCx<'_> {
             location: loc.clone(),
         };
         let resource = constructor(&decl, self.env).map_err(|e| {
-            at(Kind::Invalid(e)).hint(format!(
-                "see the `{type_name}` row of the resource table in README.md"
-            ))
+            // An unknown attribute: point at its own line, and name what
+            // the compiler takes besides the type's attributes.
+            let text = e.to_string();
+            let typo = text
+                .split("unknown field `")
+                .nth(1)
+                .and_then(|rest| rest.split('`').next());
+            let line = typo
+                .and_then(|name| raw.attrs.iter().find(|(k, _)| k == name))
+                .map_or(loc.line, |(_, v)| v.mark.line);
+            let hint = match typo {
+                Some(_) => format!(
+                    "see the `{type_name}` row of the resource table in README.md; every type \
+                     also takes `template` (content from manifests/templates/) and the \
+                     metaparameters {}",
+                    META.join(", ")
+                ),
+                None => format!("see the `{type_name}` row of the resource table in README.md"),
+            };
+            CompileError::new(
+                resources::Location {
+                    file: loc.file.clone(),
+                    line,
+                },
+                Kind::Invalid(e),
+            )
+            .hint(hint)
         })?;
         Ok(Entry::new(id, resource, meta, loc.clone()))
     }

@@ -119,10 +119,12 @@ pub fn load(manifests_dir: &Path, node: &str) -> Result<NodeManifests, CompileEr
     let mut loaded = BTreeMap::new();
     for role in &roles {
         let mut chain = vec![];
+        // A role site.yaml names: a missing one is its own read error.
         load_manifest(
             manifests_dir,
             role,
             &site_path,
+            0,
             &mut chain,
             &mut loaded,
             &mut out,
@@ -182,7 +184,7 @@ fn classify(
     }
     if site.default.is_empty() {
         return Err(CompileError::new(
-            at(0),
+            at(1),
             Kind::Unclassified {
                 node: node.to_string(),
             },
@@ -196,6 +198,7 @@ fn load_manifest(
     dir: &Path,
     name: &str,
     from: &Path,
+    from_line: usize,
     chain: &mut Vec<String>,
     loaded: &mut BTreeMap<String, ()>,
     out: &mut NodeManifests,
@@ -226,10 +229,29 @@ fn load_manifest(
             },
         )
     })?;
+    if from_line > 0 && !path.is_file() {
+        // A missing include: said where it is included.
+        return Err(CompileError::new(
+            Location {
+                file: from.into(),
+                line: from_line,
+            },
+            Kind::Unreadable {
+                message: format!("includes {name}, but {} does not exist", path.display()),
+            },
+        )
+        .hint("an include names a manifest under --manifests, without .yaml"));
+    }
     let (raw, tree) = read_yaml::<RawManifest>(&path)?;
     chain.push(name.to_string());
-    for inc in &raw.include {
-        load_manifest(dir, inc, &path, chain, loaded, out)?;
+    let include_lines: Vec<usize> = match tree.get("include").map(|i| &i.data) {
+        Some(Data::Seq(items)) => items.iter().map(|n| n.mark.line).collect(),
+        Some(_) => tree.get("include").map(|n| vec![n.mark.line]).unwrap_or_default(),
+        None => vec![],
+    };
+    for (k, inc) in raw.include.iter().enumerate() {
+        let line = include_lines.get(k).copied().unwrap_or(1).max(1);
+        load_manifest(dir, inc, &path, line, chain, loaded, out)?;
     }
     chain.pop();
     loaded.insert(name.to_string(), ());
