@@ -387,11 +387,25 @@ impl CompileCx<'_> {
                         ));
                     }
                     let r = self.renderer.render_template(&rel, ctx).map_err(|e| {
+                        let message = e.to_string();
+                        // The hint fits the error: where templates are only
+                        // when the template was not found.
+                        let hint = if message.contains("No such file")
+                            || message.contains("cannot read template")
+                            || message.contains("must be relative")
+                        {
+                            "templates live under manifests/templates/"
+                        } else if message.contains("unknown variable") {
+                            "variables: facts.*, node.name, node.roles, role, item (in for_each); \
+                             {{lookup 'key'}} for Hiera data"
+                        } else {
+                            "Handlebars syntax: {{expr}}, {{#if}}…{{/if}}, {{#each}}…{{/each}}"
+                        };
                         at(Kind::Template {
                             id: id.clone(),
-                            message: e.to_string(),
+                            message,
                         })
-                        .hint("templates live under manifests/templates/")
+                        .hint(hint)
                     })?;
                     if r.sensitive || redact::contains_secret(&r.text) {
                         sensitive.insert("content".to_string());

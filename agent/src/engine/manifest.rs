@@ -246,7 +246,10 @@ fn load_manifest(
     chain.push(name.to_string());
     let include_lines: Vec<usize> = match tree.get("include").map(|i| &i.data) {
         Some(Data::Seq(items)) => items.iter().map(|n| n.mark.line).collect(),
-        Some(_) => tree.get("include").map(|n| vec![n.mark.line]).unwrap_or_default(),
+        Some(_) => tree
+            .get("include")
+            .map(|n| vec![n.mark.line])
+            .unwrap_or_default(),
         None => vec![],
     };
     for (k, inc) in raw.include.iter().enumerate() {

@@ -364,8 +364,8 @@ fn describe_render_error(e: &RenderError) -> String {
     };
     let reason = resources::redact::redact(&reason).into_owned();
     match e.line_no {
-        Some(l) if l > 1 => format!("{reason} at line {l} of the template"),
-        _ => reason,
+        Some(l) => format!("{reason} at line {l} of the template"),
+        None => reason,
     }
 }
 
