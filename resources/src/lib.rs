@@ -9,6 +9,8 @@
 //! Every type lives in its own file named after it (`file.rs` ↔ `- file:`) and
 //! is registered once, in [`registry`].
 
+pub mod account_ledger;
+pub mod accounts;
 pub mod atomic;
 pub mod backup;
 pub mod confine;
