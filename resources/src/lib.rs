@@ -29,6 +29,7 @@ mod testing;
 pub mod cron;
 pub mod exec;
 pub mod file;
+pub mod group;
 pub mod host;
 pub mod package;
 pub mod pg_backup;

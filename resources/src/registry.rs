@@ -24,6 +24,7 @@ pub const TYPES: &[(&str, Constructor, TitleRule)] = &[
     ("cron", crate::cron::build, TitleRule::Name),
     ("exec", crate::exec::build, TitleRule::Name),
     ("file", crate::file::build, TitleRule::Path),
+    ("group", crate::group::build, TitleRule::Name),
     ("host", crate::host::build, TitleRule::CaseBlind),
     ("package", crate::package::build, TitleRule::Name),
     ("pg_backup", crate::pg_backup::build, TitleRule::Name),
