@@ -642,3 +642,53 @@ fn tags_select_what_a_run_manages() {
     sb.agent(&["apply", "--detailed-exitcodes", "--no-such-flag"])
         .code(1);
 }
+
+/// `user` and `group` through the engine under `--root`: the group is
+/// created before the user that names it (autorequire), a second run
+/// changes nothing, and the state dir records what the agent created.
+#[test]
+fn users_and_groups_converge_under_a_root() {
+    let sb = fixture(
+        r#"resources:
+  - user: app
+    uid: 1600
+    gid: appgrp
+    groups: [staff]
+    home: /home/app
+    shell: /bin/sh
+    managehome: true
+  - group: appgrp
+    gid: 1500
+  - group: staff
+    system: true
+"#,
+    );
+    sb.root_file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n")
+        .root_file("etc/group", "root:x:0:\n")
+        .root_file("etc/shadow", "root:*:19000:0:99999:7:::\n")
+        .root_file("etc/gshadow", "root:*::\n");
+    fs::create_dir_all(sb.root().join("home")).unwrap();
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root: useradd/groupadd -R chroot into the sandbox"
+    );
+    sb.agent(&["apply", "--node", "n1", "--detailed-exitcodes"])
+        .code(2);
+    let passwd = sb.read_root("etc/passwd");
+    assert!(
+        passwd.contains("app:x:1600:1500::/home/app:/bin/sh"),
+        "{passwd}"
+    );
+    let group = sb.read_root("etc/group");
+    assert!(
+        group.contains("appgrp:x:1500:") && group.contains(":app\n"),
+        "{group}"
+    );
+    assert!(sb.root().join("home/app").is_dir());
+    let created = fs::read_to_string(sb.state().join("created_accounts")).unwrap();
+    for line in ["user app", "group appgrp", "group staff"] {
+        assert!(created.lines().any(|l| l == line), "{created}");
+    }
+    sb.agent(&["apply", "--node", "n1", "--detailed-exitcodes"])
+        .code(0);
+}

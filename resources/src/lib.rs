@@ -41,5 +41,6 @@ pub mod pg_role;
 pub mod pg_standby;
 pub mod properties;
 pub mod service;
+pub mod user;
 
 pub use crate::core::{Change, Context, Decl, Location, Plan, Resource, ResourceError, ResourceId};

@@ -36,6 +36,7 @@ pub const TYPES: &[(&str, Constructor, TitleRule)] = &[
     ("pg_standby", crate::pg_standby::build, TitleRule::Path),
     ("properties", crate::properties::build, TitleRule::Path),
     ("service", crate::service::build, TitleRule::Name),
+    ("user", crate::user::build, TitleRule::Name),
 ];
 
 /// The constructor of `type_name`, if there is such a type.
