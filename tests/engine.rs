@@ -642,3 +642,65 @@ fn tags_select_what_a_run_manages() {
     sb.agent(&["apply", "--detailed-exitcodes", "--no-such-flag"])
         .code(1);
 }
+
+/// `user` and `group` through the engine under `--root`: the group is
+/// created before the user that names it (autorequire), a second run
+/// changes nothing, and the state dir records what the agent created.
+#[test]
+fn users_and_groups_converge_under_a_root() {
+    let sb = fixture(
+        r#"resources:
+  - user: app
+    uid: 1600
+    gid: appgrp
+    groups: [staff]
+    home: /home/app
+    shell: /bin/sh
+    managehome: true
+  - group: appgrp
+    gid: 1500
+  - group: staff
+    system: true
+  - file: /home/app/.profile
+    content: "umask 027\n"
+    owner: app
+    group: appgrp
+"#,
+    );
+    sb.root_file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n")
+        .root_file("etc/group", "root:x:0:\n")
+        .root_file("etc/shadow", "root:*:19000:0:99999:7:::\n")
+        .root_file("etc/gshadow", "root:*::\n");
+    fs::create_dir_all(sb.root().join("home")).unwrap();
+    // An ordinary user checks the plan; applying needs root (useradd -R).
+    sb.agent(&["apply", "--noop", "--node", "n1", "--detailed-exitcodes"])
+        .code(2)
+        .stdout_has("user[app]: ensure would change");
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    sb.agent(&["apply", "--node", "n1", "--detailed-exitcodes"])
+        .code(2);
+    let passwd = sb.read_root("etc/passwd");
+    assert!(
+        passwd.contains("app:x:1600:1500::/home/app:/bin/sh"),
+        "{passwd}"
+    );
+    let group = sb.read_root("etc/group");
+    assert!(
+        group.contains("appgrp:x:1500:") && group.contains(":app\n"),
+        "{group}"
+    );
+    assert!(sb.root().join("home/app").is_dir());
+    // A file owned by a user created in the sandbox: found in the root's
+    // own passwd and group (autorequired, so created first).
+    use std::os::unix::fs::MetadataExt;
+    let profile = fs::metadata(sb.root().join("home/app/.profile")).unwrap();
+    assert_eq!((profile.uid(), profile.gid()), (1600, 1500));
+    let created = fs::read_to_string(sb.state().join("created_accounts")).unwrap();
+    for line in ["user app", "group appgrp", "group staff"] {
+        assert!(created.lines().any(|l| l == line), "{created}");
+    }
+    sb.agent(&["apply", "--node", "n1", "--detailed-exitcodes"])
+        .code(0);
+}

@@ -344,7 +344,12 @@ impl File {
     }
 
     /// Mode and ownership differences of an existing path.
-    fn attr_changes(&self, kind: Kind, meta: &Metadata) -> Result<Vec<Change>, ResourceError> {
+    fn attr_changes(
+        &self,
+        cx: &Context,
+        kind: Kind,
+        meta: &Metadata,
+    ) -> Result<Vec<Change>, ResourceError> {
         let mut changes = vec![];
         let wanted = match kind {
             Kind::File | Kind::Directory => self.wanted_mode(meta.mode() & 0o7777),
@@ -361,7 +366,7 @@ impl File {
             }
         }
         if let Some(owner) = &self.owner {
-            if resolve_user(owner)? != Some(meta.uid()) {
+            if resolve_user(cx, owner)? != Some(meta.uid()) {
                 changes.push(Change::new(
                     "owner",
                     Some(user_name(meta.uid())),
@@ -370,7 +375,7 @@ impl File {
             }
         }
         if let Some(group) = &self.group {
-            if resolve_group(group)? != Some(meta.gid()) {
+            if resolve_group(cx, group)? != Some(meta.gid()) {
                 changes.push(Change::new(
                     "group",
                     Some(group_name(meta.gid())),
@@ -551,7 +556,7 @@ impl Resource for File {
         // before anything is written (it used to write the content, then
         // fail on the chown).
         if let Some(o) = &self.owner {
-            if resolve_user(o)?.is_none() {
+            if resolve_user(cx, o)?.is_none() {
                 return Err(ResourceError::Failed(format!(
                     "{}: no such user: {o} (create it first: it must exist before the file)",
                     self.id
@@ -559,7 +564,7 @@ impl Resource for File {
             }
         }
         if let Some(g) = &self.group {
-            if resolve_group(g)?.is_none() {
+            if resolve_group(cx, g)?.is_none() {
                 return Err(ResourceError::Failed(format!(
                     "{}: no such group: {g} (create it first: it must exist before the file)",
                     self.id
@@ -610,7 +615,7 @@ impl Resource for File {
                     steps.relink = true;
                 }
             }
-            let attrs = self.attr_changes(current, meta)?;
+            let attrs = self.attr_changes(cx, current, meta)?;
             steps.attrs = !attrs.is_empty();
             changes.extend(attrs);
         }
@@ -658,13 +663,13 @@ impl Resource for File {
         // chown before chmod: chown clears setuid/setgid bits.
         let uid =
             match &self.owner {
-                Some(o) => Some(resolve_user(o)?.ok_or_else(|| {
+                Some(o) => Some(resolve_user(cx, o)?.ok_or_else(|| {
                     ResourceError::Failed(format!("{}: no such user: {o}", self.id))
                 })?),
                 None => None,
             };
         let gid = match &self.group {
-            Some(g) => Some(resolve_group(g)?.ok_or_else(|| {
+            Some(g) => Some(resolve_group(cx, g)?.ok_or_else(|| {
                 ResourceError::Failed(format!("{}: no such group: {g}", self.id))
             })?),
             None => None,
@@ -771,8 +776,15 @@ fn symlink_atomic(target: &str, path: &Path) -> Result<(), ResourceError> {
         .map_err(|e| ResourceError::io(dir, e))
 }
 
-/// A user's uid by name, or a numeric uid; `None` when there is no such user.
-fn resolve_user(name: &str) -> Result<Option<u32>, ResourceError> {
+/// A user's uid by name, or a numeric uid; `None` when there is no such
+/// user. Under `--root` the root's own `/etc/passwd` first (a user a `user`
+/// resource created in the sandbox), then the host's.
+fn resolve_user(cx: &Context, name: &str) -> Result<Option<u32>, ResourceError> {
+    if cx.root != Path::new("/") {
+        if let Some(u) = crate::accounts::user(cx, name)? {
+            return Ok(Some(u.uid));
+        }
+    }
     match nix::unistd::User::from_name(name) {
         Ok(Some(u)) => Ok(Some(u.uid.as_raw())),
         Ok(None) => Ok(name.parse().ok()),
@@ -782,7 +794,13 @@ fn resolve_user(name: &str) -> Result<Option<u32>, ResourceError> {
     }
 }
 
-fn resolve_group(name: &str) -> Result<Option<u32>, ResourceError> {
+/// [`resolve_user`] for a group.
+fn resolve_group(cx: &Context, name: &str) -> Result<Option<u32>, ResourceError> {
+    if cx.root != Path::new("/") {
+        if let Some(g) = crate::accounts::group(cx, name)? {
+            return Ok(Some(g.gid));
+        }
+    }
     match nix::unistd::Group::from_name(name) {
         Ok(Some(g)) => Ok(Some(g.gid.as_raw())),
         Ok(None) => Ok(name.parse().ok()),

@@ -9,6 +9,8 @@
 //! Every type lives in its own file named after it (`file.rs` ↔ `- file:`) and
 //! is registered once, in [`registry`].
 
+pub mod account_ledger;
+pub mod accounts;
 pub mod atomic;
 pub mod backup;
 pub mod confine;
@@ -27,6 +29,7 @@ mod testing;
 pub mod cron;
 pub mod exec;
 pub mod file;
+pub mod group;
 pub mod host;
 pub mod package;
 pub mod pg_backup;
@@ -38,5 +41,6 @@ pub mod pg_role;
 pub mod pg_standby;
 pub mod properties;
 pub mod service;
+pub mod user;
 
 pub use crate::core::{Change, Context, Decl, Location, Plan, Resource, ResourceError, ResourceId};

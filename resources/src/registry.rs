@@ -24,6 +24,7 @@ pub const TYPES: &[(&str, Constructor, TitleRule)] = &[
     ("cron", crate::cron::build, TitleRule::Name),
     ("exec", crate::exec::build, TitleRule::Name),
     ("file", crate::file::build, TitleRule::Path),
+    ("group", crate::group::build, TitleRule::Name),
     ("host", crate::host::build, TitleRule::CaseBlind),
     ("package", crate::package::build, TitleRule::Name),
     ("pg_backup", crate::pg_backup::build, TitleRule::Name),
@@ -35,6 +36,7 @@ pub const TYPES: &[(&str, Constructor, TitleRule)] = &[
     ("pg_standby", crate::pg_standby::build, TitleRule::Path),
     ("properties", crate::properties::build, TitleRule::Path),
     ("service", crate::service::build, TitleRule::Name),
+    ("user", crate::user::build, TitleRule::Name),
 ];
 
 /// The constructor of `type_name`, if there is such a type.
