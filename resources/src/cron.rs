@@ -12,6 +12,7 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
+use crate::attr::{Ensure, OneOrMany};
 use crate::core::{Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
 use crate::edited::{self, Current, Rewrite};
 
@@ -53,14 +54,6 @@ struct Params {
     target: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-enum Ensure {
-    #[default]
-    Present,
-    Absent,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum Scalar {
@@ -91,13 +84,6 @@ impl FieldValue {
             FieldValue::Many(v) => v.iter().map(Scalar::text).collect::<Vec<_>>().join(","),
         }
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
 }
 
 /// The `@` shorthands cron(8) understands.

@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::attr::OneOrMany;
 use crate::core::{Change, Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
 use crate::runner::Cmd;
 
@@ -55,13 +56,6 @@ struct Params {
 enum Environment {
     List(Vec<String>),
     Map(BTreeMap<String, Value>),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
 }
 
 /// A validated `exec` resource.

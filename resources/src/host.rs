@@ -10,6 +10,7 @@ use std::net::IpAddr;
 
 use serde::Deserialize;
 
+use crate::attr::{Ensure, OneOrMany};
 use crate::core::{Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
 use crate::edited::{self, Current, Rewrite};
 
@@ -33,21 +34,6 @@ struct Params {
     comment: Option<String>,
     /// The hosts file to edit (default `/etc/hosts`).
     target: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-enum Ensure {
-    #[default]
-    Present,
-    Absent,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
 }
 
 /// The validated desired line.

@@ -10,6 +10,7 @@
 //! is registered once, in [`registry`].
 
 pub mod atomic;
+pub mod attr;
 pub mod backup;
 pub mod confine;
 pub mod core;

@@ -6,6 +6,7 @@
 
 use serde::Deserialize;
 
+use crate::attr::Ensure;
 use crate::core::{Change, Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
 use crate::pg::{self, quote_ident, quote_literal};
 
@@ -39,14 +40,6 @@ struct Params {
     superuser: Option<String>,
     /// Its password (Sensitive).
     superuser_password: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-enum Ensure {
-    #[default]
-    Present,
-    Absent,
 }
 
 /// A typed `pg_database` resource.

@@ -12,6 +12,7 @@
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::attr::Ensure;
 use crate::core::{Change, Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
 use crate::pg::{self, quote_ident, quote_literal};
 
@@ -57,14 +58,6 @@ struct Params {
 
 fn yes() -> bool {
     true
-}
-
-#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-enum Ensure {
-    #[default]
-    Present,
-    Absent,
 }
 
 /// The role flags, in `CREATE ROLE` keyword order.
