@@ -24,6 +24,7 @@ use serde::Deserialize;
 use crate::core::{Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
 use crate::edited::{Current, Rewrite};
 use crate::pg;
+use crate::pg::attr::ConnAttrs;
 
 /// Attributes of `- pg_hba: <data dir>`.
 #[derive(Debug, Deserialize)]
@@ -42,14 +43,10 @@ struct Params {
     /// scram-sha-256`.
     #[serde(default = "yes")]
     defaults: bool,
-    /// Server address or socket directory (default `127.0.0.1`).
-    host: Option<String>,
-    /// Server port (default 5432).
-    port: Option<u16>,
-    /// Role the agent connects as (default `postgres`).
-    superuser: Option<String>,
-    /// Its password (Sensitive).
-    superuser_password: Option<String>,
+    /// `host`, `port`, `superuser`, `superuser_password`: how the agent
+    /// reaches the server.
+    #[serde(flatten)]
+    conn: ConnAttrs,
 }
 
 fn yes() -> bool {
@@ -414,13 +411,7 @@ pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceE
             "{id}: the data dir (title) and file must be absolute paths"
         )));
     }
-    let conn = pg::conn_from_attrs(
-        p.host.as_deref(),
-        p.port,
-        p.superuser.as_deref(),
-        p.superuser_password.as_deref(),
-    )
-    .map_err(|e| ResourceError::Invalid(format!("{id}: {e}")))?;
+    let conn = p.conn.conn(id)?;
     let mut rules = if p.defaults {
         default_rules(&conn.user)
     } else {
