@@ -263,9 +263,9 @@ impl Resource for PgDatabase {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pg::testing::{context, decl, TestCluster, PASSWORD};
+    use crate::pg::live::{converge, declared, Scene};
+    use crate::pg::testing::{decl, TestCluster};
     use serde_json::json;
-    use std::path::Path;
 
     #[test]
     fn names_normalise_and_build_validates() {
@@ -295,38 +295,29 @@ mod tests {
         }
     }
 
-    fn db_for(c: &TestCluster, name: &str, mut attrs: serde_json::Value) -> Box<dyn Resource> {
-        attrs["port"] = json!(c.port);
-        attrs["superuser_password"] = json!(PASSWORD);
-        build(
-            &decl("pg_database", name, attrs, &["superuser_password"]),
-            &TypeEnv::default(),
+    fn db_for(c: &TestCluster, name: &str, attrs: serde_json::Value) -> Box<dyn Resource> {
+        declared(
+            c,
+            build,
+            "pg_database",
+            name,
+            attrs,
+            &["superuser_password"],
         )
-        .unwrap()
-    }
-
-    fn converge(r: &dyn Resource, cx: &Context) -> Vec<String> {
-        let plan = r.check(cx).unwrap();
-        let changes = plan.changes().to_vec();
-        r.apply(cx, plan).unwrap();
-        assert!(r.check(cx).unwrap().is_empty(), "{} not idempotent", r.id());
-        changes.iter().map(Change::line).collect()
     }
 
     #[test]
     fn databases_on_a_real_server() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = tempfile::tempdir().unwrap();
-        let c = TestCluster::primary(dir.path(), "127.0.0.1");
-        let cx = context(Path::new("/"), state.path());
+        let scene = Scene::primary();
+        let (c, cx) = (&scene.c, &scene.cx);
         let mut admin = c.conn().connect().unwrap();
         admin
             .batch_execute("CREATE ROLE stashuser; CREATE ROLE other")
             .unwrap();
 
-        let r = db_for(&c, "stashdb", json!({"owner": "stashuser", "locale": "C"}));
+        let r = db_for(c, "stashdb", json!({"owner": "stashuser", "locale": "C"}));
         assert_eq!(
-            converge(r.as_ref(), &cx),
+            converge(r.as_ref(), cx),
             ["ensure changed 'absent' to 'present'"]
         );
         let row = admin
@@ -342,31 +333,31 @@ mod tests {
             .batch_execute("ALTER DATABASE stashdb OWNER TO other")
             .unwrap();
         assert_eq!(
-            converge(r.as_ref(), &cx),
+            converge(r.as_ref(), cx),
             ["owner changed 'other' to 'stashuser'"]
         );
 
         // Encoding cannot change: an error that says why, nothing done.
-        let latin = db_for(&c, "stashdb", json!({"encoding": "LATIN1"}));
-        let err = latin.check(&cx).unwrap_err().to_string();
+        let latin = db_for(c, "stashdb", json!({"encoding": "LATIN1"}));
+        let err = latin.check(cx).unwrap_err().to_string();
         assert!(
             err.contains("fixed when a database is created") && err.contains("'UTF8'"),
             "{err}"
         );
         // No plan from check, nothing to apply: a plan it did not make is refused.
-        assert!(latin.apply(&cx, Plan::in_sync()).is_err());
+        assert!(latin.apply(cx, Plan::in_sync()).is_err());
 
         // Absent drops it.
-        let gone = db_for(&c, "stashdb", json!({"ensure": "absent"}));
+        let gone = db_for(c, "stashdb", json!({"ensure": "absent"}));
         assert_eq!(
-            converge(gone.as_ref(), &cx),
+            converge(gone.as_ref(), cx),
             ["ensure changed 'present' to 'absent'"]
         );
 
         // A missing owner is the server's error, named.
-        let orphan = db_for(&c, "x", json!({"owner": "nobody_here"}));
+        let orphan = db_for(c, "x", json!({"owner": "nobody_here"}));
         let err = orphan
-            .apply(&cx, orphan.check(&cx).unwrap())
+            .apply(cx, orphan.check(cx).unwrap())
             .unwrap_err()
             .to_string();
         assert!(err.contains("42704"), "{err}");

@@ -16,6 +16,8 @@ use crate::redact;
 use crate::runner::Cmd;
 
 pub mod attr;
+#[cfg(test)]
+pub(crate) mod live;
 pub mod recovery;
 pub mod seed;
 // Test beds, never in the product build: see the `testing` feature.

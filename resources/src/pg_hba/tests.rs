@@ -2,9 +2,9 @@
 //! guarded write against a real server.
 
 use super::*;
-use crate::pg::testing::{context, decl, TestCluster, PASSWORD};
+use crate::pg::live::{declared, Scene};
+use crate::pg::testing::{decl, TestCluster};
 use serde_json::json;
-use std::path::Path;
 
 #[test]
 fn rules_parse_from_lines() {
@@ -148,30 +148,24 @@ fn maps_and_validation_at_build() {
 }
 
 fn hba_for(c: &TestCluster, rules: serde_json::Value) -> Box<dyn Resource> {
-    let attrs = json!({"rules": rules, "port": c.port, "superuser_password": PASSWORD});
-    build(
-        &decl("pg_hba", &c.datadir.display().to_string(), attrs, &[]),
-        &TypeEnv::default(),
-    )
-    .unwrap()
+    let datadir = c.datadir.display().to_string();
+    declared(c, build, "pg_hba", &datadir, json!({ "rules": rules }), &[])
 }
 
 #[test]
 fn rules_reach_a_real_server_and_a_rejected_file_is_rolled_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = tempfile::tempdir().unwrap();
-    let c = TestCluster::primary(dir.path(), "127.0.0.1");
-    let cx = context(Path::new("/"), state.path());
+    let scene = Scene::primary();
+    let (c, cx) = (&scene.c, &scene.cx);
     let path = c.datadir.join("pg_hba.conf");
 
     let r = hba_for(
-        &c,
+        c,
         json!([
             "host stashdb stashuser all trust",
             "host replication repl 127.0.0.1/32 scram-sha-256"
         ]),
     );
-    let plan = r.check(&cx).unwrap();
+    let plan = r.check(cx).unwrap();
     let changes = plan.changes().to_vec();
     assert_eq!(changes.len(), 1);
     assert!(
@@ -183,8 +177,8 @@ fn rules_reach_a_real_server_and_a_rejected_file_is_rolled_back() {
         "{:?}",
         changes[0].diff
     );
-    r.apply(&cx, plan).unwrap();
-    assert!(r.check(&cx).unwrap().is_empty(), "idempotent");
+    r.apply(cx, plan).unwrap();
+    assert!(r.check(cx).unwrap().is_empty(), "idempotent");
     let mut client = c.conn().connect().unwrap();
     let rows = client
         .query("SELECT type, database, user_name, address, auth_method FROM pg_hba_file_rules ORDER BY line_number", &[])
@@ -220,11 +214,11 @@ fn rules_reach_a_real_server_and_a_rejected_file_is_rolled_back() {
     // The server rejects what the build accepts: restored, not reloaded.
     let before = std::fs::read(&path).unwrap();
     let bad = hba_for(
-        &c,
+        c,
         json!([{"type": "host", "database": "all", "user": "all", "address": "127.0.0.1/32", "method": "md5", "options": "clientcert=verify-full"}]),
     );
-    let plan = bad.check(&cx).unwrap();
-    let err = bad.apply(&cx, plan).unwrap_err().to_string();
+    let plan = bad.check(cx).unwrap();
+    let err = bad.apply(cx, plan).unwrap_err().to_string();
     assert!(
         err.contains("clientcert") && err.contains("restored"),
         "{err}"
@@ -249,10 +243,10 @@ fn rules_reach_a_real_server_and_a_rejected_file_is_rolled_back() {
     // Not running: just written.
     drop(client);
     c.stop();
-    let r2 = hba_for(&c, json!(["host all all 127.0.0.1/32 scram-sha-256"]));
-    let plan = r2.check(&cx).unwrap();
-    r2.apply(&cx, plan).unwrap();
-    assert!(r2.check(&cx).unwrap().is_empty());
+    let r2 = hba_for(c, json!(["host all all 127.0.0.1/32 scram-sha-256"]));
+    let plan = r2.check(cx).unwrap();
+    r2.apply(cx, plan).unwrap();
+    assert!(r2.check(cx).unwrap().is_empty());
     let text = std::fs::read_to_string(&path).unwrap();
     let last: Vec<&str> = text.lines().last().unwrap().split_whitespace().collect();
     assert_eq!(
