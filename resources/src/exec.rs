@@ -286,7 +286,6 @@ impl Resource for Exec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::BackupStore;
     use serde_json::json;
     use std::fs;
     use std::time::Instant;
@@ -298,13 +297,10 @@ mod tests {
     }
 
     fn setup() -> T {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        fs::create_dir_all(&root).unwrap();
-        let cx = Context::new(&root, BackupStore::new(&dir.path().join("state")));
+        let (dir, cx) = crate::testing::sandbox(&[]);
         T {
+            root: dir.path().join("root"),
             _dir: dir,
-            root,
             cx,
         }
     }

@@ -730,7 +730,6 @@ fn group_name(gid: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::BackupStore;
     use serde_json::json;
 
     struct T {
@@ -740,13 +739,10 @@ mod tests {
     }
 
     fn setup() -> T {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        fs::create_dir_all(root.join("etc")).unwrap();
-        let cx = Context::new(&root, BackupStore::new(&dir.path().join("state")));
+        let (dir, cx) = crate::testing::sandbox(&["etc"]);
         T {
+            root: dir.path().join("root"),
             _dir: dir,
-            root,
             cx,
         }
     }
