@@ -140,6 +140,22 @@ fn converted_calendars_fire_when_cron_would() {
     }
 }
 
+/// `systemd-analyze verify` of `units`, where the host has it. Only
+/// complaints naming `ours` count: the host's own units may be noisy.
+fn verify_units(units: &[PathBuf], ours: &str) {
+    let Some(sa) = systemd_analyze() else {
+        return;
+    };
+    let out = Command::new(sa)
+        .args(["verify", "--man=no"])
+        .args(units)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let mentioned: Vec<&str> = err.lines().filter(|l| l.contains(ours)).collect();
+    assert!(out.status.success() && mentioned.is_empty(), "{err}");
+}
+
 /// A sandbox root with the usual /etc/agent layout.
 fn sandbox(root: &Path, node: Option<&str>) -> crate::settings::Settings {
     let root = std::fs::canonicalize(root).unwrap();
@@ -210,19 +226,11 @@ fn systemd_units_are_written_under_root_verified_and_idempotent() {
     assert!(timer.contains("\nPersistent=true\n"), "{timer}");
     assert!(timer.contains("\nWantedBy=timers.target\n"), "{timer}");
 
-    if let Some(sa) = systemd_analyze() {
-        let unit_dir = root.join("etc/systemd/system");
-        let out = Command::new(sa)
-            .args(["verify", "--man=no"])
-            .arg(unit_dir.join("agent.service"))
-            .arg(unit_dir.join("agent.timer"))
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        // Only complaints about our units count (the host's may be noisy).
-        let ours: Vec<&str> = err.lines().filter(|l| l.contains("agent.")).collect();
-        assert!(out.status.success() && ours.is_empty(), "{err}");
-    }
+    let unit_dir = root.join("etc/systemd/system");
+    verify_units(
+        &[unit_dir.join("agent.service"), unit_dir.join("agent.timer")],
+        "agent.",
+    );
 
     // Second run: nothing to do, nothing backed up.
     assert!(install(&s, &a).unwrap().is_empty());
@@ -352,16 +360,10 @@ fn watch_is_installed_as_a_supervised_service_in_place_of_the_timer() {
     ] {
         assert!(unit.contains(&format!("\n{line}\n")), "{line}: {unit}");
     }
-    if let Some(sa) = systemd_analyze() {
-        let out = Command::new(sa)
-            .args(["verify", "--man=no"])
-            .arg(root.join("etc/systemd/system/agent-watch.service"))
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        let ours: Vec<&str> = err.lines().filter(|l| l.contains("agent-watch")).collect();
-        assert!(out.status.success() && ours.is_empty(), "{err}");
-    }
+    verify_units(
+        &[root.join("etc/systemd/system/agent-watch.service")],
+        "agent-watch",
+    );
     assert!(install(&s, &w).unwrap().is_empty());
 
     // Without systemd: cron starts one watcher a minute unless one runs.
