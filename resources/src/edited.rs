@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::core::{Change, Context, ResourceError, ResourceId};
+use crate::core::{Change, Context, Plan, ResourceError, ResourceId};
 use crate::{atomic, diff, stage};
 
 /// What a file-editing type needs first, if the catalog declares it: a
@@ -81,6 +81,15 @@ impl Current {
     pub fn rewrite(self, new: Vec<u8>, sensitive: bool) -> Option<(Change, Rewrite)> {
         let rewrite = self.into_rewrite(new)?;
         Some((rewrite.change(sensitive), rewrite))
+    }
+
+    /// The plan of a type whose whole check is this one rewrite: its
+    /// `content` change with the [`Rewrite`] as the step, or in sync.
+    pub fn plan(self, new: Vec<u8>, sensitive: bool) -> Plan {
+        match self.rewrite(new, sensitive) {
+            Some((change, rewrite)) => Plan::new(vec![change], rewrite),
+            None => Plan::in_sync(),
+        }
     }
 }
 

@@ -230,10 +230,7 @@ impl Resource for Host {
             return Ok(Plan::in_sync());
         }
         let new = edit(file.text(&self.id)?, &self.name, self.entry.as_ref());
-        Ok(match file.rewrite(new.into_bytes(), false) {
-            Some((change, rewrite)) => Plan::new(vec![change], rewrite),
-            None => Plan::in_sync(),
-        })
+        Ok(file.plan(new.into_bytes(), false))
     }
 
     fn apply(&self, cx: &Context, plan: Plan) -> Result<(), ResourceError> {

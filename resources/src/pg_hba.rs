@@ -471,12 +471,7 @@ impl Resource for PgHba {
     fn check(&self, cx: &Context) -> Result<Plan, ResourceError> {
         // Managed whole: the new text is the rendered rules.
         let file = Current::read(cx, &self.file)?;
-        Ok(
-            match file.rewrite(self.content.clone().into_bytes(), false) {
-                Some((change, rewrite)) => Plan::new(vec![change], rewrite),
-                None => Plan::in_sync(),
-            },
-        )
+        Ok(file.plan(self.content.clone().into_bytes(), false))
     }
 
     fn apply(&self, cx: &Context, plan: Plan) -> Result<(), ResourceError> {
