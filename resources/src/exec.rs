@@ -286,23 +286,13 @@ impl Resource for Exec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::Sandbox;
     use serde_json::json;
     use std::fs;
     use std::time::Instant;
 
-    struct T {
-        _dir: tempfile::TempDir,
-        root: PathBuf,
-        cx: Context,
-    }
-
-    fn setup() -> T {
-        let (dir, cx) = crate::testing::sandbox(&[]);
-        T {
-            root: dir.path().join("root"),
-            _dir: dir,
-            cx,
-        }
+    fn setup() -> Sandbox {
+        Sandbox::new(&[])
     }
 
     fn exec(title: &str, attrs: Value) -> Exec {

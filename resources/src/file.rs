@@ -730,21 +730,11 @@ fn group_name(gid: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::Sandbox;
     use serde_json::json;
 
-    struct T {
-        _dir: tempfile::TempDir,
-        root: PathBuf,
-        cx: Context,
-    }
-
-    fn setup() -> T {
-        let (dir, cx) = crate::testing::sandbox(&["etc"]);
-        T {
-            root: dir.path().join("root"),
-            _dir: dir,
-            cx,
-        }
+    fn setup() -> Sandbox {
+        Sandbox::new(&["etc"])
     }
 
     fn decl(title: &str, attrs: Value) -> Decl {
