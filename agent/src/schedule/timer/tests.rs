@@ -156,19 +156,22 @@ fn verify_units(units: &[PathBuf], ours: &str) {
     assert!(out.status.success() && mentioned.is_empty(), "{err}");
 }
 
-/// A sandbox root with the usual /etc/agent layout.
-fn sandbox(root: &Path, node: Option<&str>) -> crate::settings::Settings {
-    let root = std::fs::canonicalize(root).unwrap();
+/// Settings over a new temp root with the usual /etc/agent layout; keep
+/// the `TempDir` alive as long as them.
+fn sandbox(node: Option<&str>) -> (tempfile::TempDir, crate::settings::Settings) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(dir.path()).unwrap();
     std::fs::create_dir_all(root.join("etc/agent/manifests")).unwrap();
     std::fs::write(root.join("etc/agent/hiera.yaml"), "version: 5\n").unwrap();
-    crate::settings::Settings {
+    let settings = crate::settings::Settings {
         state: crate::engine::state::StateDir::new(root.join("var/lib/agent")),
         manifests: root.join("etc/agent/manifests"),
         hiera_config: root.join("etc/agent/hiera.yaml"),
         fact_opts: Default::default(),
         node: node.map(str::to_string),
         root: Some(root),
-    }
+    };
+    (dir, settings)
 }
 
 fn args(scheduler: Scheduler, schedule: &str, splay: &str, agent: &Path) -> Options {
@@ -189,8 +192,7 @@ fn real_agent_path() -> PathBuf {
 
 #[test]
 fn systemd_units_are_written_under_root_verified_and_idempotent() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = sandbox(dir.path(), Some("stash-server"));
+    let (_dir, s) = sandbox(Some("stash-server"));
     let root = s.root.clone().unwrap();
     let agent = real_agent_path();
     let a = args(Scheduler::Systemd, "*/30 * * * *", "5m", &agent);
@@ -253,8 +255,7 @@ fn systemd_units_are_written_under_root_verified_and_idempotent() {
 
 #[test]
 fn a_cron_d_entry_is_written_where_there_is_no_systemd() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = sandbox(dir.path(), None);
+    let (_dir, s) = sandbox(None);
     let root = s.root.clone().unwrap();
     let agent = PathBuf::from("/usr/local/bin/agent");
     let a = args(Scheduler::Cron, "*/30 * * * *", "90s", &agent);
@@ -308,8 +309,7 @@ fn odd_paths_are_quoted_for_systemd_and_sh() {
 
 #[test]
 fn bad_schedules_are_refused_before_writing() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = sandbox(dir.path(), None);
+    let (_dir, s) = sandbox(None);
     let agent = PathBuf::from("/usr/local/bin/agent");
     let e = install(&s, &args(Scheduler::Cron, "*/30 * * *", "0", &agent)).unwrap_err();
     assert!(
@@ -323,8 +323,7 @@ fn bad_schedules_are_refused_before_writing() {
 
 #[test]
 fn watch_is_installed_as_a_supervised_service_in_place_of_the_timer() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = sandbox(dir.path(), Some("stash-server"));
+    let (_dir, s) = sandbox(Some("stash-server"));
     let root = s.root.clone().unwrap();
     let agent = real_agent_path();
     install(&s, &args(Scheduler::Systemd, "*/30 * * * *", "0", &agent)).unwrap();
