@@ -237,7 +237,6 @@ impl Resource for PgDatabase {
 
     fn apply(&self, _cx: &Context, plan: Plan) -> Result<(), ResourceError> {
         let step: Step = plan.steps(&self.id)?;
-        let mut client = self.conn.connect()?;
         let db = quote_ident(&self.name);
         let sql = match step {
             Step::Drop => format!("DROP DATABASE {db}"),
@@ -246,10 +245,7 @@ impl Resource for PgDatabase {
                 format!("ALTER DATABASE {db} OWNER TO {}", quote_ident(&owner))
             }
         };
-        tracing::debug!(resource = %self.id, "{sql}");
-        client
-            .batch_execute(&sql)
-            .map_err(|e| pg::sql_error(&format!("{}: {sql}", self.id), e))
+        self.conn.execute(&self.id, &sql, &sql, &sql)
     }
 
     fn autorequires(&self) -> Vec<ResourceId> {

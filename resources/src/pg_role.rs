@@ -267,7 +267,6 @@ impl Resource for PgRole {
 
     fn apply(&self, _cx: &Context, plan: Plan) -> Result<(), ResourceError> {
         let step: Step = plan.steps(&self.id)?;
-        let mut client = self.conn.connect()?;
         let role = quote_ident(&self.name);
         let sql = match step {
             Step::Drop => format!("DROP ROLE {role}"),
@@ -278,14 +277,11 @@ impl Resource for PgRole {
                 format!("ALTER ROLE {role} WITH {}", self.options(password))
             }
         };
-        // The verifier is not the password, but it still stays out of logs.
-        tracing::debug!(resource = %self.id, "{}", sql.split(" PASSWORD ").next().unwrap_or(""));
-        client.batch_execute(&sql).map_err(|e| {
-            pg::sql_error(
-                &format!("{}: {}", self.id, sql.split(" WITH ").next().unwrap_or("")),
-                e,
-            )
-        })
+        // The verifier is not the password, but it still stays out of logs
+        // and errors.
+        let logged = sql.split(" PASSWORD ").next().unwrap_or("");
+        let named = sql.split(" WITH ").next().unwrap_or("");
+        self.conn.execute(&self.id, &sql, logged, named)
     }
 }
 
