@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::attr::{Ensure, OneOrMany};
 use crate::core::{Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
-use crate::edited::{self, Current, Rewrite};
+use crate::edited::{self, Rewrite};
 
 /// Attributes of `- cron: <entry name>`.
 #[derive(Debug, Deserialize)]
@@ -419,13 +419,10 @@ impl Resource for Cron {
     }
 
     fn check(&self, cx: &Context) -> Result<Plan, ResourceError> {
-        let file = Current::read(cx, &self.target)?;
-        // Removing an entry from a missing file: nothing to do.
-        if file.missing() && self.block.is_none() {
-            return Ok(Plan::in_sync());
-        }
-        let new = edit(file.text(&self.id)?, &self.id.title, self.block.as_deref());
-        Ok(file.plan(new.into_bytes(), false))
+        let wanted = self.block.is_some();
+        edited::check_entry(cx, &self.id, &self.target, wanted, |text| {
+            edit(text, &self.id.title, self.block.as_deref())
+        })
     }
 
     fn apply(&self, cx: &Context, plan: Plan) -> Result<(), ResourceError> {

@@ -24,6 +24,24 @@ pub fn autorequires(node_path: &str) -> Vec<ResourceId> {
     ids
 }
 
+/// The check of a type that owns one entry of a shared file (`cron`,
+/// `host`): `edit` makes the file's new text from its old one. `wanted` is
+/// false when the entry is to be absent: a missing file then needs nothing.
+pub fn check_entry(
+    cx: &Context,
+    id: &ResourceId,
+    node_path: &str,
+    wanted: bool,
+    edit: impl FnOnce(&str) -> String,
+) -> Result<Plan, ResourceError> {
+    let file = Current::read(cx, node_path)?;
+    if file.missing() && !wanted {
+        return Ok(Plan::in_sync());
+    }
+    let new = edit(file.text(id)?);
+    Ok(file.plan(new.into_bytes(), false))
+}
+
 /// A file as `check` found it.
 #[derive(Debug)]
 pub struct Current {

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::attr::{Ensure, OneOrMany};
 use crate::core::{Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
-use crate::edited::{self, Current, Rewrite};
+use crate::edited::{self, Rewrite};
 
 /// Attributes of `- host: <canonical name>`.
 #[derive(Debug, Deserialize)]
@@ -224,13 +224,10 @@ impl Resource for Host {
     }
 
     fn check(&self, cx: &Context) -> Result<Plan, ResourceError> {
-        let file = Current::read(cx, &self.target)?;
-        // Removing an entry from a missing file: nothing to do.
-        if file.missing() && self.entry.is_none() {
-            return Ok(Plan::in_sync());
-        }
-        let new = edit(file.text(&self.id)?, &self.name, self.entry.as_ref());
-        Ok(file.plan(new.into_bytes(), false))
+        let wanted = self.entry.is_some();
+        edited::check_entry(cx, &self.id, &self.target, wanted, |text| {
+            edit(text, &self.name, self.entry.as_ref())
+        })
     }
 
     fn apply(&self, cx: &Context, plan: Plan) -> Result<(), ResourceError> {
