@@ -306,10 +306,7 @@ mod tests {
     fn databases_on_a_real_server() {
         let scene = Scene::primary();
         let (c, cx) = (&scene.c, &scene.cx);
-        let mut admin = c.conn().connect().unwrap();
-        admin
-            .batch_execute("CREATE ROLE stashuser; CREATE ROLE other")
-            .unwrap();
+        let mut admin = scene.admin("CREATE ROLE stashuser; CREATE ROLE other");
 
         let r = db_for(c, "stashdb", json!({"owner": "stashuser", "locale": "C"}));
         assert_eq!(

@@ -33,6 +33,14 @@ impl Scene {
             _state: state,
         }
     }
+
+    /// A superuser connection to the scene's server that has run `setup`
+    /// (the roles and objects a test starts from).
+    pub fn admin(&self, setup: &str) -> postgres::Client {
+        let mut admin = self.c.conn().connect().expect("a superuser connection");
+        admin.batch_execute(setup).expect("the setup SQL");
+        admin
+    }
 }
 
 /// A type's `build`, as the registry holds it.

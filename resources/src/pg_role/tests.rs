@@ -185,10 +185,8 @@ fn roles_on_a_real_server() {
 fn a_role_that_owns_objects_cannot_be_dropped() {
     let scene = Scene::primary();
     let (c, cx) = (&scene.c, &scene.cx);
-    let mut admin = c.conn().connect().unwrap();
-    admin
-        .batch_execute("CREATE ROLE owner1; CREATE TABLE t (x int); ALTER TABLE t OWNER TO owner1")
-        .unwrap();
+    let _admin =
+        scene.admin("CREATE ROLE owner1; CREATE TABLE t (x int); ALTER TABLE t OWNER TO owner1");
     let r = role_for(c, "owner1", json!({"ensure": "absent"}));
     let plan = r.check(cx).unwrap();
     let err = r.apply(cx, plan).unwrap_err().to_string();
