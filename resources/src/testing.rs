@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use crate::backup::BackupStore;
-use crate::core::{Context, Decl, ResourceId};
+use crate::core::{Change, Context, Decl, Plan, ResourceId};
 
 /// The declaration `- <type_name>: <title>` with `attrs` (a JSON object),
 /// nothing Sensitive.
@@ -50,4 +50,9 @@ impl Sandbox {
             _dir: dir,
         }
     }
+}
+
+/// The change lines a plan would print, as the tests compare them.
+pub fn lines(plan: &Plan) -> Vec<String> {
+    plan.changes().iter().map(Change::line).collect()
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::core::{Change, Context, Decl, Resource, ResourceError, TypeEnv};
+use crate::core::{Context, Decl, Resource, ResourceError, TypeEnv};
 use crate::pg::testing::{context, decl, TestCluster, PASSWORD};
 
 /// A running primary on 127.0.0.1 with a context rooted at `/` (the SQL
@@ -70,12 +70,12 @@ pub fn declared(
 /// returns the change lines of the first.
 pub fn converge(r: &dyn Resource, cx: &Context) -> Vec<String> {
     let plan = r.check(cx).expect("check");
-    let changes = plan.changes().to_vec();
+    let lines = crate::testing::lines(&plan);
     r.apply(cx, plan).expect("apply");
     assert!(
         r.check(cx).expect("check again").is_empty(),
         "{} not idempotent",
         r.id()
     );
-    changes.iter().map(Change::line).collect()
+    lines
 }

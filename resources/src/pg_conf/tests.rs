@@ -161,8 +161,7 @@ fn reload_and_restart_a_real_server() {
         json!({"work_mem": "8MB", "log_line_prefix": "%m [%p] it's "}),
     );
     let plan = r.check(cx).unwrap();
-    let changes = plan.changes().to_vec();
-    let lines: Vec<String> = changes.iter().map(Change::line).collect();
+    let lines = crate::testing::lines(&plan);
     assert_eq!(
         lines,
         [
@@ -270,8 +269,7 @@ fn sensitive_values_stay_hidden_and_new_files_are_private() {
     )
     .unwrap();
     let plan = r.check(&cx).unwrap();
-    let changes = plan.changes().to_vec();
-    let lines: Vec<String> = changes.iter().map(Change::line).collect();
+    let lines = crate::testing::lines(&plan);
     assert_eq!(
         lines,
         [
