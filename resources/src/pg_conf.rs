@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 use crate::core::{Change, Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
 use crate::edited::{Current, Rewrite};
 use crate::pg;
-use crate::pg::attr::ConnAttrs;
+use crate::pg::attr;
 
 /// Attributes of `- pg_conf: <any name>`.
 #[derive(Debug, Deserialize)]
@@ -43,10 +43,14 @@ struct Params {
     /// Where `pg_ctl restart` sends the server's output (node path, default
     /// `<datadir>/server.log`).
     restart_log: Option<String>,
-    /// `host`, `port`, `superuser`, `superuser_password`: how the agent
-    /// reaches the server.
-    #[serde(flatten)]
-    conn: ConnAttrs,
+    /// Server address or socket directory (default `127.0.0.1`).
+    host: Option<String>,
+    /// Server port (default 5432).
+    port: Option<u16>,
+    /// Role the agent connects as (default `postgres`).
+    superuser: Option<String>,
+    /// Its password (Sensitive).
+    superuser_password: Option<String>,
 }
 
 /// A desired value.
@@ -388,7 +392,7 @@ pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceE
         }
         settings.push((name, value));
     }
-    let conn = p.conn.conn(id)?;
+    let conn = attr::conn(id, &p.host, p.port, &p.superuser, &p.superuser_password)?;
     Ok(Box::new(PgConf {
         id: id.clone(),
         file: p

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::attr::Ensure;
 use crate::core::{Change, Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
-use crate::pg::attr::ConnAttrs;
+use crate::pg::attr;
 use crate::pg::{self, quote_ident, quote_literal};
 
 /// Attributes of `- pg_database: <database name>`.
@@ -33,10 +33,14 @@ struct Params {
     /// Template to copy (default `template0`, the only one that allows
     /// another encoding or locale than its own).
     template: Option<String>,
-    /// `host`, `port`, `superuser`, `superuser_password`: how the agent
-    /// reaches the server.
-    #[serde(flatten)]
-    conn: ConnAttrs,
+    /// Server address or socket directory (default `127.0.0.1`).
+    host: Option<String>,
+    /// Server port (default 5432).
+    port: Option<u16>,
+    /// Role the agent connects as (default `postgres`).
+    superuser: Option<String>,
+    /// Its password (Sensitive).
+    superuser_password: Option<String>,
 }
 
 /// A typed `pg_database` resource.
@@ -80,7 +84,7 @@ pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceE
             "encoding '{encoding}' is not an encoding name"
         )));
     }
-    let conn = p.conn.conn(id)?;
+    let conn = attr::conn(id, &p.host, p.port, &p.superuser, &p.superuser_password)?;
     Ok(Box::new(PgDatabase {
         id: id.clone(),
         name: id.title.clone(),

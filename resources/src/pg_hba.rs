@@ -24,7 +24,7 @@ use serde::Deserialize;
 use crate::core::{Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
 use crate::edited::{Current, Rewrite};
 use crate::pg;
-use crate::pg::attr::ConnAttrs;
+use crate::pg::attr;
 
 /// Attributes of `- pg_hba: <data dir>`.
 #[derive(Debug, Deserialize)]
@@ -43,10 +43,14 @@ struct Params {
     /// scram-sha-256`.
     #[serde(default = "yes")]
     defaults: bool,
-    /// `host`, `port`, `superuser`, `superuser_password`: how the agent
-    /// reaches the server.
-    #[serde(flatten)]
-    conn: ConnAttrs,
+    /// Server address or socket directory (default `127.0.0.1`).
+    host: Option<String>,
+    /// Server port (default 5432).
+    port: Option<u16>,
+    /// Role the agent connects as (default `postgres`).
+    superuser: Option<String>,
+    /// Its password (Sensitive).
+    superuser_password: Option<String>,
 }
 
 fn yes() -> bool {
@@ -411,7 +415,7 @@ pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceE
             "{id}: the data dir (title) and file must be absolute paths"
         )));
     }
-    let conn = p.conn.conn(id)?;
+    let conn = attr::conn(id, &p.host, p.port, &p.superuser, &p.superuser_password)?;
     let mut rules = if p.defaults {
         default_rules(&conn.user)
     } else {

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::attr::Ensure;
 use crate::core::{Change, Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
+use crate::pg::attr;
 use crate::pg::{self, quote_ident, quote_literal};
 
 /// Attributes of `- pg_role: <role name>`.
@@ -90,13 +91,7 @@ pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceE
     if name.is_empty() || name.len() > 63 || name.contains('\0') {
         return Err(invalid("a role name is 1-63 bytes".into()));
     }
-    let conn = pg::conn_from_attrs(
-        p.host.as_deref(),
-        p.port,
-        p.connect_as.as_deref(),
-        p.superuser_password.as_deref(),
-    )
-    .map_err(|e| invalid(e.to_string()))?;
+    let conn = attr::conn(id, &p.host, p.port, &p.connect_as, &p.superuser_password)?;
     if name == conn.user && (p.ensure == Ensure::Absent || !p.superuser || !p.login) {
         return Err(invalid(format!(
             "the agent connects as {name}: it must stay a superuser that can log in"

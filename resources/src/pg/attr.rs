@@ -2,7 +2,7 @@
 //! written as a YAML number (`5432`) or come out of a template as text
 //! (`"{{lookup 'pgsql_server::port'}}"`); both mean the same. The types
 //! that speak SQL to a running server also share how they reach it
-//! ([`ConnAttrs`]).
+//! ([`conn`]).
 
 use serde::Deserialize;
 
@@ -44,35 +44,21 @@ pub fn port_or(value: &Option<Number>, default: u16) -> Result<u16, String> {
     value.as_ref().map_or(Ok(default), Number::port)
 }
 
-/// How a SQL-speaking type (`pg_conf`, `pg_database`, `pg_hba`) reaches
-/// the server: `#[serde(flatten)]`ed into its attributes, so the four are
-/// spelt, documented and defaulted the same for each.
-///
-/// No `deny_unknown_fields` here: serde does not support it on a flattened
-/// struct; the type's own `Params` denies them for both.
-#[derive(Debug, Default, Deserialize)]
-pub struct ConnAttrs {
-    /// Server address or socket directory (default `127.0.0.1`).
-    host: Option<String>,
-    /// Server port (default 5432).
+/// The connection a SQL-speaking type (`pg_conf`, `pg_database`,
+/// `pg_hba`, `pg_role`) declares with its `host`, `port`, `superuser` (or
+/// `connect_as`) and `superuser_password` attributes, with the defaults
+/// applied; an error names `id`. The attributes stay in each type's own
+/// `Params`: a flattened struct would cost `deny_unknown_fields` its list of
+/// the expected names in the error about a misspelt one.
+pub fn conn(
+    id: &ResourceId,
+    host: &Option<String>,
     port: Option<u16>,
-    /// Role the agent connects as (default `postgres`).
-    superuser: Option<String>,
-    /// Its password (Sensitive).
-    superuser_password: Option<String>,
-}
-
-impl ConnAttrs {
-    /// The connection, with the defaults applied; an error names `id`.
-    pub fn conn(&self, id: &ResourceId) -> Result<Conn, ResourceError> {
-        conn_from_attrs(
-            self.host.as_deref(),
-            self.port,
-            self.superuser.as_deref(),
-            self.superuser_password.as_deref(),
-        )
+    user: &Option<String>,
+    password: &Option<String>,
+) -> Result<Conn, ResourceError> {
+    conn_from_attrs(host.as_deref(), port, user.as_deref(), password.as_deref())
         .map_err(|e| ResourceError::Invalid(format!("{id}: {e}")))
-    }
 }
 
 #[cfg(test)]
@@ -91,36 +77,15 @@ mod tests {
         assert_eq!(port_or(&None, 5432), Ok(5432));
     }
 
-    /// Flattened into a `deny_unknown_fields` struct, the connection
-    /// attributes are read and a misspelt one is still refused.
     #[test]
-    fn conn_attrs_flatten_and_unknown_fields_are_refused() {
-        #[derive(Debug, Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Params {
-            #[allow(dead_code)]
-            name: Option<String>,
-            #[serde(flatten)]
-            conn: ConnAttrs,
-        }
+    fn conn_applies_defaults_and_names_the_resource() {
         let id = ResourceId::new("pg_database", "db");
-        let p = |v: serde_json::Value| serde_json::from_value::<Params>(v);
-        let c = p(serde_json::json!({"name": "x", "port": 5433, "superuser": "admin"}))
-            .unwrap()
-            .conn
-            .conn(&id)
-            .unwrap();
+        let c = conn(&id, &None, Some(5433), &Some("admin".into()), &None).unwrap();
         assert_eq!(
             (c.host.as_str(), c.port, c.user.as_str()),
             ("127.0.0.1", 5433, "admin")
         );
-        assert!(p(serde_json::json!({"prot": 5433})).is_err());
-        assert!(p(serde_json::json!({"port": "x"})).is_err());
-        let e = p(serde_json::json!({"host": ""}))
-            .unwrap()
-            .conn
-            .conn(&id)
-            .unwrap_err();
+        let e = conn(&id, &Some(String::new()), None, &None, &None).unwrap_err();
         assert_eq!(e.to_string(), "pg_database[db]: host must not be empty");
     }
 }
