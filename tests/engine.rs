@@ -322,20 +322,27 @@ fn failing_exec_skips_exactly_its_dependents() {
     sb.agent(&["apply"]).code(1);
 }
 
-#[test]
-fn notify_refreshes_once_and_noop_refreshes_nothing() {
-    let sb = fixture(
+/// A manifest in which /etc/app.conf, declared with `conf_attrs` (YAML
+/// lines), notifies a refreshonly exec that appends a line to
+/// etc/restarts under the root: the refresh tests count those lines.
+fn notify_fixture(conf_attrs: &str) -> Sandbox {
+    fixture(&format!(
         r#"resources:
   - file: /etc
     ensure: directory
   - file: /etc/app.conf
-    content: "v={{lookup 'app::version' default='1'}}\n"
+{conf_attrs}
     notify: exec[restart-app]
   - exec: restart-app
     command: "echo restarted >> $AGENT_ROOT/etc/restarts"
     refreshonly: true
-"#,
-    );
+"#
+    ))
+}
+
+#[test]
+fn notify_refreshes_once_and_noop_refreshes_nothing() {
+    let sb = notify_fixture(r#"    content: "v={{lookup 'app::version' default='1'}}\n""#);
     sb.agent(&["apply", "--detailed-exitcodes"]).code(2);
     assert_eq!(sb.read_root("etc/restarts"), "restarted\n");
     sb.agent(&["apply", "--detailed-exitcodes"]).code(0);
@@ -359,18 +366,9 @@ fn notify_refreshes_once_and_noop_refreshes_nothing() {
 
 #[test]
 fn a_noop_resource_does_not_refresh_for_real() {
-    let sb = fixture(
-        r#"resources:
-  - file: /etc
-    ensure: directory
-  - file: /etc/app.conf
-    content: "v=2\n"
-    noop: "{{#if facts.kernel}}true{{else}}false{{/if}}"
-    notify: exec[restart-app]
-  - exec: restart-app
-    command: "echo restarted >> $AGENT_ROOT/etc/restarts"
-    refreshonly: true
-"#,
+    let sb = notify_fixture(
+        r#"    content: "v=2\n"
+    noop: "{{#if facts.kernel}}true{{else}}false{{/if}}""#,
     );
     sb.root_file("etc/app.conf", "v=1\n");
     let run = sb.agent(&["apply", "--detailed-exitcodes"]);

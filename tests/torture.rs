@@ -91,16 +91,9 @@ fn sandbox() -> Sandbox {
     } else {
         tempfile::tempdir().unwrap()
     };
-    for d in [
-        "root",
-        "state",
-        "site/manifests/files",
-        "site/hiera/data",
-        "facts.d",
-    ] {
-        fs::create_dir_all(dir.path().join(d)).unwrap();
-    }
-    Sandbox { dir, env: vec![] }
+    let sb = Sandbox::in_dir(dir);
+    fs::create_dir_all(sb.site().join("manifests/files")).unwrap();
+    sb
 }
 
 fn fixture(rng: &mut Rng) -> Fixture {

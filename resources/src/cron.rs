@@ -12,8 +12,9 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
+use crate::attr::{Ensure, OneOrMany};
 use crate::core::{Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
-use crate::edited::{self, Current, Rewrite};
+use crate::edited::{self, Rewrite};
 
 /// Attributes of `- cron: <entry name>`.
 #[derive(Debug, Deserialize)]
@@ -53,14 +54,6 @@ struct Params {
     target: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-enum Ensure {
-    #[default]
-    Present,
-    Absent,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum Scalar {
@@ -91,13 +84,6 @@ impl FieldValue {
             FieldValue::Many(v) => v.iter().map(Scalar::text).collect::<Vec<_>>().join(","),
         }
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
 }
 
 /// The `@` shorthands cron(8) understands.
@@ -433,15 +419,9 @@ impl Resource for Cron {
     }
 
     fn check(&self, cx: &Context) -> Result<Plan, ResourceError> {
-        let file = Current::read(cx, &self.target)?;
-        // Removing an entry from a missing file: nothing to do.
-        if file.missing() && self.block.is_none() {
-            return Ok(Plan::in_sync());
-        }
-        let new = edit(file.text(&self.id)?, &self.id.title, self.block.as_deref());
-        Ok(match file.rewrite(new.into_bytes(), false) {
-            Some((change, rewrite)) => Plan::new(vec![change], rewrite),
-            None => Plan::in_sync(),
+        let wanted = self.block.is_some();
+        edited::check_entry(cx, &self.id, &self.target, wanted, |text| {
+            edit(text, &self.id.title, self.block.as_deref())
         })
     }
 

@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::core::{Change, Context, ResourceError, ResourceId};
+use crate::core::{Change, Context, Plan, ResourceError, ResourceId};
 use crate::{atomic, diff, stage};
 
 /// What a file-editing type needs first, if the catalog declares it: a
@@ -22,6 +22,24 @@ pub fn autorequires(node_path: &str) -> Vec<ResourceId> {
         ids.push(ResourceId::new("file", parent.to_string_lossy()));
     }
     ids
+}
+
+/// The check of a type that owns one entry of a shared file (`cron`,
+/// `host`): `edit` makes the file's new text from its old one. `wanted` is
+/// false when the entry is to be absent: a missing file then needs nothing.
+pub fn check_entry(
+    cx: &Context,
+    id: &ResourceId,
+    node_path: &str,
+    wanted: bool,
+    edit: impl FnOnce(&str) -> String,
+) -> Result<Plan, ResourceError> {
+    let file = Current::read(cx, node_path)?;
+    if file.missing() && !wanted {
+        return Ok(Plan::in_sync());
+    }
+    let new = edit(file.text(id)?);
+    Ok(file.plan(new.into_bytes(), false))
 }
 
 /// A file as `check` found it.
@@ -81,6 +99,15 @@ impl Current {
     pub fn rewrite(self, new: Vec<u8>, sensitive: bool) -> Option<(Change, Rewrite)> {
         let rewrite = self.into_rewrite(new)?;
         Some((rewrite.change(sensitive), rewrite))
+    }
+
+    /// The plan of a type whose whole check is this one rewrite: its
+    /// `content` change with the [`Rewrite`] as the step, or in sync.
+    pub fn plan(self, new: Vec<u8>, sensitive: bool) -> Plan {
+        match self.rewrite(new, sensitive) {
+            Some((change, rewrite)) => Plan::new(vec![change], rewrite),
+            None => Plan::in_sync(),
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::attr::OneOrMany;
 use crate::core::{Change, Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
 use crate::runner::Cmd;
 
@@ -55,13 +56,6 @@ struct Params {
 enum Environment {
     List(Vec<String>),
     Map(BTreeMap<String, Value>),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
 }
 
 /// A validated `exec` resource.
@@ -292,27 +286,13 @@ impl Resource for Exec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::BackupStore;
+    use crate::testing::Sandbox;
     use serde_json::json;
     use std::fs;
     use std::time::Instant;
 
-    struct T {
-        _dir: tempfile::TempDir,
-        root: PathBuf,
-        cx: Context,
-    }
-
-    fn setup() -> T {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        fs::create_dir_all(&root).unwrap();
-        let cx = Context::new(&root, BackupStore::new(&dir.path().join("state")));
-        T {
-            _dir: dir,
-            root,
-            cx,
-        }
+    fn setup() -> Sandbox {
+        Sandbox::new(&[])
     }
 
     fn exec(title: &str, attrs: Value) -> Exec {

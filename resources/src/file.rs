@@ -827,25 +827,20 @@ fn group_name(gid: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::BackupStore;
+    use crate::testing::Sandbox;
     use serde_json::json;
 
-    struct T {
-        _dir: tempfile::TempDir,
-        root: PathBuf,
-        cx: Context,
+    fn setup() -> Sandbox {
+        Sandbox::new(&["etc"])
     }
 
-    fn setup() -> T {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        fs::create_dir_all(root.join("etc")).unwrap();
-        let cx = Context::new(&root, BackupStore::new(&dir.path().join("state")));
-        T {
-            _dir: dir,
-            root,
-            cx,
-        }
+    /// A sandbox in which the file at `rel` (under the root) already holds
+    /// `content`: the start of every test that changes an existing file.
+    fn setup_with(rel: &str, content: &str) -> (Sandbox, PathBuf) {
+        let t = setup();
+        let p = t.root.join(rel);
+        fs::write(&p, content).unwrap();
+        (t, p)
     }
 
     fn decl(title: &str, attrs: Value) -> Decl {
@@ -954,9 +949,7 @@ mod tests {
 
     #[test]
     fn replaces_content_with_diff_and_backup() {
-        let t = setup();
-        let p = t.root.join("etc/app.conf");
-        fs::write(&p, "a=1\nb=2\n").unwrap();
+        let (t, p) = setup_with("etc/app.conf", "a=1\nb=2\n");
         fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
         // Same size, different bytes: must still be seen.
         let r = file("/etc/app.conf", json!({"content": "a=1\nb=3\n"}));
@@ -973,9 +966,7 @@ mod tests {
 
     #[test]
     fn backup_false_keeps_no_copy() {
-        let t = setup();
-        let p = t.root.join("etc/x");
-        fs::write(&p, "old").unwrap();
+        let (t, p) = setup_with("etc/x", "old");
         converge(
             &file("/etc/x", json!({"content": "new content", "backup": false})),
             &t.cx,
@@ -1018,9 +1009,7 @@ mod tests {
 
     #[test]
     fn an_existing_world_readable_file_given_a_secret_loses_the_other_bits() {
-        let t = setup();
-        let p = t.root.join("etc/app.conf");
-        fs::write(&p, "pw=old\n").unwrap();
+        let (t, p) = setup_with("etc/app.conf", "pw=old\n");
         fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
         let mut d = decl("/etc/app.conf", json!({"content": "pw=n3w-secret\n"}));
         d.sensitive.insert("content".into());
@@ -1042,9 +1031,7 @@ mod tests {
 
     #[test]
     fn mode_as_string_or_yaml_integer() {
-        let t = setup();
-        let p = t.root.join("etc/m");
-        fs::write(&p, "").unwrap();
+        let (t, p) = setup_with("etc/m", "");
         fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
         let changes = converge(&file("/etc/m", json!({"mode": "0600"})), &t.cx);
         assert_eq!(changes[0].line(), "mode changed '0644' to '0600'");
@@ -1128,9 +1115,7 @@ mod tests {
 
     #[test]
     fn absent_removes_with_backup_and_needs_force_for_directories() {
-        let t = setup();
-        let p = t.root.join("etc/old");
-        fs::write(&p, "keep me").unwrap();
+        let (t, p) = setup_with("etc/old", "keep me");
         let changes = converge(&file("/etc/old", json!({"ensure": "absent"})), &t.cx);
         assert_eq!(changes[0].line(), "ensure changed 'file' to absent");
         assert!(!p.exists());
@@ -1243,9 +1228,7 @@ mod tests {
 
     #[test]
     fn owner_and_group_are_managed() {
-        let t = setup();
-        let p = t.root.join("etc/owned");
-        fs::write(&p, "x").unwrap();
+        let (t, p) = setup_with("etc/owned", "x");
         if !nix::unistd::geteuid().is_root() {
             return; // chown to another user needs root
         }

@@ -10,8 +10,9 @@ use std::net::IpAddr;
 
 use serde::Deserialize;
 
+use crate::attr::{Ensure, OneOrMany};
 use crate::core::{Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
-use crate::edited::{self, Current, Rewrite};
+use crate::edited::{self, Rewrite};
 
 /// Attributes of `- host: <canonical name>`.
 #[derive(Debug, Deserialize)]
@@ -33,21 +34,6 @@ struct Params {
     comment: Option<String>,
     /// The hosts file to edit (default `/etc/hosts`).
     target: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-enum Ensure {
-    #[default]
-    Present,
-    Absent,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
 }
 
 /// The validated desired line.
@@ -238,15 +224,9 @@ impl Resource for Host {
     }
 
     fn check(&self, cx: &Context) -> Result<Plan, ResourceError> {
-        let file = Current::read(cx, &self.target)?;
-        // Removing an entry from a missing file: nothing to do.
-        if file.missing() && self.entry.is_none() {
-            return Ok(Plan::in_sync());
-        }
-        let new = edit(file.text(&self.id)?, &self.name, self.entry.as_ref());
-        Ok(match file.rewrite(new.into_bytes(), false) {
-            Some((change, rewrite)) => Plan::new(vec![change], rewrite),
-            None => Plan::in_sync(),
+        let wanted = self.entry.is_some();
+        edited::check_entry(cx, &self.id, &self.target, wanted, |text| {
+            edit(text, &self.name, self.entry.as_ref())
         })
     }
 

@@ -12,6 +12,7 @@
 pub mod account_ledger;
 pub mod accounts;
 pub mod atomic;
+pub mod attr;
 pub mod backup;
 pub mod confine;
 pub mod core;

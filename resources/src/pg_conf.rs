@@ -22,6 +22,7 @@ use serde_json::{Map, Value};
 use crate::core::{Change, Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
 use crate::edited::{Current, Rewrite};
 use crate::pg;
+use crate::pg::attr;
 
 /// Attributes of `- pg_conf: <any name>`.
 #[derive(Debug, Deserialize)]
@@ -391,13 +392,7 @@ pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceE
         }
         settings.push((name, value));
     }
-    let conn = pg::conn_from_attrs(
-        p.host.as_deref(),
-        p.port,
-        p.superuser.as_deref(),
-        p.superuser_password.as_deref(),
-    )
-    .map_err(|e| invalid(e.to_string()))?;
+    let conn = attr::conn(id, &p.host, p.port, &p.superuser, &p.superuser_password)?;
     Ok(Box::new(PgConf {
         id: id.clone(),
         file: p

@@ -6,7 +6,9 @@
 
 use serde::Deserialize;
 
+use crate::attr::Ensure;
 use crate::core::{Change, Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
+use crate::pg::attr;
 use crate::pg::{self, quote_ident, quote_literal};
 
 /// Attributes of `- pg_database: <database name>`.
@@ -39,14 +41,6 @@ struct Params {
     superuser: Option<String>,
     /// Its password (Sensitive).
     superuser_password: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-enum Ensure {
-    #[default]
-    Present,
-    Absent,
 }
 
 /// A typed `pg_database` resource.
@@ -90,13 +84,7 @@ pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceE
             "encoding '{encoding}' is not an encoding name"
         )));
     }
-    let conn = pg::conn_from_attrs(
-        p.host.as_deref(),
-        p.port,
-        p.superuser.as_deref(),
-        p.superuser_password.as_deref(),
-    )
-    .map_err(|e| invalid(e.to_string()))?;
+    let conn = attr::conn(id, &p.host, p.port, &p.superuser, &p.superuser_password)?;
     Ok(Box::new(PgDatabase {
         id: id.clone(),
         name: id.title.clone(),
@@ -253,7 +241,6 @@ impl Resource for PgDatabase {
 
     fn apply(&self, _cx: &Context, plan: Plan) -> Result<(), ResourceError> {
         let step: Step = plan.steps(&self.id)?;
-        let mut client = self.conn.connect()?;
         let db = quote_ident(&self.name);
         let sql = match step {
             Step::Drop => format!("DROP DATABASE {db}"),
@@ -262,10 +249,7 @@ impl Resource for PgDatabase {
                 format!("ALTER DATABASE {db} OWNER TO {}", quote_ident(&owner))
             }
         };
-        tracing::debug!(resource = %self.id, "{sql}");
-        client
-            .batch_execute(&sql)
-            .map_err(|e| pg::sql_error(&format!("{}: {sql}", self.id), e))
+        self.conn.execute(&self.id, &sql, &sql, &sql)
     }
 
     fn autorequires(&self) -> Vec<ResourceId> {
@@ -279,9 +263,9 @@ impl Resource for PgDatabase {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pg::testing::{context, decl, TestCluster, PASSWORD};
+    use crate::pg::live::{converge, declared, Scene};
+    use crate::pg::testing::{decl, TestCluster};
     use serde_json::json;
-    use std::path::Path;
 
     #[test]
     fn names_normalise_and_build_validates() {
@@ -311,38 +295,26 @@ mod tests {
         }
     }
 
-    fn db_for(c: &TestCluster, name: &str, mut attrs: serde_json::Value) -> Box<dyn Resource> {
-        attrs["port"] = json!(c.port);
-        attrs["superuser_password"] = json!(PASSWORD);
-        build(
-            &decl("pg_database", name, attrs, &["superuser_password"]),
-            &TypeEnv::default(),
+    fn db_for(c: &TestCluster, name: &str, attrs: serde_json::Value) -> Box<dyn Resource> {
+        declared(
+            c,
+            build,
+            "pg_database",
+            name,
+            attrs,
+            &["superuser_password"],
         )
-        .unwrap()
-    }
-
-    fn converge(r: &dyn Resource, cx: &Context) -> Vec<String> {
-        let plan = r.check(cx).unwrap();
-        let changes = plan.changes().to_vec();
-        r.apply(cx, plan).unwrap();
-        assert!(r.check(cx).unwrap().is_empty(), "{} not idempotent", r.id());
-        changes.iter().map(Change::line).collect()
     }
 
     #[test]
     fn databases_on_a_real_server() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = tempfile::tempdir().unwrap();
-        let c = TestCluster::primary(dir.path(), "127.0.0.1");
-        let cx = context(Path::new("/"), state.path());
-        let mut admin = c.conn().connect().unwrap();
-        admin
-            .batch_execute("CREATE ROLE stashuser; CREATE ROLE other")
-            .unwrap();
+        let scene = Scene::primary();
+        let (c, cx) = (&scene.c, &scene.cx);
+        let mut admin = scene.admin("CREATE ROLE stashuser; CREATE ROLE other");
 
-        let r = db_for(&c, "stashdb", json!({"owner": "stashuser", "locale": "C"}));
+        let r = db_for(c, "stashdb", json!({"owner": "stashuser", "locale": "C"}));
         assert_eq!(
-            converge(r.as_ref(), &cx),
+            converge(r.as_ref(), cx),
             ["ensure changed 'absent' to 'present'"]
         );
         let row = admin
@@ -358,31 +330,31 @@ mod tests {
             .batch_execute("ALTER DATABASE stashdb OWNER TO other")
             .unwrap();
         assert_eq!(
-            converge(r.as_ref(), &cx),
+            converge(r.as_ref(), cx),
             ["owner changed 'other' to 'stashuser'"]
         );
 
         // Encoding cannot change: an error that says why, nothing done.
-        let latin = db_for(&c, "stashdb", json!({"encoding": "LATIN1"}));
-        let err = latin.check(&cx).unwrap_err().to_string();
+        let latin = db_for(c, "stashdb", json!({"encoding": "LATIN1"}));
+        let err = latin.check(cx).unwrap_err().to_string();
         assert!(
             err.contains("fixed when a database is created") && err.contains("'UTF8'"),
             "{err}"
         );
         // No plan from check, nothing to apply: a plan it did not make is refused.
-        assert!(latin.apply(&cx, Plan::in_sync()).is_err());
+        assert!(latin.apply(cx, Plan::in_sync()).is_err());
 
         // Absent drops it.
-        let gone = db_for(&c, "stashdb", json!({"ensure": "absent"}));
+        let gone = db_for(c, "stashdb", json!({"ensure": "absent"}));
         assert_eq!(
-            converge(gone.as_ref(), &cx),
+            converge(gone.as_ref(), cx),
             ["ensure changed 'present' to 'absent'"]
         );
 
         // A missing owner is the server's error, named.
-        let orphan = db_for(&c, "x", json!({"owner": "nobody_here"}));
+        let orphan = db_for(c, "x", json!({"owner": "nobody_here"}));
         let err = orphan
-            .apply(&cx, orphan.check(&cx).unwrap())
+            .apply(cx, orphan.check(cx).unwrap())
             .unwrap_err()
             .to_string();
         assert!(err.contains("42704"), "{err}");

@@ -24,6 +24,7 @@ use serde::Deserialize;
 use crate::core::{Change, Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
 use crate::edited::{Current, Rewrite};
 use crate::pg;
+use crate::pg::attr;
 
 /// Attributes of `- pg_hba: <data dir>`.
 #[derive(Debug, Deserialize)]
@@ -501,13 +502,7 @@ pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceE
             "{id}: the data dir (title) and file must be absolute paths"
         )));
     }
-    let conn = pg::conn_from_attrs(
-        p.host.as_deref(),
-        p.port,
-        p.superuser.as_deref(),
-        p.superuser_password.as_deref(),
-    )
-    .map_err(|e| ResourceError::Invalid(format!("{id}: {e}")))?;
+    let conn = attr::conn(id, &p.host, p.port, &p.superuser, &p.superuser_password)?;
     let mut rules = if p.defaults {
         default_rules(&conn.user)
     } else {

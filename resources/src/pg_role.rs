@@ -12,7 +12,9 @@
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::attr::Ensure;
 use crate::core::{Change, Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
+use crate::pg::attr;
 use crate::pg::{self, quote_ident, quote_literal};
 
 /// Attributes of `- pg_role: <role name>`.
@@ -59,14 +61,6 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-enum Ensure {
-    #[default]
-    Present,
-    Absent,
-}
-
 /// The role flags, in `CREATE ROLE` keyword order.
 const FLAGS: [(&str, &str); 5] = [
     ("login", "LOGIN"),
@@ -97,13 +91,7 @@ pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceE
     if name.is_empty() || name.len() > 63 || name.contains('\0') {
         return Err(invalid("a role name is 1-63 bytes".into()));
     }
-    let conn = pg::conn_from_attrs(
-        p.host.as_deref(),
-        p.port,
-        p.connect_as.as_deref(),
-        p.superuser_password.as_deref(),
-    )
-    .map_err(|e| invalid(e.to_string()))?;
+    let conn = attr::conn(id, &p.host, p.port, &p.connect_as, &p.superuser_password)?;
     if name == conn.user && (p.ensure == Ensure::Absent || !p.superuser || !p.login) {
         return Err(invalid(format!(
             "the agent connects as {name}: it must stay a superuser that can log in"
@@ -274,7 +262,6 @@ impl Resource for PgRole {
 
     fn apply(&self, _cx: &Context, plan: Plan) -> Result<(), ResourceError> {
         let step: Step = plan.steps(&self.id)?;
-        let mut client = self.conn.connect()?;
         let role = quote_ident(&self.name);
         let sql = match step {
             Step::Drop => format!("DROP ROLE {role}"),
@@ -285,14 +272,11 @@ impl Resource for PgRole {
                 format!("ALTER ROLE {role} WITH {}", self.options(password))
             }
         };
-        // The verifier is not the password, but it still stays out of logs.
-        tracing::debug!(resource = %self.id, "{}", sql.split(" PASSWORD ").next().unwrap_or(""));
-        client.batch_execute(&sql).map_err(|e| {
-            pg::sql_error(
-                &format!("{}: {}", self.id, sql.split(" WITH ").next().unwrap_or("")),
-                e,
-            )
-        })
+        // The verifier is not the password, but it still stays out of logs
+        // and errors.
+        let logged = sql.split(" PASSWORD ").next().unwrap_or("");
+        let named = sql.split(" WITH ").next().unwrap_or("");
+        self.conn.execute(&self.id, &sql, logged, named)
     }
 }
 

@@ -2,8 +2,10 @@
 //! sandboxed context (a temp root with the directories a type expects, and
 //! a backup store beside it). Compiled for tests only.
 
+use std::path::PathBuf;
+
 use crate::backup::BackupStore;
-use crate::core::{Context, Decl, ResourceId};
+use crate::core::{Change, Context, Decl, Plan, ResourceId};
 
 /// The declaration `- <type_name>: <title>` with `attrs` (a JSON object),
 /// nothing Sensitive.
@@ -27,4 +29,30 @@ pub fn sandbox(dirs: &[&str]) -> (tempfile::TempDir, Context) {
     }
     let cx = Context::new(root, BackupStore::new(&dir.path().join("state")));
     (dir, cx)
+}
+
+/// A [`sandbox`] kept whole, for tests that also want the root's path on
+/// disk: the temp dir lives as long as the sandbox.
+pub struct Sandbox {
+    /// `<tmp>/root`, the root the context confines paths to.
+    pub root: PathBuf,
+    pub cx: Context,
+    _dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    /// A sandbox with `dirs` (relative to the root) made under its root.
+    pub fn new(dirs: &[&str]) -> Sandbox {
+        let (dir, cx) = sandbox(dirs);
+        Sandbox {
+            root: dir.path().join("root"),
+            cx,
+            _dir: dir,
+        }
+    }
+}
+
+/// The change lines a plan would print, as the tests compare them.
+pub fn lines(plan: &Plan) -> Vec<String> {
+    plan.changes().iter().map(Change::line).collect()
 }

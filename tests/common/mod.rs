@@ -66,7 +66,12 @@ pub struct Sandbox {
 impl Sandbox {
     /// An empty sandbox with an empty site.
     pub fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Sandbox::in_dir(tempfile::tempdir().expect("tempdir"))
+    }
+
+    /// [`Sandbox::new`] laid out in `dir`, for a test that chooses where
+    /// its temp dir lives (tmpfs).
+    pub fn in_dir(dir: tempfile::TempDir) -> Self {
         for d in [
             "root",
             "state",

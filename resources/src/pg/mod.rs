@@ -16,6 +16,8 @@ use crate::redact;
 use crate::runner::Cmd;
 
 pub mod attr;
+#[cfg(test)]
+pub(crate) mod live;
 pub mod recovery;
 pub mod seed;
 // Test beds, never in the product build: see the `testing` feature.
@@ -87,6 +89,24 @@ impl Conn {
                 redact::redact(&e.to_string())
             ))
         })
+    }
+
+    /// Runs `sql` for resource `id` as one batch on a new connection: what
+    /// the SQL-speaking types' `apply` does. The debug log shows `logged`
+    /// and an error names `named` (both `sql` itself, or for a statement
+    /// that carries a secret, only a harmless head of it).
+    pub fn execute(
+        &self,
+        id: &crate::core::ResourceId,
+        sql: &str,
+        logged: &str,
+        named: &str,
+    ) -> Result<(), ResourceError> {
+        let mut client = self.connect()?;
+        tracing::debug!(resource = %id, "{logged}");
+        client
+            .batch_execute(sql)
+            .map_err(|e| sql_error(&format!("{id}: {named}"), e))
     }
 }
 

@@ -2,7 +2,8 @@
 //! reload / restart against a real server.
 
 use super::*;
-use crate::pg::testing::{context, decl, TestCluster, PASSWORD};
+use crate::pg::live::{declared, Scene};
+use crate::pg::testing::{context, decl, TestCluster};
 use serde_json::json;
 use std::path::Path;
 
@@ -137,17 +138,8 @@ fn build_validates() {
 
 /// A pg_conf for the test cluster.
 fn conf_for(c: &TestCluster, settings: serde_json::Value) -> Box<dyn Resource> {
-    let attrs = json!({
-        "datadir": c.datadir.display().to_string(),
-        "settings": settings,
-        "port": c.port,
-        "superuser_password": PASSWORD,
-    });
-    build(
-        &decl("pg_conf", "main", attrs, &["superuser_password"]),
-        &TypeEnv::default(),
-    )
-    .unwrap()
+    let attrs = json!({"datadir": c.datadir.display().to_string(), "settings": settings});
+    declared(c, build, "pg_conf", "main", attrs, &["superuser_password"])
 }
 
 fn show(c: &TestCluster, name: &str) -> String {
@@ -160,19 +152,16 @@ fn show(c: &TestCluster, name: &str) -> String {
 
 #[test]
 fn reload_and_restart_a_real_server() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = tempfile::tempdir().unwrap();
-    let c = TestCluster::primary(dir.path(), "127.0.0.1");
-    let cx = context(Path::new("/"), state.path());
+    let scene = Scene::primary();
+    let (c, cx) = (&scene.c, &scene.cx);
 
     // A sighup setting: reload.
     let r = conf_for(
-        &c,
+        c,
         json!({"work_mem": "8MB", "log_line_prefix": "%m [%p] it's "}),
     );
-    let plan = r.check(&cx).unwrap();
-    let changes = plan.changes().to_vec();
-    let lines: Vec<String> = changes.iter().map(Change::line).collect();
+    let plan = r.check(cx).unwrap();
+    let lines = crate::testing::lines(&plan);
     assert_eq!(
         lines,
         [
@@ -180,17 +169,17 @@ fn reload_and_restart_a_real_server() {
             "work_mem (reload) changed absent to '8MB'"
         ]
     );
-    r.apply(&cx, plan).unwrap();
+    r.apply(cx, plan).unwrap();
     let pid_before = pg::postmaster_pid(&c.datadir).unwrap();
     // pg_reload_conf() only signals; give the backends a moment.
     let mut tries = 0;
-    while show(&c, "work_mem") != "8MB" && tries < 50 {
+    while show(c, "work_mem") != "8MB" && tries < 50 {
         std::thread::sleep(std::time::Duration::from_millis(100));
         tries += 1;
     }
-    assert_eq!(show(&c, "work_mem"), "8MB");
-    assert_eq!(show(&c, "log_line_prefix"), "%m [%p] it's ");
-    assert!(r.check(&cx).unwrap().is_empty(), "idempotent");
+    assert_eq!(show(c, "work_mem"), "8MB");
+    assert_eq!(show(c, "log_line_prefix"), "%m [%p] it's ");
+    assert!(r.check(cx).unwrap().is_empty(), "idempotent");
     assert!(cx.runner.history().iter().all(|h| !h.contains("restart")));
     assert_eq!(
         cx.backup
@@ -201,37 +190,37 @@ fn reload_and_restart_a_real_server() {
     );
 
     // A postmaster setting: restart.
-    let r = conf_for(&c, json!({"max_connections": 42, "work_mem": "8MB"}));
-    let plan = r.check(&cx).unwrap();
+    let r = conf_for(c, json!({"max_connections": 42, "work_mem": "8MB"}));
+    let plan = r.check(cx).unwrap();
     let changes = plan.changes().to_vec();
     assert_eq!(changes.len(), 1);
     assert_eq!(
         changes[0].line(),
         "max_connections (restart) changed '100' to '42'"
     );
-    r.apply(&cx, plan).unwrap();
-    assert_eq!(show(&c, "max_connections"), "42");
+    r.apply(cx, plan).unwrap();
+    assert_eq!(show(c, "max_connections"), "42");
     assert_ne!(
         pg::postmaster_pid(&c.datadir).unwrap(),
         pid_before,
         "restarted"
     );
-    assert!(r.check(&cx).unwrap().is_empty(), "idempotent after restart");
+    assert!(r.check(cx).unwrap().is_empty(), "idempotent after restart");
 
     // Unknown names are refused while the server runs, accepted when not.
-    let r = conf_for(&c, json!({"work_mme": "8MB", "my_ext.flag": "on"}));
-    let err = r.check(&cx).unwrap_err().to_string();
+    let r = conf_for(c, json!({"work_mme": "8MB", "my_ext.flag": "on"}));
+    let err = r.check(cx).unwrap_err().to_string();
     assert!(
         err.contains("unknown settings: work_mme") && !err.contains("my_ext"),
         "{err}"
     );
     c.stop();
-    let r = conf_for(&c, json!({"work_mem": "16MB"}));
-    let plan = r.check(&cx).unwrap();
+    let r = conf_for(c, json!({"work_mem": "16MB"}));
+    let plan = r.check(cx).unwrap();
     let changes = plan.changes().to_vec();
     assert_eq!(changes[0].line(), "work_mem changed '8MB' to '16MB'");
-    r.apply(&cx, plan).unwrap();
-    assert!(r.check(&cx).unwrap().is_empty());
+    r.apply(cx, plan).unwrap();
+    assert!(r.check(cx).unwrap().is_empty());
     let text = std::fs::read_to_string(c.datadir.join("postgresql.conf")).unwrap();
     assert!(
         text.contains("work_mem = 16MB\n") && text.contains("#work_mem = 4MB"),
@@ -241,10 +230,8 @@ fn reload_and_restart_a_real_server() {
 
 #[test]
 fn a_running_server_that_refuses_the_agent_is_an_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = tempfile::tempdir().unwrap();
-    let c = TestCluster::primary(dir.path(), "127.0.0.1");
-    let cx = context(Path::new("/"), state.path());
+    let scene = Scene::primary();
+    let (c, cx) = (&scene.c, &scene.cx);
     let attrs = json!({
         "datadir": c.datadir.display().to_string(),
         "settings": {"work_mem": "8MB"},
@@ -252,7 +239,7 @@ fn a_running_server_that_refuses_the_agent_is_an_error() {
         "superuser_password": "wrong-password",
     });
     let r = build(&decl("pg_conf", "main", attrs, &[]), &TypeEnv::default()).unwrap();
-    let err = r.check(&cx).unwrap_err().to_string();
+    let err = r.check(cx).unwrap_err().to_string();
     assert!(err.contains("is running"), "{err}");
 }
 
@@ -282,8 +269,7 @@ fn sensitive_values_stay_hidden_and_new_files_are_private() {
     )
     .unwrap();
     let plan = r.check(&cx).unwrap();
-    let changes = plan.changes().to_vec();
-    let lines: Vec<String> = changes.iter().map(Change::line).collect();
+    let lines = crate::testing::lines(&plan);
     assert_eq!(
         lines,
         [

@@ -2,9 +2,9 @@
 //! guarded write against a real server.
 
 use super::*;
-use crate::pg::testing::{context, decl, TestCluster, PASSWORD};
+use crate::pg::live::{declared, Scene};
+use crate::pg::testing::{decl, TestCluster};
 use serde_json::json;
-use std::path::Path;
 
 #[test]
 fn rules_parse_from_lines() {
@@ -161,30 +161,24 @@ fn maps_and_validation_at_build() {
 }
 
 fn hba_for(c: &TestCluster, rules: serde_json::Value) -> Box<dyn Resource> {
-    let attrs = json!({"rules": rules, "port": c.port, "superuser_password": PASSWORD});
-    build(
-        &decl("pg_hba", &c.datadir.display().to_string(), attrs, &[]),
-        &TypeEnv::default(),
-    )
-    .unwrap()
+    let datadir = c.datadir.display().to_string();
+    declared(c, build, "pg_hba", &datadir, json!({ "rules": rules }), &[])
 }
 
 #[test]
 fn rules_reach_a_real_server_and_a_rejected_file_is_rolled_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = tempfile::tempdir().unwrap();
-    let c = TestCluster::primary(dir.path(), "127.0.0.1");
-    let cx = context(Path::new("/"), state.path());
+    let scene = Scene::primary();
+    let (c, cx) = (&scene.c, &scene.cx);
     let path = c.datadir.join("pg_hba.conf");
 
     let r = hba_for(
-        &c,
+        c,
         json!([
             "host stashdb stashuser all trust",
             "host replication repl 127.0.0.1/32 scram-sha-256"
         ]),
     );
-    let plan = r.check(&cx).unwrap();
+    let plan = r.check(cx).unwrap();
     let changes = plan.changes().to_vec();
     assert_eq!(changes.len(), 1);
     assert!(
@@ -196,8 +190,8 @@ fn rules_reach_a_real_server_and_a_rejected_file_is_rolled_back() {
         "{:?}",
         changes[0].diff
     );
-    r.apply(&cx, plan).unwrap();
-    assert!(r.check(&cx).unwrap().is_empty(), "idempotent");
+    r.apply(cx, plan).unwrap();
+    assert!(r.check(cx).unwrap().is_empty(), "idempotent");
     let mut client = c.conn().connect().unwrap();
     let rows = client
         .query("SELECT type, database, user_name, address, auth_method FROM pg_hba_file_rules ORDER BY line_number", &[])
@@ -233,11 +227,11 @@ fn rules_reach_a_real_server_and_a_rejected_file_is_rolled_back() {
     // The server rejects what the build accepts: restored, not reloaded.
     let before = std::fs::read(&path).unwrap();
     let bad = hba_for(
-        &c,
+        c,
         json!([{"type": "host", "database": "all", "user": "all", "address": "127.0.0.1/32", "method": "md5", "options": "clientcert=verify-full"}]),
     );
-    let plan = bad.check(&cx).unwrap();
-    let err = bad.apply(&cx, plan).unwrap_err().to_string();
+    let plan = bad.check(cx).unwrap();
+    let err = bad.apply(cx, plan).unwrap_err().to_string();
     assert!(
         err.contains("clientcert") && err.contains("restored"),
         "{err}"
@@ -262,10 +256,10 @@ fn rules_reach_a_real_server_and_a_rejected_file_is_rolled_back() {
     // Not running: just written.
     drop(client);
     c.stop();
-    let r2 = hba_for(&c, json!(["host all all 127.0.0.1/32 scram-sha-256"]));
-    let plan = r2.check(&cx).unwrap();
-    r2.apply(&cx, plan).unwrap();
-    assert!(r2.check(&cx).unwrap().is_empty());
+    let r2 = hba_for(c, json!(["host all all 127.0.0.1/32 scram-sha-256"]));
+    let plan = r2.check(cx).unwrap();
+    r2.apply(cx, plan).unwrap();
+    assert!(r2.check(cx).unwrap().is_empty());
     let text = std::fs::read_to_string(&path).unwrap();
     let last: Vec<&str> = text.lines().last().unwrap().split_whitespace().collect();
     assert_eq!(
@@ -276,26 +270,21 @@ fn rules_reach_a_real_server_and_a_rejected_file_is_rolled_back() {
 
 #[test]
 fn a_run_killed_before_the_servers_verdict_is_validated_or_rolled_back_by_the_next() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = tempfile::tempdir().unwrap();
-    let c = TestCluster::primary(dir.path(), "127.0.0.1");
-    let cx = context(Path::new("/"), state.path());
+    let scene = Scene::primary();
+    let (c, cx) = (&scene.c, &scene.cx);
     let path = c.datadir.join("pg_hba.conf");
-    let good = hba_for(&c, json!(["host all all 127.0.0.1/32 scram-sha-256"]));
-    good.apply(&cx, good.check(&cx).unwrap()).unwrap();
-    assert!(
-        !Intent::marker(&cx, &path).exists(),
-        "cleared once accepted"
-    );
+    let good = hba_for(c, json!(["host all all 127.0.0.1/32 scram-sha-256"]));
+    good.apply(cx, good.check(cx).unwrap()).unwrap();
+    assert!(!Intent::marker(cx, &path).exists(), "cleared once accepted");
     let accepted = std::fs::read(&path).unwrap();
 
     // A run whose rules the server rejects, killed right after the swap:
     // its intent is on disk, the rejected file in place.
     let bad = hba_for(
-        &c,
+        c,
         json!([{"type": "host", "database": "all", "user": "all", "address": "127.0.0.1/32", "method": "md5", "options": "clientcert=verify-full"}]),
     );
-    let plan = bad.check(&cx).unwrap();
+    let plan = bad.check(cx).unwrap();
     let Steps::Rewrite(rewrite) = plan.steps::<Steps>(&bad.id().clone()).unwrap() else {
         panic!("a rewrite");
     };
@@ -306,30 +295,30 @@ fn a_run_killed_before_the_servers_verdict_is_validated_or_rolled_back_by_the_ne
         path: path.clone(),
         previous: Some(crate::backup::sha256_hex(&accepted)),
     }
-    .write(&cx)
+    .write(cx)
     .unwrap();
     std::fs::write(&path, &rewrite.new).unwrap();
 
     // The next run: same content as wanted, yet not converged.
-    let plan = bad.check(&cx).unwrap();
+    let plan = bad.check(cx).unwrap();
     assert_eq!(plan.changes().len(), 1, "{:?}", plan.changes());
     assert_eq!(plan.changes()[0].property, "validation");
-    let err = bad.apply(&cx, plan).unwrap_err().to_string();
+    let err = bad.apply(cx, plan).unwrap_err().to_string();
     assert!(err.contains("rejects"), "{err}");
     assert_eq!(std::fs::read(&path).unwrap(), accepted, "rolled back");
-    assert!(!Intent::marker(&cx, &path).exists());
+    assert!(!Intent::marker(cx, &path).exists());
     // And it stays refused, never called converged.
-    assert!(!bad.check(&cx).unwrap().is_empty());
+    assert!(!bad.check(cx).unwrap().is_empty());
 
     // An intent over a file the server accepts: validated, then in sync.
     Intent {
         path: path.clone(),
         previous: None,
     }
-    .write(&cx)
+    .write(cx)
     .unwrap();
-    let plan = good.check(&cx).unwrap();
+    let plan = good.check(cx).unwrap();
     assert_eq!(plan.changes()[0].property, "validation");
-    good.apply(&cx, plan).unwrap();
-    assert!(good.check(&cx).unwrap().is_empty());
+    good.apply(cx, plan).unwrap();
+    assert!(good.check(cx).unwrap().is_empty());
 }

@@ -2,9 +2,9 @@
 //! and roles on a real server.
 
 use super::*;
-use crate::pg::testing::{context, decl, TestCluster, PASSWORD};
+use crate::pg::live::{converge, declared, Scene};
+use crate::pg::testing::{decl, TestCluster};
 use serde_json::json;
-use std::path::Path;
 
 #[test]
 fn hmac_and_base64_match_their_references() {
@@ -103,38 +103,22 @@ fn build_validates() {
 }
 
 fn role_for(c: &TestCluster, name: &str, attrs: serde_json::Value) -> Box<dyn Resource> {
-    let mut attrs = attrs;
-    attrs["port"] = json!(c.port);
-    attrs["superuser_password"] = json!(PASSWORD);
-    build(
-        &decl("pg_role", name, attrs, &["password", "superuser_password"]),
-        &TypeEnv::default(),
-    )
-    .unwrap()
-}
-
-fn converge(r: &dyn Resource, cx: &Context) -> Vec<String> {
-    let plan = r.check(cx).unwrap();
-    let changes = plan.changes().to_vec();
-    r.apply(cx, plan).unwrap();
-    assert!(r.check(cx).unwrap().is_empty(), "{} not idempotent", r.id());
-    changes.iter().map(Change::line).collect()
+    let sensitive = ["password", "superuser_password"];
+    declared(c, build, "pg_role", name, attrs, &sensitive)
 }
 
 #[test]
 fn roles_on_a_real_server() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = tempfile::tempdir().unwrap();
-    let c = TestCluster::primary(dir.path(), "127.0.0.1");
-    let cx = context(Path::new("/"), state.path());
+    let scene = Scene::primary();
+    let (c, cx) = (&scene.c, &scene.cx);
     let pw = "role-pw-'quote\"";
 
     let r = role_for(
-        &c,
+        c,
         "stash user",
         json!({"password": pw, "createdb": true, "connection_limit": 5}),
     );
-    let lines = converge(r.as_ref(), &cx);
+    let lines = converge(r.as_ref(), cx);
     assert_eq!(
         lines,
         [
@@ -160,14 +144,14 @@ fn roles_on_a_real_server() {
     admin
         .batch_execute("ALTER ROLE \"stash user\" PASSWORD 'role-pw-''quote\"'")
         .unwrap();
-    assert!(r.check(&cx).unwrap().is_empty());
+    assert!(r.check(cx).unwrap().is_empty());
     admin.batch_execute("SET password_encryption = 'md5'; ALTER ROLE \"stash user\" PASSWORD 'role-pw-''quote\"'").unwrap();
-    assert!(r.check(&cx).unwrap().is_empty());
+    assert!(r.check(cx).unwrap().is_empty());
     // Drift in flags and password is put back, the password never printed.
     admin
         .batch_execute("ALTER ROLE \"stash user\" NOCREATEDB REPLICATION PASSWORD 'other'")
         .unwrap();
-    let lines = converge(r.as_ref(), &cx);
+    let lines = converge(r.as_ref(), cx);
     assert_eq!(
         lines,
         [
@@ -182,9 +166,9 @@ fn roles_on_a_real_server() {
         .is_ok());
 
     // Absent drops it; a second run has nothing to do.
-    let gone = role_for(&c, "stash user", json!({"ensure": "absent"}));
+    let gone = role_for(c, "stash user", json!({"ensure": "absent"}));
     assert_eq!(
-        converge(gone.as_ref(), &cx),
+        converge(gone.as_ref(), cx),
         ["ensure changed 'present' to 'absent'"]
     );
     let n: i64 = admin
@@ -199,17 +183,13 @@ fn roles_on_a_real_server() {
 
 #[test]
 fn a_role_that_owns_objects_cannot_be_dropped() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = tempfile::tempdir().unwrap();
-    let c = TestCluster::primary(dir.path(), "127.0.0.1");
-    let cx = context(Path::new("/"), state.path());
-    let mut admin = c.conn().connect().unwrap();
-    admin
-        .batch_execute("CREATE ROLE owner1; CREATE TABLE t (x int); ALTER TABLE t OWNER TO owner1")
-        .unwrap();
-    let r = role_for(&c, "owner1", json!({"ensure": "absent"}));
-    let plan = r.check(&cx).unwrap();
-    let err = r.apply(&cx, plan).unwrap_err().to_string();
+    let scene = Scene::primary();
+    let (c, cx) = (&scene.c, &scene.cx);
+    let _admin =
+        scene.admin("CREATE ROLE owner1; CREATE TABLE t (x int); ALTER TABLE t OWNER TO owner1");
+    let r = role_for(c, "owner1", json!({"ensure": "absent"}));
+    let plan = r.check(cx).unwrap();
+    let err = r.apply(cx, plan).unwrap_err().to_string();
     assert!(err.contains("2BP01"), "{err}");
     // Not reachable: the error names the server.
     let r = build(
@@ -223,7 +203,7 @@ fn a_role_that_owns_objects_cannot_be_dropped() {
     )
     .unwrap();
     assert!(r
-        .check(&cx)
+        .check(cx)
         .unwrap_err()
         .to_string()
         .contains("connecting to"));
@@ -231,14 +211,12 @@ fn a_role_that_owns_objects_cannot_be_dropped() {
 
 #[test]
 fn check_decides_the_statement_and_apply_runs_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = tempfile::tempdir().unwrap();
-    let c = TestCluster::primary(dir.path(), "127.0.0.1");
-    let cx = context(Path::new("/"), state.path());
-    let r = role_for(&c, "planned", json!({"password": "p1", "createdb": true}));
-    let step = |r: &dyn Resource| r.check(&cx).unwrap().steps::<Step>(r.id()).unwrap();
+    let scene = Scene::primary();
+    let (c, cx) = (&scene.c, &scene.cx);
+    let r = role_for(c, "planned", json!({"password": "p1", "createdb": true}));
+    let step = |r: &dyn Resource| r.check(cx).unwrap().steps::<Step>(r.id()).unwrap();
     assert_eq!(step(r.as_ref()), Step::Create { password: true });
-    converge(r.as_ref(), &cx);
+    converge(r.as_ref(), cx);
     let verifier = |c: &TestCluster| -> String {
         c.conn()
             .connect()
@@ -250,13 +228,13 @@ fn check_decides_the_statement_and_apply_runs_it() {
             .unwrap()
             .get(0)
     };
-    let before = verifier(&c);
+    let before = verifier(c);
     // Only a flag differs: the step alters the role and leaves its
     // password alone, so the stored verifier (and its salt) stays.
-    let flags = role_for(&c, "planned", json!({"password": "p1"}));
+    let flags = role_for(c, "planned", json!({"password": "p1"}));
     assert_eq!(step(flags.as_ref()), Step::Alter { password: false });
-    converge(flags.as_ref(), &cx);
-    assert_eq!(verifier(&c), before);
+    converge(flags.as_ref(), cx);
+    assert_eq!(verifier(c), before);
     // The step, not the change lines, says what runs: a plan whose line
     // claims a creation but whose step drops the role drops it.
     let lie = Plan::new(
@@ -267,10 +245,10 @@ fn check_decides_the_statement_and_apply_runs_it() {
         )],
         Step::Drop,
     );
-    flags.apply(&cx, lie).unwrap();
+    flags.apply(cx, lie).unwrap();
     assert_eq!(
-        role_for(&c, "planned", json!({"ensure": "absent"}))
-            .check(&cx)
+        role_for(c, "planned", json!({"ensure": "absent"}))
+            .check(cx)
             .unwrap()
             .changes()
             .len(),

@@ -144,8 +144,7 @@ esac
         let (dir, cx) = sandbox();
         let s = fake_service(dir.path(), json!({"ensure": "running", "enable": true}));
         let plan = s.check(&cx).unwrap();
-        let changes = plan.changes().to_vec();
-        let lines: Vec<String> = changes.iter().map(|c| c.line()).collect();
+        let lines = crate::testing::lines(&plan);
         assert_eq!(
             lines,
             [

@@ -140,19 +140,38 @@ fn converted_calendars_fire_when_cron_would() {
     }
 }
 
-/// A sandbox root with the usual /etc/agent layout.
-fn sandbox(root: &Path, node: Option<&str>) -> crate::settings::Settings {
-    let root = std::fs::canonicalize(root).unwrap();
+/// `systemd-analyze verify` of `units`, where the host has it. Only
+/// complaints naming `ours` count: the host's own units may be noisy.
+fn verify_units(units: &[PathBuf], ours: &str) {
+    let Some(sa) = systemd_analyze() else {
+        return;
+    };
+    let out = Command::new(sa)
+        .args(["verify", "--man=no"])
+        .args(units)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let mentioned: Vec<&str> = err.lines().filter(|l| l.contains(ours)).collect();
+    assert!(out.status.success() && mentioned.is_empty(), "{err}");
+}
+
+/// Settings over a new temp root with the usual /etc/agent layout; keep
+/// the `TempDir` alive as long as them.
+fn sandbox(node: Option<&str>) -> (tempfile::TempDir, crate::settings::Settings) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(dir.path()).unwrap();
     std::fs::create_dir_all(root.join("etc/agent/manifests")).unwrap();
     std::fs::write(root.join("etc/agent/hiera.yaml"), "version: 5\n").unwrap();
-    crate::settings::Settings {
+    let settings = crate::settings::Settings {
         state: crate::engine::state::StateDir::new(root.join("var/lib/agent")),
         manifests: root.join("etc/agent/manifests"),
         hiera_config: root.join("etc/agent/hiera.yaml"),
         fact_opts: Default::default(),
         node: node.map(str::to_string),
         root: Some(root),
-    }
+    };
+    (dir, settings)
 }
 
 fn args(scheduler: Scheduler, schedule: &str, splay: &str, agent: &Path) -> Options {
@@ -173,8 +192,7 @@ fn real_agent_path() -> PathBuf {
 
 #[test]
 fn systemd_units_are_written_under_root_verified_and_idempotent() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = sandbox(dir.path(), Some("stash-server"));
+    let (_dir, s) = sandbox(Some("stash-server"));
     let root = s.root.clone().unwrap();
     let agent = real_agent_path();
     let a = args(Scheduler::Systemd, "*/30 * * * *", "5m", &agent);
@@ -210,19 +228,11 @@ fn systemd_units_are_written_under_root_verified_and_idempotent() {
     assert!(timer.contains("\nPersistent=true\n"), "{timer}");
     assert!(timer.contains("\nWantedBy=timers.target\n"), "{timer}");
 
-    if let Some(sa) = systemd_analyze() {
-        let unit_dir = root.join("etc/systemd/system");
-        let out = Command::new(sa)
-            .args(["verify", "--man=no"])
-            .arg(unit_dir.join("agent.service"))
-            .arg(unit_dir.join("agent.timer"))
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        // Only complaints about our units count (the host's may be noisy).
-        let ours: Vec<&str> = err.lines().filter(|l| l.contains("agent.")).collect();
-        assert!(out.status.success() && ours.is_empty(), "{err}");
-    }
+    let unit_dir = root.join("etc/systemd/system");
+    verify_units(
+        &[unit_dir.join("agent.service"), unit_dir.join("agent.timer")],
+        "agent.",
+    );
 
     // Second run: nothing to do, nothing backed up.
     assert!(install(&s, &a).unwrap().is_empty());
@@ -245,8 +255,7 @@ fn systemd_units_are_written_under_root_verified_and_idempotent() {
 
 #[test]
 fn a_cron_d_entry_is_written_where_there_is_no_systemd() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = sandbox(dir.path(), None);
+    let (_dir, s) = sandbox(None);
     let root = s.root.clone().unwrap();
     let agent = PathBuf::from("/usr/local/bin/agent");
     let a = args(Scheduler::Cron, "*/30 * * * *", "90s", &agent);
@@ -300,8 +309,7 @@ fn odd_paths_are_quoted_for_systemd_and_sh() {
 
 #[test]
 fn bad_schedules_are_refused_before_writing() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = sandbox(dir.path(), None);
+    let (_dir, s) = sandbox(None);
     let agent = PathBuf::from("/usr/local/bin/agent");
     let e = install(&s, &args(Scheduler::Cron, "*/30 * * *", "0", &agent)).unwrap_err();
     assert!(
@@ -315,8 +323,7 @@ fn bad_schedules_are_refused_before_writing() {
 
 #[test]
 fn watch_is_installed_as_a_supervised_service_in_place_of_the_timer() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = sandbox(dir.path(), Some("stash-server"));
+    let (_dir, s) = sandbox(Some("stash-server"));
     let root = s.root.clone().unwrap();
     let agent = real_agent_path();
     install(&s, &args(Scheduler::Systemd, "*/30 * * * *", "0", &agent)).unwrap();
@@ -352,16 +359,10 @@ fn watch_is_installed_as_a_supervised_service_in_place_of_the_timer() {
     ] {
         assert!(unit.contains(&format!("\n{line}\n")), "{line}: {unit}");
     }
-    if let Some(sa) = systemd_analyze() {
-        let out = Command::new(sa)
-            .args(["verify", "--man=no"])
-            .arg(root.join("etc/systemd/system/agent-watch.service"))
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        let ours: Vec<&str> = err.lines().filter(|l| l.contains("agent-watch")).collect();
-        assert!(out.status.success() && ours.is_empty(), "{err}");
-    }
+    verify_units(
+        &[root.join("etc/systemd/system/agent-watch.service")],
+        "agent-watch",
+    );
     assert!(install(&s, &w).unwrap().is_empty());
 
     // Without systemd: cron starts one watcher a minute unless one runs.
