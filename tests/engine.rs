@@ -558,8 +558,8 @@ fn noop_of_the_bundled_db_roles_on_a_fresh_root_reports_changes_not_failures() {
     // server) is not there yet in noop: a change to come, not a failure.
     for node in ["stash-server", "production-db-standby"] {
         let dir = tempfile::tempdir().unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_agent"))
-            .args(["apply", "--noop", "--detailed-exitcodes", "--node", node])
+        let mut out = std::process::Command::new(env!("CARGO_BIN_EXE_agent"));
+        out.args(["apply", "--noop", "--detailed-exitcodes", "--node", node])
             .arg("--root")
             .arg(dir.path().join("root"))
             .arg("--manifests")
@@ -567,15 +567,10 @@ fn noop_of_the_bundled_db_roles_on_a_fresh_root_reports_changes_not_failures() {
             .arg("--hiera-config")
             .arg(common::repo().join("hiera/hiera.yaml"))
             .arg("--facts-dir")
-            .arg(dir.path().join("facts.d"))
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(out.status.code(), Some(2), "{node}: {text}");
+            .arg(dir.path().join("facts.d"));
+        let run = common::Run::of(&mut out);
+        let text = run.all();
+        assert_eq!(run.code, 2, "{node}: {text}");
         assert!(!text.contains("Error:"), "{node}: {text}");
         assert!(!dir.path().join("root").exists(), "{node}: noop wrote");
     }

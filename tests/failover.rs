@@ -193,15 +193,7 @@ fn stash_follows_the_primary_through_failover_and_split_brain() {
 /// (they share the run lock): what follows sees everything the watcher
 /// did for the events before. Its output.
 fn settle(c: &demo::Cluster) -> String {
-    let out = c
-        .agent(&c.primary, &["apply", "--lock-wait", "60"])
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = common::Run::of(&mut c.agent(&c.primary, &["apply", "--lock-wait", "60"])).all();
     assert!(
         !text.contains("lock"),
         "waited for the lock in vain: {text}"

@@ -133,17 +133,12 @@ fn puppet_check(sb: &Sandbox) -> (i32, String) {
         "python3-yaml",
         "/usr/lib/python3/dist-packages/yaml/__init__.py",
     );
-    let out = Command::new("/usr/bin/python3")
-        .arg(common::repo().join("tests/monitoring/check_puppet_summary.py"))
-        .arg(sb.state().join("last_run_summary.yaml"))
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let run = common::Run::of(
+        Command::new("/usr/bin/python3")
+            .arg(common::repo().join("tests/monitoring/check_puppet_summary.py"))
+            .arg(sb.state().join("last_run_summary.yaml")),
     );
-    (out.status.code().unwrap_or(-1), text)
+    (run.code, run.all())
 }
 
 #[test]

@@ -780,32 +780,45 @@ fn symlink_atomic(target: &str, path: &Path) -> Result<(), ResourceError> {
 /// user. Under `--root` the root's own `/etc/passwd` first (a user a `user`
 /// resource created in the sandbox), then the host's.
 fn resolve_user(cx: &Context, name: &str) -> Result<Option<u32>, ResourceError> {
-    if cx.root != Path::new("/") {
-        if let Some(u) = crate::accounts::user(cx, name)? {
-            return Ok(Some(u.uid));
-        }
-    }
-    match nix::unistd::User::from_name(name) {
-        Ok(Some(u)) => Ok(Some(u.uid.as_raw())),
-        Ok(None) => Ok(name.parse().ok()),
-        Err(e) => Err(ResourceError::Failed(format!(
-            "looking up user {name}: {e}"
-        ))),
-    }
+    resolve(
+        cx,
+        name,
+        "user",
+        || Ok(crate::accounts::user(cx, name)?.map(|u| u.uid)),
+        || nix::unistd::User::from_name(name).map(|u| u.map(|u| u.uid.as_raw())),
+    )
 }
 
 /// [`resolve_user`] for a group.
 fn resolve_group(cx: &Context, name: &str) -> Result<Option<u32>, ResourceError> {
+    resolve(
+        cx,
+        name,
+        "group",
+        || Ok(crate::accounts::group(cx, name)?.map(|g| g.gid)),
+        || nix::unistd::Group::from_name(name).map(|g| g.map(|g| g.gid.as_raw())),
+    )
+}
+
+/// The id `name` has: in the root's own database (under `--root`), else on
+/// the host, else `name` read as a number.
+fn resolve(
+    cx: &Context,
+    name: &str,
+    what: &str,
+    in_root: impl FnOnce() -> Result<Option<u32>, ResourceError>,
+    on_host: impl FnOnce() -> nix::Result<Option<u32>>,
+) -> Result<Option<u32>, ResourceError> {
     if cx.root != Path::new("/") {
-        if let Some(g) = crate::accounts::group(cx, name)? {
-            return Ok(Some(g.gid));
+        if let Some(id) = in_root()? {
+            return Ok(Some(id));
         }
     }
-    match nix::unistd::Group::from_name(name) {
-        Ok(Some(g)) => Ok(Some(g.gid.as_raw())),
+    match on_host() {
+        Ok(Some(id)) => Ok(Some(id)),
         Ok(None) => Ok(name.parse().ok()),
         Err(e) => Err(ResourceError::Failed(format!(
-            "looking up group {name}: {e}"
+            "looking up {what} {name}: {e}"
         ))),
     }
 }

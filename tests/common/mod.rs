@@ -23,6 +23,16 @@ pub struct Run {
 }
 
 impl Run {
+    /// Runs `cmd` to its end and keeps what it said.
+    pub fn of(cmd: &mut Command) -> Run {
+        let out = cmd.output().expect("the command runs");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     pub fn code(&self, expected: i32) -> &Self {
         assert_eq!(
             self.code, expected,
@@ -128,12 +138,7 @@ impl Sandbox {
 
     /// Runs `agent ARGS` with the sandbox's root, state, site and facts dir.
     pub fn agent(&self, args: &[&str]) -> Run {
-        let out = self.command(args).output().expect("agent runs");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run::of(&mut self.command(args))
     }
 
     /// The agent with `args` and this sandbox's root, state, site and
