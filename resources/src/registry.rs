@@ -81,6 +81,15 @@ pub fn normalize_title(type_name: &str, title: &str) -> Result<String, String> {
             if !trimmed.starts_with('/') {
                 return Err(format!("the title '{trimmed}' must be an absolute path"));
             }
+            // Most titles are written normalised already: kept as they are.
+            let normal = trimmed == "/"
+                || (!trimmed.ends_with('/')
+                    && !trimmed.contains("//")
+                    && !trimmed.contains("/./")
+                    && !trimmed.ends_with("/."));
+            if normal {
+                return Ok(trimmed.to_string());
+            }
             let parts: Vec<&str> = trimmed
                 .split('/')
                 .filter(|p| !p.is_empty() && *p != ".")
@@ -96,6 +105,8 @@ mod tests {
 
     #[test]
     fn one_thing_has_one_title() {
+        assert_eq!(normalize_title("file", "/etc/.").unwrap(), "/etc");
+        assert_eq!(normalize_title("file", "/etc/motd").unwrap(), "/etc/motd");
         assert_eq!(
             normalize_title("file", "//etc/./motd2").unwrap(),
             "/etc/motd2"

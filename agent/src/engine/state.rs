@@ -37,20 +37,35 @@ impl StateDir {
     /// the one file meant for it (`last_run_summary.yaml`, 0644); every
     /// other file in it is 0600 and the backup store 0700.
     pub fn ensure(&self) -> Result<()> {
-        if let Some(parent) = self.dir.parent().filter(|p| !p.exists()) {
-            use std::os::unix::fs::DirBuilderExt;
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
-        resources::backup::create_private_dir(&self.dir)
-            .with_context(|| format!("creating state dir {}", self.dir.display()))?;
-        use std::os::unix::fs::PermissionsExt;
-        let meta = fs::metadata(&self.dir)?;
-        if meta.permissions().mode() & 0o777 != 0o711 {
-            fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o711))?;
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+        let meta = match fs::metadata(&self.dir) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(parent) = self.dir.parent().filter(|p| !p.exists()) {
+                    fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o755)
+                        .create(parent)
+                        .with_context(|| format!("creating {}", parent.display()))?;
+                }
+                fs::DirBuilder::new()
+                    .mode(0o711)
+                    .create(&self.dir)
+                    .or_else(|e| match e.kind() {
+                        std::io::ErrorKind::AlreadyExists => Ok(()),
+                        _ => Err(e),
+                    })
+                    .with_context(|| format!("creating state dir {}", self.dir.display()))?;
+                fs::metadata(&self.dir)?
+            }
+            Err(e) => return Err(e).with_context(|| format!("state dir {}", self.dir.display())),
+        };
+        // Ours and not a shared sticky dir (/tmp): exactly 0711, whatever
+        // a package or the umask made of it. Others' dirs are left alone.
+        let ours = meta.uid() == nix::unistd::geteuid().as_raw();
+        if ours && meta.mode() & 0o1000 == 0 && meta.mode() & 0o777 != 0o711 {
+            fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o711))
+                .with_context(|| format!("state dir {}", self.dir.display()))?;
         }
         Ok(())
     }
