@@ -697,3 +697,18 @@ fn users_and_groups_converge_under_a_root() {
     sb.agent(&["apply", "--node", "n1", "--detailed-exitcodes"])
         .code(0);
 }
+
+#[test]
+fn a_warning_is_said_once_and_without_escape_codes_into_a_pipe() {
+    let sb =
+        fixture("resources:\n  - pg_hba: /data\n    rules: [\"host all all 0.0.0.0/0 trust\"]\n");
+    let run = sb.agent(&["validate"]);
+    run.code(0);
+    let text = run.all();
+    assert_eq!(
+        text.matches("trusts non-local clients").count(),
+        1,
+        "{text}"
+    );
+    assert!(!text.contains('\u{1b}'), "escape codes in a pipe: {text:?}");
+}

@@ -509,10 +509,8 @@ pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceE
         vec![]
     };
     let own = rules_of(decl, p.rules.specs())?;
+    // Said by `agent validate` (Resource::lints), once, not at every build.
     let warnings = lint(&own);
-    for w in &warnings {
-        tracing::warn!(resource = %id, "{w}");
-    }
     rules.extend(own);
     Ok(Box::new(PgHba {
         id: id.clone(),

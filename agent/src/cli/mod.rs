@@ -203,7 +203,10 @@ fn init_logging(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(|| RedactingWriter(std::io::stderr()))
-        .with_target(false);
+        .with_target(false)
+        // Colour only on a terminal: a log piped into a file or a pager
+        // carries no escape codes.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // AGENT_LOG directives need EnvFilter, whose parser compiles regexes
     // (a third of a millisecond); without them a plain per-crate level
     // does. As before, AGENT_LOG that does not parse falls back to -v.
