@@ -119,11 +119,51 @@ pub fn validate_schedule(expr: &str) -> Result<(), String> {
             fields.len()
         ));
     }
+    check_ranges(&fields)?;
     let dow = crate_weekdays(fields[4]);
+    // The crate reads six fields (seconds first): its own message would
+    // show that form, so only its last line (the reason) is kept.
     crate_parse(&format!(
         "0 {} {} {} {} {dow}",
         fields[0], fields[1], fields[2], fields[3]
     ))
+    .map_err(|e| e.lines().last().unwrap_or_default().trim().to_string())
+}
+
+/// cron(8)'s numeric bounds per field, checked on what the user wrote
+/// (`25` in the hour field: "hour 25 is out of range 0-23").
+fn check_ranges(fields: &[&str]) -> Result<(), String> {
+    const FIELDS: [(&str, u32, u32); 5] = [
+        ("minute", 0, 59),
+        ("hour", 0, 23),
+        ("day of month", 1, 31),
+        ("month", 1, 12),
+        ("day of week", 0, 7),
+    ];
+    for (field, (name, lo, hi)) in fields.iter().zip(FIELDS) {
+        for part in field.split(',') {
+            let (span, step) = match part.split_once('/') {
+                Some((span, step)) => (span, Some(step)),
+                None => (part, None),
+            };
+            if let Some(step) = step {
+                if step.parse::<u32>().map_or(true, |n| n == 0) {
+                    return Err(format!("{name} step '/{step}' must be a number above 0"));
+                }
+            }
+            for bound in span.split('-') {
+                if let Ok(n) = bound.parse::<u32>() {
+                    if n < lo || n > hi {
+                        return Err(format!(
+                            "{name} {n} is out of range {lo}-{hi} (fields: minute hour \
+                             day-of-month month day-of-week)"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A schedule (`@macro` or five cron(8) fields) as a `cron::Schedule`, to
