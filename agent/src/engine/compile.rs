@@ -622,8 +622,8 @@ fn contains_secret_value(v: &Value) -> bool {
 
 /// The most resources one `for_each` makes (a range, or a matrix's product):
 /// a typo like `1..10000000` is an error, not a run that eats the machine.
-/// Each item costs about 0.8 KB to validate and 1.3 KB in a run, so the
-/// largest takes about 80 / 130 MB.
+/// The largest (100,000 files) was measured at 76 MB of RSS to validate and
+/// 146 MB for a `--noop` run.
 pub const MAX_ITEMS: usize = 100_000;
 
 /// `A..B` (integers, B ≥ A, spaces allowed around each part).
