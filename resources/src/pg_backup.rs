@@ -55,6 +55,11 @@ struct Params {
     /// `/usr/local/sbin/agent-pg-backup-<name>`); the pgpass file sits beside
     /// it as `<script>.pgpass`.
     script: Option<String>,
+    /// `present` (default) or `absent`: no crontab entry, script or pgpass
+    /// file (the backups taken stay). Duties that follow the primary use
+    /// it: the node `db_master` names takes the backups, the others not.
+    #[serde(default)]
+    ensure: crate::attr::Ensure,
 }
 
 /// A typed `pg_backup` resource.
@@ -72,6 +77,8 @@ pub struct PgBackup {
     pgpass: String,
     /// The crontab entry, managed by the `cron` type.
     cron: Box<dyn Resource>,
+    /// False for `ensure: absent`.
+    present: bool,
 }
 
 pub fn build(decl: &Decl, env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceError> {
@@ -118,12 +125,18 @@ fn parse(decl: &Decl, env: &TypeEnv) -> Result<PgBackup, ResourceError> {
     }
     let user = p.user.unwrap_or_else(|| "root".into());
     let schedule = p.schedule.unwrap_or_else(|| "@weekly".into());
+    let present = p.ensure == crate::attr::Ensure::Present;
     let cron_decl = Decl {
         id: ResourceId::new("cron", format!("pg_backup {title}")),
-        attrs: json!({"command": script, "user": user, "schedule": schedule})
-            .as_object()
-            .cloned()
-            .unwrap_or_default(),
+        attrs: json!({
+            "command": script,
+            "user": user,
+            "schedule": schedule,
+            "ensure": if present { "present" } else { "absent" },
+        })
+        .as_object()
+        .cloned()
+        .unwrap_or_default(),
         sensitive: Default::default(),
         location: decl.location.clone(),
     };
@@ -142,6 +155,7 @@ fn parse(decl: &Decl, env: &TypeEnv) -> Result<PgBackup, ResourceError> {
         pgpass: format!("{script}.pgpass"),
         script,
         cron,
+        present,
     })
 }
 
@@ -287,6 +301,8 @@ enum FileStep {
     Write(String, u32),
     /// Only its mode differs.
     Chmod(u32),
+    /// `ensure: absent`: remove it (backed up).
+    Remove,
 }
 
 /// What `apply` does: the files that differ, and the crontab entry's own
@@ -307,6 +323,13 @@ impl Resource for PgBackup {
         for (node, want, mode, sensitive, property) in self.files() {
             let path = cx.path(node)?;
             let old = atomic::read_optional(&path)?;
+            if !self.present {
+                if old.is_some() {
+                    changes.push(Change::new(property, Some("present".into()), None));
+                    steps.files.push((path, FileStep::Remove));
+                }
+                continue;
+            }
             if old.as_deref() != Some(want.as_bytes()) {
                 let mut c = diff::content_change(
                     Path::new(node),
@@ -351,6 +374,12 @@ impl Resource for PgBackup {
                 FileStep::Chmod(mode) => {
                     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
                         .map_err(|e| ResourceError::io(&path, e))?;
+                }
+                FileStep::Remove => {
+                    let old = std::fs::read(&path).map_err(|e| ResourceError::io(&path, e))?;
+                    cx.backup
+                        .save(&crate::stage::Stager::default(), &path, &old)?;
+                    std::fs::remove_file(&path).map_err(|e| ResourceError::io(&path, e))?;
                 }
             }
         }
@@ -604,6 +633,24 @@ pub(crate) mod tests {
         assert_eq!(props, ["script mode", "pgpass"]);
         r.apply(&cx, plan).unwrap();
         assert!(r.check(&cx).unwrap().is_empty());
+
+        // ensure: absent (this node is no longer the primary): no entry, no
+        // script, no pgpass; the backups themselves are not touched.
+        let mut gone_attrs = json!({"backup_dir": "/mnt/db_bkup", "replication_user": "repl", "password": "pw:with\\odd"});
+        gone_attrs["ensure"] = json!("absent");
+        let gone = build(&decl("stash", gone_attrs), &debian()).unwrap();
+        let plan = gone.check(&cx).unwrap();
+        let props: Vec<&str> = plan.changes().iter().map(|c| c.property.as_str()).collect();
+        assert_eq!(props, ["script", "pgpass", "crontab"]);
+        gone.apply(&cx, plan).unwrap();
+        assert!(!root.join("usr/local/sbin/agent-pg-backup-stash").exists());
+        assert!(!root
+            .join("usr/local/sbin/agent-pg-backup-stash.pgpass")
+            .exists());
+        let crontab =
+            std::fs::read_to_string(root.join("var/spool/cron/crontabs/root")).unwrap_or_default();
+        assert!(!crontab.contains("pg_backup stash"), "{crontab}");
+        assert!(gone.check(&cx).unwrap().is_empty(), "absent is idempotent");
     }
 
     #[test]
