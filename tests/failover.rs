@@ -37,6 +37,9 @@ fn stash_follows_the_primary_through_failover_and_split_brain() {
     .expect("cluster laid out");
     c.agent_bin = env!("CARGO_BIN_EXE_agent").into();
     demo::provision(&c, false).expect("provisioned, streaming, idempotent");
+    // The primary takes the backups, the standby does not.
+    assert!(crontab(&c.primary).contains("# agent: pg_backup weekly"));
+    assert!(!crontab(&c.standby).contains("pg_backup weekly"));
     let url = demo::jdbc_url(&c.primary.properties()).unwrap();
     assert_eq!(
         url,
@@ -111,6 +114,24 @@ fn stash_follows_the_primary_through_failover_and_split_brain() {
     // server is left alone with the reason, and nothing fails.
     assert!(settled.contains("left alone: fenced:"), "{settled}");
     assert!(settled.contains(" 0 failed"), "{settled}");
+    // Duties follow the primary: the old primary's crontab loses the backup
+    // entry, the new primary's gets it at its next run.
+    assert!(
+        !crontab(&c.primary).contains("pg_backup weekly"),
+        "{}",
+        crontab(&c.primary)
+    );
+    assert!(
+        !crontab(&c.standby).contains("pg_backup weekly"),
+        "before its run"
+    );
+    let promoted = common::Run::of(&mut c.agent(&c.standby, &["apply", "--lock-wait", "60"]));
+    assert!(promoted.all().contains(" 0 failed"), "{}", promoted.all());
+    assert!(
+        crontab(&c.standby).contains("# agent: pg_backup weekly"),
+        "{}",
+        crontab(&c.standby)
+    );
     assert_eq!(
         stash_starts(&c),
         starts_before + 1,
@@ -187,6 +208,11 @@ fn stash_follows_the_primary_through_failover_and_split_brain() {
         "and Stash is not restarted"
     );
     c.stop_all();
+}
+
+/// The root crontab of a demo node (empty when there is none).
+fn crontab(n: &demo::DemoNode) -> String {
+    std::fs::read_to_string(n.root().join("var/spool/cron/crontabs/root")).unwrap_or_default()
 }
 
 /// Runs one apply on the Stash node, after the watcher's apply in flight

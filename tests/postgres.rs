@@ -233,7 +233,12 @@ fn primary_and_standby_from_manifests_then_db_master_through_failover() {
             .unwrap_or(false)
     });
     assert_eq!(master(&standby).stdout.trim(), s);
-    // The promoted node stays a primary: its next apply does not demote it.
+    // The promoted node stays a primary: its next apply does not demote it,
+    // and takes over the primary's duty, the backups (then nothing more).
+    standby
+        .agent(&["apply", "--detailed-exitcodes"])
+        .code(2)
+        .stdout_has("pg_backup[weekly]: crontab changed absent");
     standby.agent(&["apply", "--detailed-exitcodes"]).code(0);
 
     // The old primary comes back as a primary too: split brain.
