@@ -435,7 +435,7 @@ enum Steps {
 /// "This file was swapped in and awaits the server's verdict": written
 /// durably before the swap, removed once the server accepted the file or
 /// the previous one was put back. Kept beside the backup store (the
-/// previous content is there, under `previous`).
+/// previous content is in it, under `previous`).
 #[derive(serde::Serialize, Deserialize)]
 struct Intent {
     path: PathBuf,
@@ -445,9 +445,17 @@ struct Intent {
 }
 
 impl Intent {
+    /// `<state dir>/pending-validation/hba-<sha256 of the path>`: beside
+    /// the backup store, not in it (its prune removes what it does not
+    /// know).
     fn marker(cx: &Context, path: &std::path::Path) -> PathBuf {
         let name = crate::backup::sha256_hex(path.as_os_str().as_encoded_bytes());
-        cx.backup.dir().join("pending-validation").join(name)
+        let store = cx.backup.dir();
+        store
+            .parent()
+            .unwrap_or(store)
+            .join("pending-validation")
+            .join(format!("hba-{name}"))
     }
 
     fn read(cx: &Context, path: &std::path::Path) -> Result<Option<Intent>, ResourceError> {

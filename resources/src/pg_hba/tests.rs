@@ -322,3 +322,18 @@ fn a_run_killed_before_the_servers_verdict_is_validated_or_rolled_back_by_the_ne
     good.apply(cx, plan).unwrap();
     assert!(good.check(cx).unwrap().is_empty());
 }
+
+#[test]
+fn a_pending_intent_survives_the_backup_stores_prune() {
+    let dir = tempfile::tempdir().unwrap();
+    let cx = crate::pg::testing::context(&dir.path().join("root"), &dir.path().join("state"));
+    let path = dir.path().join("root/data/pg_hba.conf");
+    Intent {
+        path: path.clone(),
+        previous: None,
+    }
+    .write(&cx)
+    .unwrap();
+    crate::backup::prune(&cx.backup, Some(1), None).unwrap();
+    assert!(Intent::read(&cx, &path).unwrap().is_some());
+}
