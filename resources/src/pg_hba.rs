@@ -610,16 +610,14 @@ impl Resource for PgHba {
         };
         let mut client = pg::connect_if_running(&self.conn, &cx.path(&self.datadir)?)?;
         let Some(client) = client.as_mut() else {
-            if new.is_none() {
+            let Some(new) = &new else {
                 return Err(ResourceError::Failed(format!(
                     "{}: {} waits for the server's verdict and the server is not running; \
                      start it, or restore the previous file with `agent backup restore {}`",
                     self.id, self.file, self.file
                 )));
-            }
-            if let Some(new) = &new {
-                pg::write_config(cx, &path, new, true)?;
-            }
+            };
+            pg::write_config(cx, &path, new, true)?;
             tracing::debug!(resource = %self.id, "server not running: file written only");
             return Ok(());
         };
