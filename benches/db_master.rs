@@ -9,16 +9,14 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use resources::pg::testing::{free_port, stop_now, TestCluster, PASSWORD};
-use resources::pg::{bin_cmd, DEFAULT_BINDIR};
-use resources::runner::Runner;
-use std::fs::Permissions;
+use resources::pg::standby_testing::Running;
+use resources::pg::testing::{free_port, TestCluster, PASSWORD};
 
 fn main() {
     let runs = common::env_num("RUNS", 10);
     let dir = tempfile::tempdir().unwrap();
     let primary = TestCluster::primary(&dir.path().join("primary"), "127.0.0.1");
-    let standby = Standby::start(dir.path(), &primary);
+    let standby = Running::streaming_standby(dir.path(), "standby", primary.port);
     let closed = free_port("127.0.0.1");
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_port = silent.local_addr().unwrap().port();
@@ -104,64 +102,4 @@ fn write_hiera(site: &Path, ports: &[u16]) {
         ),
     )
     .unwrap();
-}
-
-/// A streaming standby of `primary` (pg_basebackup -R), stopped on drop.
-struct Standby {
-    datadir: std::path::PathBuf,
-    port: u16,
-}
-
-impl Standby {
-    fn start(base: &Path, primary: &TestCluster) -> Standby {
-        let datadir = base.join("standby");
-        // pg_basebackup fills an existing empty dir owned by the postgres OS user.
-        resources::pg::testing::open_for_postgres(&datadir);
-        std::fs::set_permissions(
-            &datadir,
-            <Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o700),
-        )
-        .unwrap();
-        let port = free_port("127.0.0.1");
-        let bindir = Path::new(DEFAULT_BINDIR);
-        let d = datadir.display().to_string();
-        let p = primary.port.to_string();
-        let mut backup = bin_cmd(
-            bindir,
-            "pg_basebackup",
-            &[
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &p,
-                "-U",
-                "postgres",
-                "-D",
-                &d,
-                "-R",
-                "-X",
-                "stream",
-                "--checkpoint=fast",
-                "-w",
-            ],
-        );
-        backup.env.push(("PGPASSWORD".into(), PASSWORD.into()));
-        Runner::default().run(&backup).expect("pg_basebackup");
-        let opts = format!("-p {port} -c unix_socket_directories={d}");
-        let log = format!("{d}/server.log");
-        Runner::default()
-            .run(&bin_cmd(
-                bindir,
-                "pg_ctl",
-                &["-D", &d, "-o", &opts, "-l", &log, "-w", "start"],
-            ))
-            .expect("standby starts");
-        Standby { datadir, port }
-    }
-}
-
-impl Drop for Standby {
-    fn drop(&mut self) {
-        stop_now(Path::new(DEFAULT_BINDIR), &self.datadir);
-    }
 }

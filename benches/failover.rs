@@ -61,6 +61,11 @@ fn main() {
         let (m, lo, hi) = median(v);
         println!("{name:<44} {m:>7.0}ms {lo:>7.0}ms {hi:>7.0}ms");
     }
+    println!(
+        "acknowledged rows lost (asynchronous replication): {:?}; samples with two writable primaries: {:?}",
+        rows.iter().map(|f| f.lost_rows).collect::<Vec<_>>(),
+        rows.iter().map(|f| f.two_writable_samples).collect::<Vec<_>>()
+    );
     let (m, lo, hi) = median(
         rows.iter()
             .map(|f| ms(f.stash_writing) - ms(f.promoted))

@@ -84,6 +84,64 @@ fn lookup_bundled_seed_data() {
         .stderr_has("common.yaml");
 }
 
+/// True when `ip` is inside the IPv4 `cidr` (`a.b.c.d/len`).
+fn in_cidr(ip: std::net::Ipv4Addr, cidr: &str) -> bool {
+    let Some((net, len)) = cidr.split_once('/') else {
+        return false;
+    };
+    let (Ok(net), Ok(len)) = (net.parse::<std::net::Ipv4Addr>(), len.parse::<u32>()) else {
+        return false;
+    };
+    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+    u32::from(ip) & mask == u32::from(net) & mask
+}
+
+#[test]
+fn the_db_master_probe_may_log_in_from_every_cluster_node() {
+    // Each node probes the others over the private network as the probe
+    // user into the probe database: the first pg_hba rule that matches
+    // (the agent's own rules, then pgsql_server::ipv4acls) must let it in
+    // with a password, on both roles (on the VMs a rule for 127/8 only
+    // would leave db_master without a value forever).
+    let sb = Sandbox::bundled();
+    let lookup = |node: &str, key: &str| {
+        let run = sb.agent(&["lookup", key, "--node", node]);
+        run.code(0);
+        run.stdout
+    };
+    for node in ["stash-server", "production-db-standby"] {
+        let user = lookup(node, "db_cluster::probe_user");
+        let user = user.trim();
+        let db = lookup(node, "db_cluster::probe_database");
+        let db = db.trim();
+        let mut rules = resources::pg_hba::default_rules("postgres");
+        for line in lookup(node, "pgsql_server::ipv4acls").lines() {
+            let line = line.trim_start_matches("- ").trim_matches(['\'', '"']);
+            rules.push(resources::pg_hba::HbaRule::parse(line).unwrap());
+        }
+        let ips: Vec<std::net::Ipv4Addr> = lookup(node, "cluster::hosts")
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("ip: "))
+            .map(|ip| ip.trim_matches('"').parse().unwrap())
+            .collect();
+        assert_eq!(ips.len(), 2, "{node}: cluster::hosts");
+        for ip in ips {
+            let first = rules.iter().find(|r| {
+                r.kind.starts_with("host")
+                    && [db, "all"].contains(&r.database.as_str())
+                    && [user, "all"].contains(&r.user.as_str())
+                    && r.address.as_deref().is_some_and(|a| in_cidr(ip, a))
+            });
+            let method = first.map(|r| r.method.as_str());
+            assert_eq!(
+                method,
+                Some("scram-sha-256"),
+                "{node}: the probe ({user}@{db}) from {ip} meets {first:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn bundled_base_role_applies_then_is_idempotent_and_noop_shows_drift() {
     // A node matching no site.yaml entry gets `default: [roles/base]`.
@@ -711,4 +769,282 @@ fn a_warning_is_said_once_and_without_escape_codes_into_a_pipe() {
         "{text}"
     );
     assert!(!text.contains('\u{1b}'), "escape codes in a pipe: {text:?}");
+}
+
+#[test]
+fn apply_flags_of_puppet_test_debug_execute_summarize_evaltrace_logdest_color() {
+    let sb = Sandbox::new();
+    sb.site_file("hiera/hiera.yaml", common::HIERA_YAML)
+        .site_file("hiera/data/common.yaml", "motd: from hiera\n")
+        .site_file("manifests/site.yaml", "default: [roles/r]\n")
+        .site_file("manifests/roles/r.yaml", "resources: []\n");
+    let execute = "- file: /motd\n  content: \"{{lookup 'motd'}}\\n\"\n";
+    // -t: --detailed-exitcodes (2: changes) and info logs; -e: the
+    // resources given instead of the site's; --summarize, --evaltrace.
+    let run = sb.agent(&["apply", "-t", "-e", execute, "--summarize", "--evaltrace"]);
+    run.code(2)
+        .stdout_has("Info: file[/motd]: Evaluated in ")
+        .stdout_has("Resources:\n")
+        .stdout_has("            Changed: 1\n")
+        .stdout_has("Time:\n")
+        .stdout_has("\n              File: 0.0");
+    assert!(
+        run.stderr.contains(" INFO "),
+        "-t logs at info: {}",
+        run.stderr
+    );
+    assert_eq!(sb.read_root("motd"), "from hiera\n");
+    // A second run: in sync, exit 0 under -t.
+    sb.agent(&["apply", "--test", "--execute", execute]).code(0);
+    // Bad YAML in -e: file, line and hint; nothing changes.
+    sb.agent(&["apply", "-e", "- file: [\n"])
+        .code(1)
+        .stderr_has("-e/--execute: line")
+        .stderr_has("hint:");
+    // -d: debug logs; into a file they carry no colour, even with --color
+    // always asked of the console... and a .json file gets JSON lines.
+    let log = sb.path().join("agent.log");
+    let debug = sb.agent(&["apply", "-d", "--logdest", log.to_str().unwrap()]);
+    debug.code(0);
+    assert!(!debug.stderr.contains("DEBUG"), "logs went to the file");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("DEBUG") && !text.contains('\u{1b}'), "{text}");
+    let json_log = sb.path().join("agent.json");
+    sb.agent(&["apply", "-d", "--logdest", json_log.to_str().unwrap()])
+        .code(0);
+    let first = std::fs::read_to_string(&json_log).unwrap();
+    let levels: Vec<serde_json::Value> = first
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["level"].clone())
+        .collect();
+    assert!(levels.contains(&serde_json::json!("DEBUG")), "{first}");
+    // --color: never by default into a pipe, always when asked.
+    let plain = sb.agent(&["apply", "-d"]);
+    assert!(!plain.stderr.contains('\u{1b}'), "{}", plain.stderr);
+    let coloured = sb.agent(&["apply", "-d", "--color", "always"]);
+    assert!(coloured.stderr.contains("\u{1b}["), "{}", coloured.stderr);
+    assert!(!plain.stdout.contains('\u{1b}'), "{}", plain.stdout);
+    // The report's lines too: a notice in cyan, only when asked (or on a
+    // terminal).
+    assert!(
+        coloured
+            .stdout
+            .contains("\u{1b}[36mNotice: Applied catalog"),
+        "{}",
+        coloured.stdout
+    );
+    let never = sb.agent(&["apply", "--color", "false"]);
+    assert!(!never.all().contains('\u{1b}'), "{}", never.all());
+}
+
+#[test]
+fn metrics_file_for_the_textfile_collector() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    sb.site_file("hiera/hiera.yaml", common::HIERA_YAML)
+        .site_file("manifests/site.yaml", "default: [roles/r]\n")
+        .site_file(
+            "manifests/roles/r.yaml",
+            "resources:\n  - file: /motd\n    content: \"hi\\n\"\n  - exec: broken\n    command: \"exit 3\"\n",
+        );
+    let prom = sb.path().join("textfile/agent.prom");
+    std::fs::create_dir_all(prom.parent().unwrap()).unwrap();
+    sb.agent(&["apply", "--metrics-file", prom.to_str().unwrap()])
+        .code(1);
+    let samples = |text: &str| -> std::collections::BTreeMap<String, f64> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| {
+                let (name, value) = l.rsplit_once(' ').unwrap();
+                (name.to_string(), value.parse().unwrap())
+            })
+            .collect()
+    };
+    let m = samples(&std::fs::read_to_string(&prom).unwrap());
+    assert_eq!(m["agent_resources{status=\"changed\"}"], 1.0);
+    assert_eq!(m["agent_resources{status=\"failed\"}"], 1.0);
+    assert_eq!(m["agent_events{status=\"failure\"}"], 1.0);
+    assert_eq!(m["agent_last_run_noop"], 0.0);
+    assert!(m["agent_last_run_timestamp_seconds"] > 1.7e9);
+    assert!(m.contains_key("agent_time_seconds{type=\"exec\"}"));
+    assert_eq!(
+        std::fs::metadata(&prom).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+    // Without a path: in the state dir; a noop run says so.
+    std::fs::write(sb.root().join("motd"), "edited\n").unwrap();
+    sb.agent(&["apply", "--noop", "--metrics-file"]);
+    let m = samples(&std::fs::read_to_string(sb.state().join("agent.prom")).unwrap());
+    assert_eq!(m["agent_last_run_noop"], 1.0);
+    // The edited file and the exec that would run again.
+    assert_eq!(m["agent_resources{status=\"out_of_sync\"}"], 2.0);
+    assert_eq!(m["agent_events{status=\"noop\"}"], 2.0);
+}
+
+#[test]
+fn resource_prints_the_hosts_file_as_a_manifest_that_applied_changes_nothing() {
+    let sb = Sandbox::new();
+    let hosts = "# managed by hand\n127.0.0.1\tlocalhost\n::1 localhost ip6-localhost\n\n10.0.0.1 db1 db  # the primary\n10.0.0.2\tdb2\n";
+    sb.root_file("etc/hosts", hosts);
+    let run = sb.agent(&["resource", "host"]);
+    run.code(0)
+        .stdout_has("- host: db1\n")
+        .stdout_has("# line 2 not declared: localhost is on 2 lines");
+    // Pasted into a manifest and applied: nothing to do, the file as it was.
+    sb.site_file("hiera/hiera.yaml", common::HIERA_YAML)
+        .site_file("manifests/site.yaml", "default: [roles/r]\n")
+        .site_file(
+            "manifests/roles/r.yaml",
+            &format!(
+                "resources:\n{}",
+                run.stdout
+                    .lines()
+                    .map(|l| format!("  {l}\n"))
+                    .collect::<String>()
+            ),
+        );
+    sb.agent(&["apply", "--noop", "--detailed-exitcodes"])
+        .code(0);
+    sb.agent(&["apply", "--detailed-exitcodes"]).code(0);
+    assert_eq!(sb.read_root("etc/hosts"), hosts);
+    // One name; one that is not there; a type it cannot read.
+    let one = sb.agent(&["resource", "host", "DB2"]);
+    one.code(0);
+    assert_eq!(one.stdout, "- host: db2\n  ip: \"10.0.0.2\"\n");
+    sb.agent(&["resource", "host", "nope"])
+        .code(1)
+        .stderr_has("no host[nope]");
+    sb.agent(&["resource", "pg_cluster"])
+        .code(1)
+        .stderr_has("hint: it reads cron, file, group, host, package, pg_database, pg_role, user");
+    // A file, read under the root, applies as in sync too.
+    let file = sb.agent(&["resource", "file", "/etc/hosts"]);
+    file.code(0).stdout_has("  ensure: file\n");
+    sb.site_file(
+        "manifests/roles/r.yaml",
+        &format!(
+            "resources:\n{}",
+            file.stdout
+                .lines()
+                .map(|l| format!("  {l}\n"))
+                .collect::<String>()
+        ),
+    );
+    sb.agent(&["apply", "--detailed-exitcodes"]).code(0);
+    // An installed package, at its version: in sync (checked in noop, as
+    // packages are the host's).
+    let pkg = sb.agent(&["resource", "package", "dpkg"]);
+    pkg.code(0).stdout_has("- package: dpkg\n  ensure: ");
+    sb.site_file(
+        "manifests/roles/r.yaml",
+        &format!(
+            "resources:\n{}",
+            pkg.stdout
+                .lines()
+                .map(|l| format!("  {l}\n"))
+                .collect::<String>()
+        ),
+    );
+    sb.agent(&["apply", "--noop", "--detailed-exitcodes"])
+        .code(0);
+}
+
+#[test]
+fn describe_lists_every_type_and_documents_one() {
+    let sb = Sandbox::new();
+    let all = sb.agent(&["describe"]);
+    all.code(0);
+    for t in [
+        "file",
+        "host",
+        "cron",
+        "user",
+        "group",
+        "pg_role",
+        "pg_database",
+    ] {
+        assert!(
+            all.stdout.lines().any(|l| l.starts_with(&format!("{t} "))),
+            "{t}: {}",
+            all.stdout
+        );
+    }
+    sb.agent(&["describe", "pg_role"])
+        .code(0)
+        .stdout_has("- **password**: Sensitive");
+    sb.agent(&["describe", "nope"])
+        .code(1)
+        .stderr_has("hint: the types are");
+}
+
+#[test]
+fn version_completions_and_man_page() {
+    let sb = Sandbox::new();
+    let v = sb.agent(&["--version"]);
+    v.code(0).stdout_has("(commit ").stdout_has(", built ");
+    let bash = sb.agent(&["completions", "bash"]);
+    bash.code(0).stdout_has("_agent()").stdout_has("lookup");
+    // The script is valid bash.
+    let script = sb.path().join("agent.bash");
+    std::fs::write(&script, &bash.stdout).unwrap();
+    common::Run::of(std::process::Command::new("bash").arg("-n").arg(&script)).code(0);
+    sb.agent(&["completions", "fish"])
+        .code(0)
+        .stdout_has("complete -c agent");
+    sb.agent(&["man"]).code(0).stdout_has(".TH agent 1");
+    let dir = sb.path().join("man");
+    std::fs::create_dir(&dir).unwrap();
+    sb.agent(&["man", "--dir", dir.to_str().unwrap()]).code(0);
+    assert!(dir.join("agent-lookup.1").is_file());
+    sb.agent(&["completions", "tcsh"]).code(1);
+}
+
+#[test]
+fn resource_cron_lists_the_agents_entries_and_they_apply_in_sync() {
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.root().join("var/spool/cron/crontabs")).unwrap();
+    std::fs::create_dir_all(sb.root().join("etc/cron.d")).unwrap();
+    sb.root_file(
+        "var/spool/cron/crontabs/postgres",
+        "# by hand\n15 3 * * * /usr/local/bin/mine\n",
+    );
+    sb.site_file("hiera/hiera.yaml", common::HIERA_YAML)
+        .site_file("manifests/site.yaml", "default: [roles/r]\n")
+        .site_file(
+            "manifests/roles/r.yaml",
+            "resources:\n  - cron: vacuum\n    user: postgres\n    minute: [0, 30]\n    hour: 2\n    environment: [\"PGDATA=/srv/pg\"]\n    command: /usr/local/bin/vacuum.sh\n  - cron: backup\n    target: /etc/cron.d/agent-backup\n    user: root\n    schedule: \"@weekly\"\n    command: /usr/local/bin/backup --all\n",
+        );
+    sb.agent(&["apply"]).code(0);
+    let run = sb.agent(&["resource", "cron"]);
+    run.code(0)
+        .stdout_has("- cron: vacuum\n")
+        .stdout_has("  schedule: \"0,30 2 * * *\"\n")
+        .stdout_has("- cron: backup\n")
+        .stdout_has("  target: /etc/cron.d/agent-backup\n");
+    assert!(!run.stdout.contains("mine"), "unmarked lines are not ours");
+    let before = sb.snapshot();
+    sb.site_file(
+        "manifests/roles/r.yaml",
+        &format!(
+            "resources:\n{}",
+            run.stdout
+                .lines()
+                .map(|l| format!("  {l}\n"))
+                .collect::<String>()
+        ),
+    );
+    sb.agent(&["apply", "--detailed-exitcodes"]).code(0);
+    assert_eq!(sb.snapshot(), before);
+}
+
+#[test]
+fn demo_json_is_refused_where_no_scenario_prints_json() {
+    // Only `demo patroni` prints JSON: elsewhere the flag would be ignored.
+    let sb = Sandbox::new();
+    sb.agent(&["demo", "--json"])
+        .code(1)
+        .stderr_has("--json is for `agent demo patroni`");
+    sb.agent(&["demo", "plusmoin", "--json"])
+        .code(1)
+        .stderr_has("--json is for `agent demo patroni`");
 }

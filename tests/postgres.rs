@@ -1,7 +1,12 @@
-//! PostgreSQL end to end, from the bundled manifests and Hiera alone: a
-//! primary (`roles/db_primary`) and a hot standby (`roles/db_standby`), each
-//! its own node (own `--root`, own loopback address and port), real
-//! streaming replication, then `db_master` through promotion and split brain.
+//! PostgreSQL end to end, from the bundled site alone, as an operator runs
+//! it (the acceptance of the Stash-on-real-nodes issue): `roles/stash_server`
+//! (primary + Stash) and `roles/db_standby` (hot standby), each its own node
+//! (own `--root` with the default state dir `<root>/var/lib/agent`, own
+//! loopback address and port): `--noop` first (exit 2, nothing written),
+//! then for real (2), then again (0); real streaming replication; the seed's
+//! failover; both nodes applied once more (the old primary converges to
+//! "fenced" and exits 0, the backup duty moves to the new primary); then
+//! `db_master` through split brain and loss of every node.
 
 mod common;
 
@@ -31,10 +36,6 @@ impl Node {
         for d in [sb.path().to_path_buf(), sb.root()] {
             std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
-        sb.site_file(
-            "manifests/site.yaml",
-            "nodes:\n  pg-primary: [roles/db_primary]\n  pg-standby: [roles/db_standby]\n",
-        );
         Node {
             sb,
             name,
@@ -47,8 +48,13 @@ impl Node {
         self.sb.root().join("pg/data")
     }
 
-    /// Node data: own address/port, data dir inside the sandbox, loopback ACLs.
-    fn hiera(&self, primary: &Node, nodes: &str) {
+    fn label(&self) -> String {
+        format!("{}:{}", self.addr, self.port)
+    }
+
+    /// Node data: own address/port, data dir inside the sandbox, loopback
+    /// ACLs and hosts (what `agent demo` writes for its nodes).
+    fn hiera(&self, primary: &Node, standby: &Node) {
         let data = format!(
             r#"pgsql_server::port: {port}
 pgsql_server::connect_host: {addr}
@@ -65,25 +71,48 @@ pgsql_server::settings:
 pgsql_server::ipv4acls:
   - 'host stashdb stashuser 127.0.0.0/8 scram-sha-256'
   - 'host replication replicator 127.0.0.0/8 scram-sha-256'
-db_cluster::nodes: {nodes}
+db_cluster::nodes: ['{plabel}', '{slabel}']
 db_cluster::probe_timeout_ms: 500
-db_cluster::self: '{addr}:{port}'
+db_cluster::self: '{label}'
+stash::db_master_default: '{plabel}'
+cluster::hosts: [{{name: {pname}, ip: {paddr}, alias: stash}}, {{name: {sname}, ip: {saddr}, alias: db-standby}}]
 "#,
             port = self.port,
             addr = self.addr,
+            label = self.label(),
             sock = self.datadir().display(),
             trigger = self.datadir().join("trigger_failover.txt").display(),
             paddr = primary.addr,
             pport = primary.port,
+            pname = primary.name,
+            plabel = primary.label(),
+            saddr = standby.addr,
+            sname = standby.name,
+            slabel = standby.label(),
         );
         self.sb
             .site_file(&format!("hiera/data/nodes/{}.yaml", self.name), &data);
     }
 
+    /// `agent ARGS --node NAME` on this node, with the default state dir
+    /// (`<root>/var/lib/agent`), as an operator runs it.
     fn agent(&self, args: &[&str]) -> Run {
-        let mut all = args.to_vec();
-        all.extend(["--node", self.name]);
-        self.sb.agent(&all)
+        let site = self.sb.site();
+        Run::of(
+            std::process::Command::new(env!("CARGO_BIN_EXE_agent"))
+                .args(args)
+                .args(["--node", self.name])
+                .arg("--root")
+                .arg(self.sb.root())
+                .arg("--manifests")
+                .arg(site.join("manifests"))
+                .arg("--hiera-config")
+                .arg(site.join("hiera/hiera.yaml"))
+                .arg("--facts-dir")
+                .arg(self.sb.path().join("facts.d"))
+                .current_dir(self.sb.path())
+                .env_remove("AGENT_LOG"),
+        )
     }
 
     fn conn(&self) -> Conn {
@@ -98,10 +127,27 @@ db_cluster::self: '{addr}:{port}'
             .run(&bin_cmd(Path::new(DEFAULT_BINDIR), "pg_ctl", &a))
             .expect("pg_ctl");
     }
+
+    /// The root crontab (empty when there is none).
+    fn crontab(&self) -> String {
+        std::fs::read_to_string(self.sb.root().join("var/spool/cron/crontabs/root"))
+            .unwrap_or_default()
+    }
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
+        // The stand-in Stash of the stash-server node, then the server.
+        let pidfile = self.sb.root().join("var/run/stash.pid");
+        if let Some(pid) = std::fs::read_to_string(pidfile)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
         stop_now(Path::new(DEFAULT_BINDIR), &self.datadir());
     }
 }
@@ -118,20 +164,34 @@ fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
 }
 
 #[test]
-fn primary_and_standby_from_manifests_then_db_master_through_failover() {
+fn stash_server_and_standby_from_the_bundled_site_through_failover() {
     let free = |a| resources::pg::testing::free_port(a);
-    let primary = Node::new("pg-primary", "127.0.0.11", free("127.0.0.11"));
-    let standby = Node::new("pg-standby", "127.0.0.12", free("127.0.0.12"));
-    let nodes = format!(
-        "['{}:{}', '{}:{}']",
-        primary.addr, primary.port, standby.addr, standby.port
-    );
-    primary.hiera(&primary, &nodes);
-    standby.hiera(&primary, &nodes);
+    let primary = Node::new("stash-server", "127.0.0.11", free("127.0.0.11"));
+    let standby = Node::new("production-db-standby", "127.0.0.12", free("127.0.0.12"));
+    primary.hiera(&primary, &standby);
+    standby.hiera(&primary, &standby);
 
-    // Primary: initdb, settings, rules, start, role, database, backup cron.
+    // --noop on fresh roots: what would change, no failure, nothing written.
+    for n in [&primary, &standby] {
+        let before = n.sb.snapshot();
+        let noop = n.agent(&["apply", "--noop", "--detailed-exitcodes"]);
+        noop.code(2);
+        assert!(!noop.all().contains("Error"), "{}: {}", n.name, noop.all());
+        assert_eq!(before, n.sb.snapshot(), "{}: --noop wrote", n.name);
+    }
+
+    // Primary: initdb, settings, rules, start, role, database, backup cron,
+    // Stash; its state in the default state dir.
     let first = primary.agent(&["apply", "--detailed-exitcodes"]);
     first.code(2);
+    assert!(
+        primary
+            .sb
+            .root()
+            .join("var/lib/agent/last_run_report.json")
+            .is_file(),
+        "the default state dir"
+    );
     let mut db = primary.conn().connect().expect("the primary answers");
     let roles: Vec<String> = db
         .query(
@@ -159,7 +219,7 @@ fn primary_and_standby_from_manifests_then_db_master_through_failover() {
         .unwrap()
         .get(0);
     assert_eq!(hba_errors, 0);
-    let crontab = primary.sb.read_root("var/spool/cron/crontabs/root");
+    let crontab = primary.crontab();
     assert!(
         crontab.contains("# agent: pg_backup weekly") && crontab.contains("@weekly"),
         "{crontab}"
@@ -169,6 +229,38 @@ fn primary_and_standby_from_manifests_then_db_master_through_failover() {
         "a password leaked:\n{}",
         first.all()
     );
+
+    // `agent resource pg_role|pg_database NAME`: what the server has, as
+    // declarations that, applied (here through -e), change nothing.
+    let port = primary.port.to_string();
+    for (type_name, name, want) in [
+        ("pg_role", "stashuser", "  login: true\n"),
+        ("pg_database", "stashdb", "  owner: stashuser\n"),
+    ] {
+        let shown = Run::of(
+            primary
+                .sb
+                .command(&[
+                    "resource",
+                    type_name,
+                    name,
+                    "--pg-host",
+                    primary.addr,
+                    "--pg-port",
+                    &port,
+                ])
+                .env("PGPASSWORD", SUPERUSER_PW),
+        );
+        shown
+            .code(0)
+            .stdout_has(&format!("- {type_name}: {name}\n"))
+            .stdout_has(want);
+        assert!(!shown.all().contains(SUPERUSER_PW), "{}", shown.all());
+        let declared = format!("{}  superuser_password: {SUPERUSER_PW}\n", shown.stdout);
+        primary
+            .agent(&["apply", "--noop", "--detailed-exitcodes", "-e", &declared])
+            .code(0);
+    }
 
     // Standby: basebackup, recovery settings, own port, start.
     let seeded = standby.agent(&["apply", "--detailed-exitcodes"]);
@@ -206,14 +298,64 @@ fn primary_and_standby_from_manifests_then_db_master_through_failover() {
             .unwrap_or(false)
     });
 
-    // Converged: a second apply changes nothing on either node.
+    // The initial backup the primary took, and a standby restored from it
+    // (`standby_method: restore`): the seed's /mnt/db_bkup is a folder the
+    // nodes share; here a copy of the primary's lands in the new node's root.
+    let backups = primary.sb.root().join("mnt/db_bkup");
+    let initial = resources::pg_backup::newest_backup(&backups)
+        .unwrap()
+        .expect("the primary's first apply took a backup");
+    let restored = Node::new("production-db-standby2", "127.0.0.13", free("127.0.0.13"));
+    restored.hiera(&primary, &restored);
+    let data = restored
+        .sb
+        .site()
+        .join("hiera/data/nodes/production-db-standby2.yaml");
+    let mut text = std::fs::read_to_string(&data).unwrap();
+    text.push_str("pgsql_server::standby_method: restore\n");
+    std::fs::write(&data, text).unwrap();
+    common::copy_dir(&backups, &restored.sb.root().join("mnt/db_bkup"));
+    restored
+        .agent(&["apply", "--detailed-exitcodes"])
+        .code(2)
+        .stdout_has("restore of the newest backup in /mnt/db_bkup");
+    assert_eq!(
+        std::fs::read(restored.datadir().join("PG_VERSION")).unwrap(),
+        std::fs::read(initial.join("PG_VERSION")).unwrap()
+    );
+    let mut from_backup = restored
+        .conn()
+        .connect()
+        .expect("the restored standby answers");
+    assert!(from_backup
+        .query_one("select pg_is_in_recovery()", &[])
+        .unwrap()
+        .get::<_, bool>(0));
+    // It caught up by streaming: the row written after the backup is there.
+    wait_for("the restored standby to replicate the row", || {
+        from_backup
+            .query("select n from heartbeat", &[])
+            .map(|rows| rows.len() == 1)
+            .unwrap_or(false)
+    });
+    restored.agent(&["apply", "--detailed-exitcodes"]).code(0);
+    drop(from_backup);
+    drop(restored);
+
+    // Converged: a second apply changes nothing on either node. Roles and
+    // database are the primary's duty: the standby leaves them alone.
+    let p = format!("{}:{}", primary.addr, primary.port);
+    let s = format!("{}:{}", standby.addr, standby.port);
     primary.agent(&["apply", "--detailed-exitcodes"]).code(0);
-    standby.agent(&["apply", "--detailed-exitcodes"]).code(0);
+    standby
+        .agent(&["apply", "--detailed-exitcodes"])
+        .code(0)
+        .stdout_has(&format!(
+            "pg_role[stashuser]: left alone: a standby: {p} is the primary"
+        ));
 
     // db_master follows the primary.
     let master = |n: &Node| n.agent(&["facts", "db_master"]);
-    let p = format!("{}:{}", primary.addr, primary.port);
-    let s = format!("{}:{}", standby.addr, standby.port);
     assert_eq!(master(&standby).stdout.trim(), p);
     drop(replica);
     drop(db);
@@ -233,13 +375,56 @@ fn primary_and_standby_from_manifests_then_db_master_through_failover() {
             .unwrap_or(false)
     });
     assert_eq!(master(&standby).stdout.trim(), s);
-    // The promoted node stays a primary: its next apply does not demote it,
-    // and takes over the primary's duty, the backups (then nothing more).
+    // Both nodes once more. The promoted node stays a primary (its apply
+    // does not demote it) and takes over the primary's duties: the backups,
+    // and the roles and database (a password changed by hand is put back).
+    standby
+        .conn()
+        .connect()
+        .unwrap()
+        .batch_execute("alter role stashuser password 'changed-by-hand'")
+        .unwrap();
     standby
         .agent(&["apply", "--detailed-exitcodes"])
         .code(2)
-        .stdout_has("pg_backup[weekly]: crontab changed absent");
+        .stdout_has("pg_backup[weekly]: crontab changed absent")
+        .stdout_has("pg_role[stashuser]: password changed");
     standby.agent(&["apply", "--detailed-exitcodes"]).code(0);
+    assert!(
+        standby.crontab().contains("# agent: pg_backup weekly"),
+        "{}",
+        standby.crontab()
+    );
+    // The old primary converges to "fenced": its Stash follows the new
+    // primary, its backup entry goes, what needs its server is left alone
+    // with the reason, nothing fails; then a run with nothing to do, exit 0.
+    let fenced = primary.agent(&["apply", "--detailed-exitcodes"]);
+    fenced
+        .code(2)
+        .stdout_has(&format!("left alone: fenced: {s} is the primary"))
+        .stdout_has(" 0 failed");
+    assert!(
+        !primary.crontab().contains("pg_backup weekly"),
+        "{}",
+        primary.crontab()
+    );
+    let props = primary
+        .sb
+        .read_root("var/atlassian/application-data/stash/shared/stash-config.properties");
+    let pairs = resources::properties::parse(&props);
+    assert_eq!(
+        resources::properties::lookup(&pairs, "jdbc.url"),
+        Some(format!("jdbc:postgresql://{s}/stashdb").as_str()),
+        "{props}"
+    );
+    primary
+        .agent(&["apply", "--detailed-exitcodes"])
+        .code(0)
+        .stdout_has("left alone: fenced:");
+    assert!(
+        !primary.datadir().join("postmaster.pid").exists(),
+        "fenced: not restarted"
+    );
 
     // The old primary comes back as a primary too: split brain.
     primary.pg_ctl(&["-l", "/dev/null", "-w", "start"]);

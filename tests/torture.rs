@@ -7,6 +7,10 @@
 //! be gone after the next complete run, which exits 2 (0 when the killed
 //! run had already converged everything) and the one after it 0.
 //!
+//! A second test does the same to `pg_hba` against a real PostgreSQL:
+//! killed at the swap, the next run must never call a file the server
+//! rejects converged (see its doc).
+//!
 //! `TORTURE_KILLS` (default 50) sets the number of kills, `TORTURE_SEED`
 //! the seed. The long version:
 //! `TORTURE_KILLS=1000 cargo test --release --test torture -- --nocapture`.
@@ -441,4 +445,288 @@ fn kill_9_at_random_moments_never_tears_a_file() {
         counts.runs_to_converge_max,
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Rules a pg_hba target holds, and whether the server accepts them.
+struct HbaTarget {
+    name: &'static str,
+    rules: &'static [&'static str],
+    accepted: bool,
+}
+
+const HBA_TARGETS: &[HbaTarget] = &[
+    HbaTarget {
+        name: "A",
+        rules: &["host all all 127.0.0.0/8 scram-sha-256"],
+        accepted: true,
+    },
+    HbaTarget {
+        name: "B",
+        rules: &[
+            "host stashdb stashuser 127.0.0.0/8 scram-sha-256",
+            "host replication replicator 127.0.0.0/8 scram-sha-256",
+        ],
+        accepted: true,
+    },
+    // The agent accepts it, the server does not (clientcert needs hostssl).
+    HbaTarget {
+        name: "rejected",
+        rules: &["host all all 127.0.0.1/32 md5 clientcert=verify-full"],
+        accepted: false,
+    },
+];
+
+impl HbaTarget {
+    /// The file the agent writes for these rules.
+    fn content(&self) -> String {
+        let mut rules = resources::pg_hba::default_rules("postgres");
+        rules.extend(
+            self.rules
+                .iter()
+                .map(|l| resources::pg_hba::HbaRule::parse(l).unwrap()),
+        );
+        resources::pg_hba::render("/pg/data", &rules)
+    }
+
+    /// Points the site at these rules.
+    fn select(&self, sb: &Sandbox) {
+        let mut data = format!("pw: {}\nhba_rules:\n", resources::pg::testing::PASSWORD);
+        for r in self.rules {
+            data.push_str(&format!("  - '{r}'\n"));
+        }
+        sb.site_file("hiera/data/common.yaml", &data);
+    }
+}
+
+/// Intents a killed pg_hba run left in the state dir (not the temp file
+/// of one it was writing when killed: that one never took effect).
+fn pending_intents(sb: &Sandbox) -> usize {
+    fs::read_dir(sb.state().join("pending-validation"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("hba-"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Errors the server finds in the pg_hba.conf on disk.
+fn hba_errors(c: &resources::pg::testing::TestCluster) -> Vec<String> {
+    let mut db = c
+        .conn()
+        .connect()
+        .expect("the server answers the agent's rule");
+    db.query(
+        "select coalesce(error, '') from pg_hba_file_rules where error is not null",
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+/// Waits until `path` is another file than `ino` (the agent swapped its
+/// new content in) or the child exited; true for a swap.
+fn wait_for_swap(path: &Path, ino: u64, child: &mut Child) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if fs::metadata(path).is_ok_and(|m| m.ino() != ino) {
+            return true;
+        }
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run neither swapped nor ended"
+        );
+        std::hint::spin_loop();
+    }
+}
+
+/// pg_hba against a real PostgreSQL 15, kill -9 at random moments and
+/// right when the file is swapped in (then again up to 3 ms later: between
+/// the swap and the server's verdict, between a rejection and the restore
+/// of the previous file). After every kill the file is the previous or the
+/// wanted content, owned by the server's OS user; the next complete run
+/// leaves the wanted content when the server accepts it (exit 2, or 0 when
+/// the killed run had finished its work) and the previous one, with a
+/// failure (exit 4), when it rejects it: never a rejected file called
+/// converged. The server reads every result (`pg_hba_file_rules`) and
+/// restarts on it. `TORTURE_HBA_KILLS` (default 60) sets the kills.
+#[test]
+fn kill_9_during_pg_hba_apply_never_leaves_a_rejected_file_converged() {
+    use std::os::unix::fs::MetadataExt;
+    let kills: usize = std::env::var("TORTURE_HBA_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let mut rng = Rng(0x9ba5eed);
+    let sb = Sandbox::new();
+    let cluster = resources::pg::testing::TestCluster::primary(&sb.root().join("pg"), "127.0.0.1");
+    sb.site_file("hiera/hiera.yaml", HIERA_YAML)
+        .site_file("manifests/site.yaml", "default: [roles/r]\n")
+        .site_file(
+            "manifests/roles/r.yaml",
+            &format!(
+                "resources:\n  - pg_hba: /pg/data\n    rules: \"{{{{lookup 'hba_rules'}}}}\"\n    host: 127.0.0.1\n    port: {}\n    superuser_password: \"{{{{lookup 'pw'}}}}\"\n",
+                cluster.port
+            ),
+        );
+    let hba = cluster.datadir.join("pg_hba.conf");
+    let server_uid = nix::unistd::geteuid().is_root().then(|| {
+        nix::unistd::User::from_name("postgres")
+            .unwrap()
+            .expect("the postgres OS user")
+            .uid
+            .as_raw()
+    });
+
+    // Start from the agent's file for A.
+    HBA_TARGETS[0].select(&sb);
+    assert_eq!(apply_exit(&sb), 2);
+    let mut accepted = 0usize; // index into HBA_TARGETS of the file in force
+    let t = Instant::now();
+    HBA_TARGETS[1].select(&sb);
+    assert_eq!(apply_exit(&sb), 2);
+    let full = t.elapsed();
+    HBA_TARGETS[0].select(&sb);
+    assert_eq!(apply_exit(&sb), 2);
+
+    let (mut done, mut at_swap, mut finished) = (0, 0, 0);
+    let (mut rejected_in_place, mut pending_seen, mut restarts) = (0, 0, 0);
+    while done < kills {
+        // Another target than the file in force, so there is a swap to hit.
+        let choice = loop {
+            let i = rng.below(HBA_TARGETS.len() as u64) as usize;
+            if i != accepted {
+                break i;
+            }
+        };
+        let target = &HBA_TARGETS[choice];
+        target.select(&sb);
+        let before = fs::metadata(&hba).unwrap().ino();
+        let mut child = spawn(&sb);
+        let wait_swap = rng.below(2) == 0;
+        let alive = if wait_swap {
+            let swapped = wait_for_swap(&hba, before, &mut child);
+            if swapped {
+                let extra = match rng.below(3) {
+                    0 => 0,
+                    _ => rng.below(3000),
+                };
+                std::thread::sleep(Duration::from_micros(extra));
+            }
+            swapped
+        } else {
+            std::thread::sleep(full.mul_f64(rng.below(1000) as f64 / 1000.0));
+            true
+        };
+        if alive && child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            done += 1;
+            at_swap += usize::from(wait_swap);
+        } else {
+            child.wait().unwrap();
+            finished += 1;
+        }
+        let what = format!(
+            "kill {done} ({} → {}, {})",
+            HBA_TARGETS[accepted].name,
+            target.name,
+            if wait_swap {
+                "at the swap"
+            } else {
+                "at a random time"
+            }
+        );
+
+        // Right after the kill: old or new, never torn, the server's own.
+        let have = fs::read_to_string(&hba).unwrap();
+        let old = HBA_TARGETS[accepted].content();
+        let new = target.content();
+        assert!(
+            have == old || have == new,
+            "{what}: pg_hba.conf is torn:\n{have}"
+        );
+        if let Some(uid) = server_uid {
+            assert_eq!(
+                fs::metadata(&hba).unwrap().uid(),
+                uid,
+                "{what}: not the server's file"
+            );
+        }
+        let pending = pending_intents(&sb);
+        pending_seen += usize::from(pending > 0);
+        if have == new && !target.accepted {
+            rejected_in_place += 1;
+            assert!(
+                pending > 0,
+                "{what}: a rejected file in place with no intent"
+            );
+        }
+        assert_eq!(
+            dangling_index_entries(&sb),
+            Vec::<String>::new(),
+            "{what}: backup index entries naming no blob"
+        );
+
+        // The next complete run.
+        let code = apply_exit(&sb);
+        let have_after = fs::read_to_string(&hba).unwrap();
+        if target.accepted {
+            let expected = if have == new && pending == 0 { 0 } else { 2 };
+            assert_eq!(code, expected, "{what}: the next run");
+            assert_eq!(have_after, new, "{what}: the wanted file");
+            accepted = choice;
+        } else {
+            assert_eq!(
+                code, 4,
+                "{what}: the next run must fail, not call the rejected file converged"
+            );
+            assert_eq!(have_after, old, "{what}: the previous file back");
+        }
+        assert_eq!(
+            pending_intents(&sb),
+            0,
+            "{what}: an intent left after a complete run"
+        );
+        assert_eq!(
+            hba_errors(&cluster),
+            Vec::<String>::new(),
+            "{what}: the server rejects the file left"
+        );
+        if target.accepted {
+            assert_eq!(apply_exit(&sb), 0, "{what}: converged");
+        }
+        if done % 15 == 0 {
+            // What the server will read at its next start: it starts.
+            cluster.stop();
+            cluster.start();
+            restarts += 1;
+        }
+    }
+    cluster.stop();
+    cluster.start();
+    assert_eq!(hba_errors(&cluster), Vec::<String>::new());
+    println!(
+        "torture pg_hba: {done} kills ({at_swap} at the swap), {finished} runs finished first, \
+         {rejected_in_place} rejected files in place after a kill (each rolled back by the next run), \
+         {pending_seen} intents pending after a kill, {restarts} restarts, 0 rejected files called converged"
+    );
+}
+
+/// Runs apply to its end; its exit code.
+fn apply_exit(sb: &Sandbox) -> i32 {
+    let out = spawn(sb).wait_with_output().unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    assert!(
+        [0, 2, 4].contains(&code),
+        "apply exited {code}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    code
 }

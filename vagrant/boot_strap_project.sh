@@ -8,12 +8,9 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
-BIN="$HERE/bin/agent"
-
-if [ ! -x "$BIN" ]; then
-    echo "Building the agent (release) for the VMs..."
-    (cd "$HERE/.." && cargo build --release && install -m 0755 target/release/agent "$BIN")
-fi
+# The VMs run vagrant/bin/agent: built when missing, rebuilt when a source
+# is newer than it.
+"$HERE/build_agent.sh"
 
 for node in stash-server production-db-standby; do
     echo "=== $node ==="

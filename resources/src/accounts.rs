@@ -75,6 +75,20 @@ pub fn group(cx: &Context, name: &str) -> Result<Option<GroupEntry>, ResourceErr
     Ok(parse_group(&text).into_iter().find(|g| g.name == name))
 }
 
+/// The name of user `uid`, if there is one.
+pub fn user_name_of(cx: &Context, uid: u32) -> Result<Option<String>, ResourceError> {
+    if on_host(cx) {
+        let found = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .map_err(|e| lookup_failed(&format!("user {uid}"), e))?;
+        return Ok(found.map(|u| u.name));
+    }
+    let text = read_db(cx, "/etc/passwd")?;
+    Ok(parse_passwd(&text)
+        .into_iter()
+        .find(|u| u.uid == uid)
+        .map(|u| u.name))
+}
+
 /// The name of group `gid`, if there is one.
 pub fn group_name(cx: &Context, gid: u32) -> Result<Option<String>, ResourceError> {
     if on_host(cx) {
@@ -87,6 +101,69 @@ pub fn group_name(cx: &Context, gid: u32) -> Result<Option<String>, ResourceErro
         .into_iter()
         .find(|g| g.gid == gid)
         .map(|g| g.name))
+}
+
+/// A user's uid by name, or a numeric uid; `None` when there is no such
+/// user. Under `--root` the root's own `/etc/passwd` first (a user a `user`
+/// resource created in the sandbox), then the host's.
+pub fn resolve_user(cx: &Context, name: &str) -> Result<Option<u32>, ResourceError> {
+    resolve(
+        cx,
+        name,
+        "user",
+        || Ok(user(cx, name)?.map(|u| u.uid)),
+        || nix::unistd::User::from_name(name).map(|u| u.map(|u| u.uid.as_raw())),
+    )
+}
+
+/// [`resolve_user`] for a group.
+pub fn resolve_group(cx: &Context, name: &str) -> Result<Option<u32>, ResourceError> {
+    resolve(
+        cx,
+        name,
+        "group",
+        || Ok(group(cx, name)?.map(|g| g.gid)),
+        || nix::unistd::Group::from_name(name).map(|g| g.map(|g| g.gid.as_raw())),
+    )
+}
+
+/// The id `name` has: in the root's own database (under `--root`), else on
+/// the host, else `name` read as a number.
+fn resolve(
+    cx: &Context,
+    name: &str,
+    what: &str,
+    in_root: impl FnOnce() -> Result<Option<u32>, ResourceError>,
+    on_host: impl FnOnce() -> nix::Result<Option<u32>>,
+) -> Result<Option<u32>, ResourceError> {
+    if cx.root != Path::new("/") {
+        if let Some(id) = in_root()? {
+            return Ok(Some(id));
+        }
+    }
+    match on_host() {
+        Ok(Some(id)) => Ok(Some(id)),
+        Ok(None) => Ok(name.parse().ok()),
+        Err(e) => Err(ResourceError::Failed(format!(
+            "looking up {what} {name}: {e}"
+        ))),
+    }
+}
+
+/// The host's name of `uid` (the number when it has none), for change lines.
+pub fn user_label(uid: u32) -> String {
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(u)) => u.name,
+        _ => uid.to_string(),
+    }
+}
+
+/// The host's name of `gid` (the number when it has none), for change lines.
+pub fn group_label(gid: u32) -> String {
+    match nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)) {
+        Ok(Some(g)) => g.name,
+        _ => gid.to_string(),
+    }
 }
 
 /// The names of the groups `user` is a supplementary member of (its

@@ -135,11 +135,30 @@ pub(crate) fn kept_mode(current: &Path) -> u32 {
 /// sees the old or the new content, never a mix. `mode` applies to the new
 /// file (else the old file's mode is kept, else 0644).
 pub fn write_atomic(path: &Path, content: &[u8], mode: Option<u32>) -> Result<(), ResourceError> {
+    write_atomic_owned(path, content, mode, None)
+}
+
+/// [`write_atomic`] with the new file owned by `owner` (uid, gid) from the
+/// start: the temp is chowned before the rename, so no reader (and no kill
+/// between two steps) ever finds the new content under the wrong owner — a
+/// server reading its configuration as its own user would be locked out.
+pub fn write_atomic_owned(
+    path: &Path,
+    content: &[u8],
+    mode: Option<u32>,
+    owner: Option<(u32, u32)>,
+) -> Result<(), ResourceError> {
     let mode = mode.unwrap_or_else(|| kept_mode(path));
     let dir = path.parent().unwrap_or(Path::new("/"));
     let tmp = temp_path(path);
     let result = (|| {
-        write_with_mode(&tmp, content, mode)?.sync_all()?;
+        let f = write_with_mode(&tmp, content, mode)?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
+            // chown clears set-id bits: the mode once more.
+            f.set_permissions(fs::Permissions::from_mode(mode))?;
+        }
+        f.sync_all()?;
         fs::rename(&tmp, path)?;
         fs::File::open(dir)?.sync_all()
     })();

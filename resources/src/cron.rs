@@ -255,6 +255,73 @@ pub fn marker(title: &str) -> String {
     format!("# agent: {title}")
 }
 
+/// The marked entries of a crontab as `cron` declarations (`agent resource
+/// cron`): title and attributes (`schedule`, `command`, `environment`;
+/// `user` from a system crontab's user field, which `system` says the file
+/// has). Unmarked lines are not the agent's and are never listed. Each
+/// block reads back as the one the type writes for it.
+#[allow(clippy::type_complexity)]
+pub fn instances(
+    text: &str,
+    system: bool,
+) -> Vec<(String, serde_json::Map<String, serde_json::Value>)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out: Vec<(String, serde_json::Map<String, serde_json::Value>)> = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let Some(title) = lines[i].trim_end().strip_prefix("# agent: ") else {
+            i += 1;
+            continue;
+        };
+        i += 1;
+        let mut environment = Vec::new();
+        while i < lines.len() && is_env_line(lines[i]) {
+            environment.push(lines[i].trim().to_string());
+            i += 1;
+        }
+        let Some(entry) = lines
+            .get(i)
+            .map(|l| l.trim())
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        else {
+            continue;
+        };
+        i += 1;
+        // `@weekly cmd` or five fields, then the user in a system crontab.
+        let n_fields = if entry.starts_with('@') { 1 } else { 5 };
+        let mut rest = entry;
+        let mut fields = Vec::new();
+        for _ in 0..n_fields + usize::from(system) {
+            let Some((field, after)) = rest.split_once(char::is_whitespace) else {
+                break;
+            };
+            fields.push(field);
+            rest = after.trim_start();
+        }
+        if fields.len() != n_fields + usize::from(system) || rest.is_empty() {
+            continue;
+        }
+        // A title marked twice is one resource: the type keeps the first.
+        if out.iter().any(|(t, _)| t == title) {
+            continue;
+        }
+        let mut attrs = serde_json::Map::new();
+        attrs.insert("command".into(), serde_json::json!(rest));
+        if !environment.is_empty() {
+            attrs.insert("environment".into(), serde_json::json!(environment));
+        }
+        attrs.insert(
+            "schedule".into(),
+            serde_json::json!(fields[..n_fields].join(" ")),
+        );
+        if system {
+            attrs.insert("user".into(), serde_json::json!(fields[n_fields]));
+        }
+        out.push((title.to_string(), attrs));
+    }
+    out
+}
+
 /// A typed `cron` resource.
 #[derive(Debug)]
 pub struct Cron {

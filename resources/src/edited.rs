@@ -168,9 +168,22 @@ impl Rewrite {
         hint: &str,
         mode: Option<u32>,
     ) -> Result<(), ResourceError> {
+        self.write_owned(cx, id, hint, mode, None)
+    }
+
+    /// [`Rewrite::write`], the new file owned by `owner` (uid, gid) from
+    /// before its rename.
+    pub fn write_owned(
+        &self,
+        cx: &Context,
+        id: &ResourceId,
+        hint: &str,
+        mode: Option<u32>,
+        owner: Option<(u32, u32)>,
+    ) -> Result<(), ResourceError> {
         self.ready(cx, id, hint)?;
         tracing::debug!(resource = %id, file = %self.node, "rewriting");
-        stage::replace_file(cx, &self.path, &self.new, mode)
+        stage::replace_file_owned(cx, &self.path, &self.new, mode, owner)
     }
 }
 

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::core::{Change, Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
-use crate::{atomic, diff, mode, stage};
+use crate::{accounts, atomic, diff, mode, stage};
 
 /// Attributes of `- file: /absolute/node/path`.
 #[derive(Debug, Deserialize)]
@@ -366,19 +366,19 @@ impl File {
             }
         }
         if let Some(owner) = &self.owner {
-            if resolve_user(cx, owner)? != Some(meta.uid()) {
+            if accounts::resolve_user(cx, owner)? != Some(meta.uid()) {
                 changes.push(Change::new(
                     "owner",
-                    Some(user_name(meta.uid())),
+                    Some(accounts::user_label(meta.uid())),
                     Some(owner.clone()),
                 ));
             }
         }
         if let Some(group) = &self.group {
-            if resolve_group(cx, group)? != Some(meta.gid()) {
+            if accounts::resolve_group(cx, group)? != Some(meta.gid()) {
                 changes.push(Change::new(
                     "group",
-                    Some(group_name(meta.gid())),
+                    Some(accounts::group_label(meta.gid())),
                     Some(group.clone()),
                 ));
             }
@@ -556,7 +556,7 @@ impl Resource for File {
         // before anything is written (it used to write the content, then
         // fail on the chown).
         if let Some(o) = &self.owner {
-            if resolve_user(cx, o)?.is_none() {
+            if accounts::resolve_user(cx, o)?.is_none() {
                 return Err(ResourceError::Failed(format!(
                     "{}: no such user: {o} (create it first: it must exist before the file)",
                     self.id
@@ -564,7 +564,7 @@ impl Resource for File {
             }
         }
         if let Some(g) = &self.group {
-            if resolve_group(cx, g)?.is_none() {
+            if accounts::resolve_group(cx, g)?.is_none() {
                 return Err(ResourceError::Failed(format!(
                     "{}: no such group: {g} (create it first: it must exist before the file)",
                     self.id
@@ -663,13 +663,13 @@ impl Resource for File {
         // chown before chmod: chown clears setuid/setgid bits.
         let uid =
             match &self.owner {
-                Some(o) => Some(resolve_user(cx, o)?.ok_or_else(|| {
+                Some(o) => Some(accounts::resolve_user(cx, o)?.ok_or_else(|| {
                     ResourceError::Failed(format!("{}: no such user: {o}", self.id))
                 })?),
                 None => None,
             };
         let gid = match &self.group {
-            Some(g) => Some(resolve_group(cx, g)?.ok_or_else(|| {
+            Some(g) => Some(accounts::resolve_group(cx, g)?.ok_or_else(|| {
                 ResourceError::Failed(format!("{}: no such group: {g}", self.id))
             })?),
             None => None,
@@ -774,67 +774,6 @@ fn symlink_atomic(target: &str, path: &Path) -> Result<(), ResourceError> {
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| ResourceError::io(dir, e))
-}
-
-/// A user's uid by name, or a numeric uid; `None` when there is no such
-/// user. Under `--root` the root's own `/etc/passwd` first (a user a `user`
-/// resource created in the sandbox), then the host's.
-fn resolve_user(cx: &Context, name: &str) -> Result<Option<u32>, ResourceError> {
-    resolve(
-        cx,
-        name,
-        "user",
-        || Ok(crate::accounts::user(cx, name)?.map(|u| u.uid)),
-        || nix::unistd::User::from_name(name).map(|u| u.map(|u| u.uid.as_raw())),
-    )
-}
-
-/// [`resolve_user`] for a group.
-fn resolve_group(cx: &Context, name: &str) -> Result<Option<u32>, ResourceError> {
-    resolve(
-        cx,
-        name,
-        "group",
-        || Ok(crate::accounts::group(cx, name)?.map(|g| g.gid)),
-        || nix::unistd::Group::from_name(name).map(|g| g.map(|g| g.gid.as_raw())),
-    )
-}
-
-/// The id `name` has: in the root's own database (under `--root`), else on
-/// the host, else `name` read as a number.
-fn resolve(
-    cx: &Context,
-    name: &str,
-    what: &str,
-    in_root: impl FnOnce() -> Result<Option<u32>, ResourceError>,
-    on_host: impl FnOnce() -> nix::Result<Option<u32>>,
-) -> Result<Option<u32>, ResourceError> {
-    if cx.root != Path::new("/") {
-        if let Some(id) = in_root()? {
-            return Ok(Some(id));
-        }
-    }
-    match on_host() {
-        Ok(Some(id)) => Ok(Some(id)),
-        Ok(None) => Ok(name.parse().ok()),
-        Err(e) => Err(ResourceError::Failed(format!(
-            "looking up {what} {name}: {e}"
-        ))),
-    }
-}
-
-fn user_name(uid: u32) -> String {
-    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
-        Ok(Some(u)) => u.name,
-        _ => uid.to_string(),
-    }
-}
-
-fn group_name(gid: u32) -> String {
-    match nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)) {
-        Ok(Some(g)) => g.name,
-        _ => gid.to_string(),
-    }
 }
 
 #[cfg(test)]

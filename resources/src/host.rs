@@ -218,6 +218,63 @@ pub fn edit(old: &str, name: &str, entry: Option<&Entry>) -> String {
     out
 }
 
+/// The entries of a hosts file as `host` declarations (`agent resource
+/// host`): title and attributes, in file order, each of which applied
+/// leaves its line as it is. A name on several lines (Debian's `localhost`
+/// for 127.0.0.1 and ::1) is not declared — the type keeps one line per
+/// name and would drop the others — nor is a line the type would not write
+/// as it is; each is returned as a note instead.
+#[allow(clippy::type_complexity)]
+pub fn instances(
+    text: &str,
+) -> (
+    Vec<(String, serde_json::Map<String, serde_json::Value>)>,
+    Vec<String>,
+) {
+    let lines: Vec<(usize, &str, Line<'_>)> = text
+        .lines()
+        .enumerate()
+        .filter_map(|(n, raw)| Some((n + 1, raw, parse_line(raw)?)))
+        .collect();
+    let count = |name: &str| {
+        lines
+            .iter()
+            .filter(|(_, _, l)| l.name.eq_ignore_ascii_case(name))
+            .count()
+    };
+    let mut out = Vec::new();
+    let mut notes = Vec::new();
+    for (n, raw, line) in &lines {
+        let why = match line.ip.parse::<IpAddr>() {
+            Err(_) => Some(format!("{:?} is not an address", line.ip)),
+            Ok(_) if count(line.name) > 1 => Some(format!(
+                "{} is on {} lines (a host entry keeps one line per name)",
+                line.name,
+                count(line.name)
+            )),
+            // The type writes the name as its title: lower-case.
+            Ok(_) if line.name.to_lowercase() != line.name => {
+                Some(format!("{} is not lower-case", line.name))
+            }
+            Ok(_) => None,
+        };
+        if let Some(why) = why {
+            notes.push(format!("line {n} not declared: {why}: {}", raw.trim()));
+            continue;
+        }
+        let mut attrs = serde_json::Map::new();
+        attrs.insert("ip".into(), serde_json::json!(line.ip));
+        if !line.aliases.is_empty() {
+            attrs.insert("host_aliases".into(), serde_json::json!(line.aliases));
+        }
+        if let Some(c) = line.comment {
+            attrs.insert("comment".into(), serde_json::json!(c));
+        }
+        out.push((line.name.to_string(), attrs));
+    }
+    (out, notes)
+}
+
 impl Resource for Host {
     fn id(&self) -> &ResourceId {
         &self.id
@@ -264,6 +321,36 @@ mod tests {
     use super::*;
     use crate::core::Change;
     use serde_json::json;
+
+    #[test]
+    fn instances_are_the_lines_as_declarations() {
+        let text = "# comment\n127.0.0.1\tlocalhost\n::1 localhost ip6-localhost\n\n10.0.0.1  db1 db  # primary\n300.1.1.1 bad\n10.0.0.2 DB2\n";
+        let (found, notes) = instances(text);
+        assert_eq!(
+            found,
+            vec![(
+                "db1".to_string(),
+                json!({"ip": "10.0.0.1", "host_aliases": ["db"], "comment": "primary"})
+                    .as_object()
+                    .unwrap()
+                    .clone()
+            )]
+        );
+        assert_eq!(notes.len(), 4, "{notes:?}");
+        assert!(
+            notes[0].starts_with("line 2 not declared: localhost is on 2 lines"),
+            "{notes:?}"
+        );
+        assert!(notes[3].contains("DB2 is not lower-case"), "{notes:?}");
+        // The declared entry is in sync with the file it came from.
+        let entry = Entry {
+            ip: "10.0.0.1".parse().unwrap(),
+            name: "db1".into(),
+            aliases: vec!["db".into()],
+            comment: Some("primary".into()),
+        };
+        assert_eq!(edit(text, "db1", Some(&entry)), text);
+    }
 
     fn decl(title: &str, attrs: serde_json::Value) -> Decl {
         crate::testing::decl("host", title, attrs)

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use crate::core::{Change, Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
 use crate::runner::Runner;
 
-mod apt;
+pub mod apt;
 mod dnf;
 
 /// Attributes of `- package: <name>`.

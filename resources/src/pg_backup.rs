@@ -10,6 +10,12 @@
 //! the crontab or any argv); and the crontab entry that runs the script,
 //! written by the `cron` type's own code (same marker, same spool paths).
 //! `pg_standby`'s `restore` method reads this layout: see [`newest_backup`].
+//!
+//! With `initial_backup: true` the apply also runs the script once when the
+//! backup dir holds no complete backup (the seed's initial backup at the end
+//! of the primary's provisioning, which its standby is restored from). The
+//! script takes node paths under `$AGENT_ROOT` when set (the agent sets it
+//! under `--root`; cron does not), so that run works in a sandbox too.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -60,6 +66,12 @@ struct Params {
     /// it: the node `db_master` names takes the backups, the others not.
     #[serde(default)]
     ensure: crate::attr::Ensure,
+    /// Take a backup during this apply when `backup_dir` holds no complete
+    /// one yet (default false): the initial backup a standby can be
+    /// restored from at once, instead of after the first scheduled run.
+    /// Shown as a change (`initial backup`) until one is there.
+    #[serde(default)]
+    initial_backup: bool,
 }
 
 /// A typed `pg_backup` resource.
@@ -79,6 +91,7 @@ pub struct PgBackup {
     cron: Box<dyn Resource>,
     /// False for `ensure: absent`.
     present: bool,
+    initial_backup: bool,
 }
 
 pub fn build(decl: &Decl, env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceError> {
@@ -156,6 +169,7 @@ fn parse(decl: &Decl, env: &TypeEnv) -> Result<PgBackup, ResourceError> {
         script,
         cron,
         present,
+        initial_backup: p.initial_backup,
     })
 }
 
@@ -203,10 +217,13 @@ impl PgBackup {
 # and keeps the newest {keep}. The password comes from $PGPASSFILE.
 set -eu
 umask 077
-backup_dir={q_dir}
+# Node paths below $AGENT_ROOT when the agent runs it under --root.
+root=${{AGENT_ROOT:-}}
+root=${{root%/}}
+backup_dir="$root"{q_dir}
 keep={keep}
 bindir={q_bindir}
-PGPASSFILE={q_pgpass}
+PGPASSFILE="$root"{q_pgpass}
 PGCONNECT_TIMEOUT=30
 export PGPASSFILE PGCONNECT_TIMEOUT
 
@@ -288,6 +305,25 @@ done
     }
 }
 
+impl PgBackup {
+    /// Runs the installed script once, as cron would (as `user` on the
+    /// real root), with `AGENT_ROOT` set so that it finds its node paths
+    /// under `--root`.
+    fn take_backup(&self, cx: &Context) -> Result<(), ResourceError> {
+        let script = cx.path(&self.script)?;
+        let mut cmd =
+            crate::runner::Cmd::new(&["/bin/sh".to_string(), script.display().to_string()]);
+        cmd.env
+            .push(("AGENT_ROOT".into(), cx.root.to_string_lossy().into_owned()));
+        if cx.root == Path::new("/") {
+            cmd.user = Some(self.user.clone());
+        }
+        tracing::info!(resource = %self.id, "taking the initial backup");
+        cx.runner.run(&cmd)?;
+        Ok(())
+    }
+}
+
 fn mode_of(path: &Path) -> Option<u32> {
     std::fs::metadata(path)
         .ok()
@@ -311,6 +347,8 @@ enum FileStep {
 struct Steps {
     files: Vec<(PathBuf, FileStep)>,
     cron: Option<Plan>,
+    /// Run the script once, after the files and the entry are in place.
+    initial: bool,
 }
 
 impl Resource for PgBackup {
@@ -347,6 +385,18 @@ impl Resource for PgBackup {
                     Some(format!("{mode:04o}")),
                 ));
                 steps.files.push((path, FileStep::Chmod(mode)));
+            }
+        }
+        if self.present && self.initial_backup {
+            let dir = cx.path(&self.backup_dir)?;
+            let have = dir.is_dir() && newest_backup(&dir)?.is_some();
+            if !have {
+                changes.push(Change::new(
+                    "initial backup",
+                    Some("none".into()),
+                    Some(format!("taken now into {}", self.backup_dir)),
+                ));
+                steps.initial = true;
             }
         }
         let cron = self.cron.check(cx)?;
@@ -386,6 +436,9 @@ impl Resource for PgBackup {
         if let Some(cron) = steps.cron {
             self.cron.apply(cx, cron)?;
         }
+        if steps.initial {
+            self.take_backup(cx)?;
+        }
         Ok(())
     }
 
@@ -404,6 +457,11 @@ impl Resource for PgBackup {
     fn paths(&self) -> Vec<String> {
         let mut paths = vec![self.script.clone(), self.pgpass.clone()];
         paths.extend(self.cron.paths());
+        // The initial backup writes there (the script follows what it
+        // finds): confined before anything runs.
+        if self.present && self.initial_backup {
+            paths.push(self.backup_dir.clone());
+        }
         paths
     }
 }
@@ -602,7 +660,9 @@ pub(crate) mod tests {
         let script =
             std::fs::read_to_string(root.join("usr/local/sbin/agent-pg-backup-stash")).unwrap();
         assert!(script.contains("-p 5433 -U 'repl' -w"), "{script}");
-        assert!(script.contains("PGPASSFILE='/usr/local/sbin/agent-pg-backup-stash.pgpass'"));
+        assert!(
+            script.contains("PGPASSFILE=\"$root\"'/usr/local/sbin/agent-pg-backup-stash.pgpass'")
+        );
         assert!(!script.contains("pw:with"));
 
         let crontab = std::fs::read_to_string(root.join("var/spool/cron/crontabs/root")).unwrap();
@@ -651,6 +711,47 @@ pub(crate) mod tests {
             std::fs::read_to_string(root.join("var/spool/cron/crontabs/root")).unwrap_or_default();
         assert!(!crontab.contains("pg_backup stash"), "{crontab}");
         assert!(gone.check(&cx).unwrap().is_empty(), "absent is idempotent");
+    }
+
+    #[test]
+    fn the_initial_backup_is_taken_under_a_root_once() {
+        let (dir, cx) = sandbox();
+        let cluster = TestCluster::primary(&dir.path().join("pg"), "127.0.0.1");
+        create_repl_role(&cluster);
+        let attrs = json!({"backup_dir": "/mnt/db_bkup", "replication_user": REPL_USER,
+                           "password": REPL_PASSWORD, "host": cluster.addr, "port": cluster.port,
+                           "initial_backup": true});
+        let r = build(&decl("first", attrs), &debian()).unwrap();
+        assert!(r.paths().contains(&"/mnt/db_bkup".to_string()), "confined");
+        let plan = r.check(&cx).unwrap();
+        let lines: Vec<String> = plan.changes().iter().map(|c| c.line()).collect();
+        assert!(
+            lines.contains(
+                &"initial backup changed 'none' to 'taken now into /mnt/db_bkup'".to_string()
+            ),
+            "{lines:?}"
+        );
+        r.apply(&cx, plan).unwrap();
+        // Into the root's backup dir, verified, named by its time.
+        let taken = newest_backup(&cx.root.join("mnt/db_bkup"))
+            .unwrap()
+            .expect("a complete backup under the root");
+        assert!(taken.join("PG_VERSION").is_file());
+        assert!(!Path::new("/mnt/db_bkup")
+            .join(taken.file_name().unwrap())
+            .exists());
+        // One is there: the next run takes none.
+        assert!(r.check(&cx).unwrap().is_empty(), "not idempotent");
+        // Without the attribute no backup is taken at apply.
+        let (_dir2, cx2) = sandbox();
+        let plain = build(
+            &decl("first", json!({"backup_dir": "/mnt/db_bkup", "replication_user": REPL_USER,
+                                  "password": REPL_PASSWORD, "host": cluster.addr, "port": cluster.port})),
+            &debian(),
+        )
+        .unwrap();
+        plain.apply(&cx2, plain.check(&cx2).unwrap()).unwrap();
+        assert!(!cx2.root.join("mnt/db_bkup").exists());
     }
 
     #[test]

@@ -495,6 +495,7 @@ impl Resource for PgConf {
     }
 
     fn check(&self, cx: &Context) -> Result<Plan, ResourceError> {
+        pg::refuse_if_patroni(&self.id, &self.datadir_path(cx)?)?;
         let file = Current::read(cx, &self.file)?;
         let (new, edits) = edit(file.text(&self.id)?, &self.settings);
         let view = match pg::connect_if_running(&self.conn, &self.datadir_path(cx)?)? {

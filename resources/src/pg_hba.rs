@@ -472,6 +472,8 @@ impl Intent {
         let marker = Intent::marker(cx, &self.path);
         if let Some(dir) = marker.parent() {
             crate::backup::create_private_dir(dir)?;
+            // A run killed while writing an intent left its temp here.
+            crate::atomic::clean_stale_temps(dir);
         }
         let text = serde_json::to_vec(self)
             .map_err(|e| ResourceError::Failed(format!("{}: {e}", marker.display())))?;
@@ -566,6 +568,7 @@ impl Resource for PgHba {
     }
 
     fn check(&self, cx: &Context) -> Result<Plan, ResourceError> {
+        pg::refuse_if_patroni(&self.id, &cx.path(&self.datadir)?)?;
         // Managed whole: the new text is the rendered rules.
         let file = Current::read(cx, &self.file)?;
         let disk = file.path.clone();

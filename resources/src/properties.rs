@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use crate::core::{Change, Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
 use crate::edited::{self, Current, Rewrite};
-use crate::mode;
+use crate::{accounts, mode};
 
 mod codec;
 
@@ -39,6 +39,12 @@ struct Params {
     /// Octal mode (`"0640"`). Unset: an existing file keeps its mode; a new
     /// one is 0600 if it holds a Sensitive value, else 0644.
     mode: Option<String>,
+    /// Owner of the file (user name or uid), as `file`'s: unset, an
+    /// existing file keeps its owner and a new one is the agent's. A user
+    /// that does not exist fails the check, before anything is written.
+    owner: Option<String>,
+    /// Group of the file (name or gid), like `owner`.
+    group: Option<String>,
     /// Only `present` for now.
     #[serde(default)]
     ensure: Ensure,
@@ -83,6 +89,8 @@ pub struct Properties {
     set: Vec<(String, String)>,
     remove: Vec<String>,
     mode: Option<u32>,
+    owner: Option<String>,
+    group: Option<String>,
     /// Keys whose values are Sensitive.
     sensitive: BTreeSet<String>,
     encoding: Encoding,
@@ -136,6 +144,8 @@ pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceE
         set,
         remove: p.remove,
         mode,
+        owner: p.owner,
+        group: p.group,
         sensitive,
         encoding: p.encoding,
     }))
@@ -146,14 +156,45 @@ pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceE
 struct Steps {
     /// The new content, when it differs.
     rewrite: Option<Rewrite>,
-    /// The declared mode, when only the mode differs.
-    chmod: Option<(PathBuf, u32)>,
+    /// The file on disk.
+    path: PathBuf,
+    /// The declared mode, when it differs.
+    chmod: Option<u32>,
     /// The mode the file had, put back after a chown clears set-id bits.
     old_mode: Option<u32>,
+    /// The owner and group the file gets (declared, else kept): `None`
+    /// for a new file with neither declared.
+    ids: Option<(u32, u32)>,
+    /// True when only the owner or group of the file differ.
+    chown: bool,
 }
 
+/// uid and gid of a declared owner and group (`None` where not declared).
+type Wanted = (Option<u32>, Option<u32>);
+
 impl Properties {
+    /// The declared owner and group, resolved; one that does not exist
+    /// fails here, at check, before anything is written.
+    fn wanted_ids(&self, cx: &Context) -> Result<Wanted, ResourceError> {
+        let missing = |what: &str, name: &str| {
+            ResourceError::Failed(format!(
+                "{}: no such {what}: {name} (create it first: it must exist before the file)",
+                self.id
+            ))
+        };
+        let uid = match &self.owner {
+            Some(o) => Some(accounts::resolve_user(cx, o)?.ok_or_else(|| missing("user", o))?),
+            None => None,
+        };
+        let gid = match &self.group {
+            Some(g) => Some(accounts::resolve_group(cx, g)?.ok_or_else(|| missing("group", g))?),
+            None => None,
+        };
+        Ok((uid, gid))
+    }
+
     fn plan(&self, cx: &Context) -> Result<(Vec<Change>, Steps), ResourceError> {
+        let (want_uid, want_gid) = self.wanted_ids(cx)?;
         let file = Current::read(cx, &self.path)?;
         // Read as the application reads it (see `encoding`): ISO-8859-1
         // when declared so, or when the file is not UTF-8.
@@ -177,15 +218,40 @@ impl Properties {
                 changes.push(Change::new(key, Some(current.to_string()), None));
             }
         }
-        let old_mode = match &file.old {
-            Some(_) => Some(
-                std::fs::metadata(&file.path)
-                    .map_err(|e| ResourceError::io(&file.path, e))?
-                    .mode()
-                    & 0o7777,
-            ),
+        let meta = match &file.old {
+            Some(_) => {
+                Some(std::fs::metadata(&file.path).map_err(|e| ResourceError::io(&file.path, e))?)
+            }
             None => None,
         };
+        let old_mode = meta.as_ref().map(|m| m.mode() & 0o7777);
+        let ids = match &meta {
+            Some(m) => Some((want_uid.unwrap_or(m.uid()), want_gid.unwrap_or(m.gid()))),
+            None if want_uid.is_some() || want_gid.is_some() => Some((
+                want_uid.unwrap_or_else(|| nix::unistd::geteuid().as_raw()),
+                want_gid.unwrap_or_else(|| nix::unistd::getegid().as_raw()),
+            )),
+            None => None,
+        };
+        let mut chown = false;
+        if let Some(m) = &meta {
+            if want_uid.is_some_and(|u| u != m.uid()) {
+                chown = true;
+                changes.push(Change::new(
+                    "owner",
+                    Some(accounts::user_label(m.uid())),
+                    self.owner.clone(),
+                ));
+            }
+            if want_gid.is_some_and(|g| g != m.gid()) {
+                chown = true;
+                changes.push(Change::new(
+                    "group",
+                    Some(accounts::group_label(m.gid())),
+                    self.group.clone(),
+                ));
+            }
+        }
         let path = file.path.clone();
         // Only removals on a missing file: nothing to write, no file to create.
         let rewrite = if file.missing() && self.set.is_empty() {
@@ -205,13 +271,16 @@ impl Properties {
                     Some(format!("{have:04o}")),
                     Some(format!("{want:04o}")),
                 ));
-                chmod = Some((path, want));
+                chmod = Some(want);
             }
         }
         let steps = Steps {
+            path,
             rewrite,
             chmod,
             old_mode,
+            ids,
+            chown,
         };
         Ok((changes, steps))
     }
@@ -233,43 +302,49 @@ impl Resource for Properties {
     fn apply(&self, cx: &Context, plan: Plan) -> Result<(), ResourceError> {
         let steps: Steps = plan.steps(&self.id)?;
         let Some(rewrite) = &steps.rewrite else {
-            if let Some((path, mode)) = &steps.chmod {
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))
-                    .map_err(|e| ResourceError::io(path, e))?;
+            // Only attributes: ownership first (chown clears set-id bits),
+            // then the mode.
+            let path = &steps.path;
+            let io = |e| ResourceError::io(path, e);
+            if let (true, Some((uid, gid))) = (steps.chown, steps.ids) {
+                std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(io)?;
+            }
+            if let Some(m) = steps.chmod.or(steps.old_mode.filter(|_| steps.chown)) {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(m)).map_err(io)?;
             }
             return Ok(());
         };
-        let path = &rewrite.path;
-        let owner = match rewrite.creates() {
-            false => std::fs::metadata(path).ok().map(|m| (m.uid(), m.gid())),
-            true => None,
-        };
         let mode = match (self.mode, rewrite.creates()) {
             (Some(m), _) => Some(m),
-            (None, false) => None, // keep the file's mode
+            (None, false) => steps.old_mode, // keep the file's mode
             (None, true) if self.sensitive.is_empty() => Some(0o644),
             (None, true) => Some(0o600),
         };
-        rewrite.write(cx, &self.id, "", mode)?;
-        // The application user owns its config; replacing must not hand
-        // it to root (a 0600 root file would lock the application out).
-        if let Some((uid, gid)) = owner.filter(|_| nix::unistd::geteuid().is_root()) {
-            let meta = std::fs::metadata(path).map_err(|e| ResourceError::io(path, e))?;
-            if (meta.uid(), meta.gid()) != (uid, gid) {
-                std::os::unix::fs::chown(path, Some(uid), Some(gid))
-                    .map_err(|e| ResourceError::io(path, e))?;
-                if let Some(m) = mode.or(steps.old_mode) {
-                    // chown clears set-id bits; put the mode back.
-                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(m))
-                        .map_err(|e| ResourceError::io(path, e))?;
-                }
-            }
-        }
-        Ok(())
+        // The application user owns its config: the new file is its own
+        // (declared, else the old file's owner) before it is renamed in —
+        // a root-owned 0600 file would lock the application out. Only root
+        // can give files away; anyone else writes as themselves.
+        let owner = steps.ids.filter(|&(uid, gid)| {
+            nix::unistd::geteuid().is_root()
+                || (uid, gid)
+                    != (
+                        nix::unistd::geteuid().as_raw(),
+                        nix::unistd::getegid().as_raw(),
+                    )
+                    && (self.owner.is_some() || self.group.is_some())
+        });
+        rewrite.write_owned(cx, &self.id, "", mode, owner)
     }
 
     fn autorequires(&self) -> Vec<ResourceId> {
-        edited::autorequires(&self.path)
+        let mut ids = edited::autorequires(&self.path);
+        if let Some(owner) = &self.owner {
+            ids.push(ResourceId::new("user", owner));
+        }
+        if let Some(group) = &self.group {
+            ids.push(ResourceId::new("group", group));
+        }
+        ids
     }
 
     fn paths(&self) -> Vec<String> {
@@ -278,253 +353,4 @@ impl Resource for Properties {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-    use std::path::Path;
-
-    fn decl(path: &str, attrs: serde_json::Value, sensitive: &[&str]) -> Decl {
-        Decl {
-            id: ResourceId::new("properties", path),
-            attrs: attrs.as_object().unwrap().clone(),
-            sensitive: sensitive.iter().map(|s| s.to_string()).collect(),
-            location: Default::default(),
-        }
-    }
-
-    fn sandbox() -> (tempfile::TempDir, Context) {
-        crate::testing::sandbox(&["stash/shared"])
-    }
-
-    fn mode_of(p: &Path) -> u32 {
-        std::fs::metadata(p).unwrap().mode() & 0o777
-    }
-
-    #[test]
-    fn apply_is_idempotent_and_reports_per_key() {
-        let (_dir, cx) = sandbox();
-        let path = cx.root.join("stash/shared/stash-config.properties");
-        let unmanaged = "#>>> Stash config\n#Mon Jan 01 00:00:00 UTC 2024\nsetup.displayName=Stash \\\n  Bench\r\n\njdbc.driver=org.postgresql.Driver\n";
-        std::fs::write(
-            &path,
-            format!("{unmanaged}jdbc.url=jdbc\\:postgresql\\://old\\:5432/stash\n"),
-        )
-        .unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
-        let attrs = json!({"values": {"jdbc.url": "jdbc:postgresql://192.0.2.1:5432/stash?a=1&b=2", "plugin.port": 7990, "ok": true}});
-        let r = build(
-            &decl("/stash/shared/stash-config.properties", attrs, &[]),
-            &TypeEnv::default(),
-        )
-        .unwrap();
-        let plan = r.check(&cx).unwrap();
-        let changes = plan.changes().to_vec();
-        let lines: Vec<String> = changes.iter().map(Change::line).collect();
-        assert!(lines.contains(&"jdbc.url changed 'jdbc:postgresql://old:5432/stash' to 'jdbc:postgresql://192.0.2.1:5432/stash?a=1&b=2'".into()), "{lines:?}");
-        assert!(
-            lines.contains(&"plugin.port changed absent to '7990'".into()),
-            "{lines:?}"
-        );
-        assert_eq!(changes.len(), 4, "three keys and the content");
-        r.apply(&cx, plan).unwrap();
-        assert!(
-            r.check(&cx).unwrap().is_empty(),
-            "second check finds nothing"
-        );
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text, format!("{unmanaged}jdbc.url=jdbc:postgresql://192.0.2.1:5432/stash?a=1&b=2\nok=true\nplugin.port=7990\n"));
-        assert_eq!(mode_of(&path), 0o640, "existing mode kept");
-
-        let moded = build(
-            &decl(
-                "/stash/shared/stash-config.properties",
-                json!({"mode": "0600"}),
-                &[],
-            ),
-            &TypeEnv::default(),
-        )
-        .unwrap();
-        assert_eq!(
-            moded.check(&cx).unwrap().changes()[0].line(),
-            "mode changed '0640' to '0600'"
-        );
-        moded.apply(&cx, moded.check(&cx).unwrap()).unwrap();
-        assert_eq!(mode_of(&path), 0o600);
-        assert!(moded.check(&cx).unwrap().is_empty());
-    }
-
-    #[test]
-    fn the_encoding_says_how_a_raw_non_ascii_line_reads() {
-        let (_dir, cx) = sandbox();
-        let path = cx.root.join("stash/shared/app.properties");
-        std::fs::write(&path, "greeting=gr\u{fc}n\n").unwrap(); // raw UTF-8
-        let with = |enc: Option<&str>| {
-            let mut attrs = json!({"values": {"greeting": "gr\u{fc}n"}});
-            if let Some(e) = enc {
-                attrs["encoding"] = json!(e);
-            }
-            build(
-                &decl("/stash/shared/app.properties", attrs, &[]),
-                &TypeEnv::default(),
-            )
-            .unwrap()
-        };
-        // A UTF-8 reader (Stash) sees it in sync.
-        assert!(with(None).check(&cx).unwrap().is_empty());
-        assert!(with(Some("utf-8")).check(&cx).unwrap().is_empty());
-        // Java's Properties.load(InputStream) reads ISO-8859-1: not in sync,
-        // and the rewrite is ASCII both read alike.
-        let latin = with(Some("iso-8859-1"));
-        let plan = latin.check(&cx).unwrap();
-        assert_eq!(
-            plan.changes()[0].line(),
-            "greeting changed 'gr\u{c3}\u{bc}n' to 'gr\u{fc}n'"
-        );
-        latin.apply(&cx, plan).unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"greeting=gr\\u00FCn\n");
-        assert!(latin.check(&cx).unwrap().is_empty());
-        assert!(with(None).check(&cx).unwrap().is_empty());
-        assert!(build(
-            &decl("/x.properties", json!({"encoding": "ebcdic"}), &[]),
-            &TypeEnv::default()
-        )
-        .is_err());
-    }
-
-    #[test]
-    fn sensitive_values_are_redacted_and_new_files_private() {
-        let (_dir, cx) = sandbox();
-        let attrs = json!({"values": {"jdbc.password": "s3cr3t-prop-test", "jdbc.user": "stash"}});
-        let r = build(
-            &decl(
-                "/stash/shared/new.properties",
-                attrs,
-                &["values.jdbc.password"],
-            ),
-            &TypeEnv::default(),
-        )
-        .unwrap();
-        let plan = r.check(&cx).unwrap();
-        let changes = plan.changes().to_vec();
-        let pw = changes
-            .iter()
-            .find(|c| c.property == "jdbc.password")
-            .unwrap();
-        assert!(
-            pw.sensitive && !pw.line().contains("s3cr3t"),
-            "{}",
-            pw.line()
-        );
-        let user = changes.iter().find(|c| c.property == "jdbc.user").unwrap();
-        assert!(!user.sensitive);
-        let content = changes.iter().find(|c| c.property == "content").unwrap();
-        assert!(content.printable_diff().is_none(), "a new file has no diff");
-        r.apply(&cx, plan).unwrap();
-        let path = cx.root.join("stash/shared/new.properties");
-        assert_eq!(mode_of(&path), 0o600);
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
-            "jdbc.password=s3cr3t-prop-test\njdbc.user=stash\n"
-        );
-        assert!(r.check(&cx).unwrap().is_empty());
-
-        let plain = build(
-            &decl(
-                "/stash/shared/plain.properties",
-                json!({"values": {"a": "1"}}),
-                &[],
-            ),
-            &TypeEnv::default(),
-        )
-        .unwrap();
-        plain.apply(&cx, plain.check(&cx).unwrap()).unwrap();
-        assert_eq!(
-            mode_of(&cx.root.join("stash/shared/plain.properties")),
-            0o644
-        );
-        let nodir = build(
-            &decl("/nodir/x.properties", json!({"values": {"a": "1"}}), &[]),
-            &TypeEnv::default(),
-        )
-        .unwrap();
-        assert!(nodir
-            .apply(&cx, nodir.check(&cx).unwrap())
-            .unwrap_err()
-            .to_string()
-            .contains("does not exist"));
-    }
-
-    #[test]
-    fn remove_and_latin1_files_keep_other_bytes() {
-        let (_dir, cx) = sandbox();
-        let path = cx.root.join("stash/shared/l1.properties");
-        let mut old = b"# caf\xe9\nname=caf\xe9\ngone=1\n".to_vec();
-        std::fs::write(&path, &old).unwrap();
-        let r = build(
-            &decl(
-                "/stash/shared/l1.properties",
-                json!({"remove": ["gone"], "values": {"x": "é"}}),
-                &[],
-            ),
-            &TypeEnv::default(),
-        )
-        .unwrap();
-        r.apply(&cx, r.check(&cx).unwrap()).unwrap();
-        assert!(r.check(&cx).unwrap().is_empty());
-        old.truncate(old.len() - "gone=1\n".len());
-        old.extend_from_slice(b"x=\\u00E9\n");
-        assert_eq!(std::fs::read(&path).unwrap(), old);
-        let only_remove = json!({"remove": ["gone"]});
-        let r = build(
-            &decl("/stash/shared/none.properties", only_remove, &[]),
-            &TypeEnv::default(),
-        )
-        .unwrap();
-        assert!(
-            r.check(&cx).unwrap().is_empty(),
-            "removing from a missing file is in sync"
-        );
-        let both = json!({"remove": ["a"], "values": {"a": "1"}});
-        assert!(build(&decl("/x", both, &[]), &TypeEnv::default()).is_err());
-        assert!(build(
-            &decl("/x", json!({"ensure": "absent"}), &[]),
-            &TypeEnv::default()
-        )
-        .is_err());
-        assert!(build(
-            &decl("/x", json!({"values": {"a": [1]}}), &[]),
-            &TypeEnv::default()
-        )
-        .is_err());
-    }
-
-    #[test]
-    fn replacing_keeps_the_owner() {
-        if !nix::unistd::geteuid().is_root() {
-            return; // only root can give a file away
-        }
-        let (_dir, cx) = sandbox();
-        let path = cx.root.join("stash/shared/owned.properties");
-        std::fs::write(&path, "a=1\n").unwrap();
-        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
-        let r = build(
-            &decl(
-                "/stash/shared/owned.properties",
-                json!({"values": {"a": "2"}}),
-                &[],
-            ),
-            &TypeEnv::default(),
-        )
-        .unwrap();
-        r.apply(&cx, r.check(&cx).unwrap()).unwrap();
-        let meta = std::fs::metadata(&path).unwrap();
-        assert_eq!(
-            (
-                meta.uid(),
-                meta.gid(),
-                std::fs::read_to_string(&path).unwrap().as_str()
-            ),
-            (65534, 65534, "a=2\n")
-        );
-    }
-}
+mod tests;

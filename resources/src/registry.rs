@@ -27,6 +27,11 @@ pub const TYPES: &[(&str, Constructor, TitleRule)] = &[
     ("group", crate::group::build, TitleRule::Name),
     ("host", crate::host::build, TitleRule::CaseBlind),
     ("package", crate::package::build, TitleRule::Name),
+    (
+        "patroni_config",
+        crate::patroni_config::build,
+        TitleRule::Name,
+    ),
     ("pg_backup", crate::pg_backup::build, TitleRule::Name),
     ("pg_cluster", crate::pg_cluster::build, TitleRule::Path),
     ("pg_conf", crate::pg_conf::build, TitleRule::Name),

@@ -42,7 +42,9 @@ struct Params {
     /// value is the shell line that restarts it (default: stop, then start).
     restart: Option<String>,
     /// `systemd`, `pg_ctl` or `command`. Default: systemd when the host runs
-    /// systemd, else command.
+    /// systemd, else command. Without it, `start`/`stop`/`status`/`reload`/
+    /// a restart line may be given for hosts without systemd: where PID 1
+    /// is systemd the unit named by the title runs the service instead.
     provider: Option<String>,
     /// The package that installs the service: `package[<this>]`, if
     /// declared, is applied first. Default: the title.
@@ -183,9 +185,16 @@ fn build_with(decl: &Decl, systemd: bool) -> Result<Service, ResourceError> {
         ("status", p.status.is_some(), ProviderKind::Command),
         ("reload", p.reload.is_some(), ProviderKind::Command),
     ];
+    // Without an explicit provider, command lines are the fallback for
+    // hosts where PID 1 is not systemd: one declaration runs through the
+    // unit of that name where it is, by its lines elsewhere (as `enable`
+    // only matters to systemd). Named explicitly, a foreign one is an error.
+    let fallback = |owner: ProviderKind| {
+        p.provider.is_none() && kind == ProviderKind::Systemd && owner == ProviderKind::Command
+    };
     if let Some((attr, _, owner)) = foreign
         .iter()
-        .find(|(_, given, owner)| *given && *owner != kind)
+        .find(|(_, given, owner)| *given && *owner != kind && !fallback(*owner))
     {
         return Err(invalid(format!(
             "{attr} only applies to provider {}",
@@ -198,6 +207,10 @@ fn build_with(decl: &Decl, systemd: bool) -> Result<Service, ResourceError> {
         Some(line) if kind == ProviderKind::Command && !line.is_empty() => {
             (RefreshAction::Restart, Some(line.to_string()))
         }
+        // A restart line for hosts without systemd; systemd restarts the unit.
+        Some(line) if fallback(ProviderKind::Command) && !line.is_empty() => {
+            (RefreshAction::Restart, None)
+        }
         Some(other) => {
             return Err(invalid(format!(
                 "restart '{other}' must be restart or reload"
@@ -207,6 +220,9 @@ fn build_with(decl: &Decl, systemd: bool) -> Result<Service, ResourceError> {
     let timeout = Duration::from_secs(p.timeout.unwrap_or(60));
     if timeout.is_zero() {
         return Err(invalid("timeout must be at least 1 second".into()));
+    }
+    if kind == ProviderKind::Systemd && p.start.is_some() {
+        tracing::debug!(resource = %id, "PID 1 is systemd: the unit runs it, its command lines are for other hosts");
     }
     if p.enable.is_some() && kind != ProviderKind::Systemd {
         tracing::debug!(resource = %id, provider = kind_name(kind), "enable is ignored: only systemd manages it");
@@ -492,7 +508,21 @@ pub(crate) mod tests {
             false
         )
         .is_ok());
-        assert!(build_with(&decl("app", json!({"restart": "/bin/app restart"})), true).is_err());
+        // No explicit provider: the command lines are the fallback for
+        // hosts without systemd, the unit of the title runs it elsewhere.
+        let lines =
+            json!({"start": "s", "stop": "t", "status": "u", "restart": "/bin/app restart"});
+        let s = build_with(&decl("app", lines.clone()), true).unwrap();
+        assert_eq!(s.provider.name(), "systemd");
+        assert_eq!(s.on_refresh, RefreshAction::Restart);
+        let s = build_with(&decl("app", lines), false).unwrap();
+        assert_eq!(s.provider.name(), "command");
+        // Named explicitly, a foreign attribute is still a mistake.
+        assert!(build_with(
+            &decl("app", json!({"provider": "systemd", "start": "s"})),
+            true
+        )
+        .is_err());
         assert!(build_with(&decl("app", with(json!({"timeout": 0}))), false).is_err());
         assert!(build_with(&decl("-x", json!({})), true).is_err());
         assert!(build_with(&decl("app", json!({"bogus": 1})), true).is_err());

@@ -24,7 +24,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs;
 use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
@@ -303,6 +303,20 @@ pub fn replace_file(
     content: &[u8],
     mode: Option<u32>,
 ) -> Result<(), ResourceError> {
+    replace_file_owned(cx, path, content, mode, None)
+}
+
+/// [`replace_file`] with the new file owned by `owner` (uid, gid) before
+/// it takes the place of the old one: the temp file is chowned, never the
+/// live file after the rename (a kill in between would leave the content
+/// under the wrong owner).
+pub fn replace_file_owned(
+    cx: &Context,
+    path: &Path,
+    content: &[u8],
+    mode: Option<u32>,
+    owner: Option<(u32, u32)>,
+) -> Result<(), ResourceError> {
     let stager = cx.stager();
     // Staged content is this run's own intermediate state: the content on
     // disk was saved when the run first replaced it.
@@ -316,7 +330,20 @@ pub fn replace_file(
     if let Some(dir) = path.parent() {
         stager.clean_stale_temps(dir);
     }
-    stager.write_atomic(path, content, mode)
+    let Some((uid, gid)) = owner else {
+        return stager.write_atomic(path, content, mode);
+    };
+    if !stager.is_staging() {
+        let mode = mode.unwrap_or_else(|| atomic::kept_mode(path));
+        return atomic::write_atomic_owned(path, content, Some(mode), Some((uid, gid)));
+    }
+    // Staged: the temp waits for the commit's rename; own it now.
+    let mode = mode.unwrap_or_else(|| atomic::kept_mode(&stager.current_path(path)));
+    stager.write_atomic(path, content, Some(mode))?;
+    let tmp = stager.current_path(path);
+    std::os::unix::fs::chown(&tmp, Some(uid), Some(gid))
+        .and_then(|()| fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)))
+        .map_err(|e| ResourceError::io(path, e))
 }
 
 /// Name of the spare beside the temp of a target staged more than once:

@@ -29,6 +29,18 @@ pub struct FactsArgs {
     /// always resolve.
     #[arg(long)]
     pub show_legacy: bool,
+    /// Print how long each source of facts took (on stderr, so the facts
+    /// on stdout stay parseable).
+    #[arg(short, long)]
+    pub timing: bool,
+    /// Exit 1 when an external fact fails (bad YAML or JSON, a script that
+    /// exits non-zero or times out), as Facter's --strict; without it the
+    /// failure is logged as an error and its facts are missing.
+    #[arg(long)]
+    pub strict: bool,
+    /// Read no external facts (facts.d) at all.
+    #[arg(long)]
+    pub no_external_facts: bool,
 }
 
 pub fn run(settings: &Settings, args: FactsArgs) -> Result<u8> {
@@ -37,11 +49,48 @@ pub fn run(settings: &Settings, args: FactsArgs) -> Result<u8> {
         json,
         yaml,
         show_legacy,
+        timing,
+        strict,
+        no_external_facts,
     } = args;
     let names = &names[..];
     // Named facts: only their sources are read (`agent facts os.family`
     // does not look for postmasters).
-    let facts = Arc::new(facts::Facts::new(settings.fact_opts.clone()));
+    let mut opts = settings.fact_opts.clone();
+    opts.external = !no_external_facts;
+    let facts = Arc::new(facts::Facts::new(opts));
+    let code = print_facts(settings, &facts, names, json, yaml, show_legacy)?;
+    if timing {
+        for (source, took) in facts.timings() {
+            report::warn(&format!(
+                "facts from {source}: took {:.3} ms",
+                took.as_secs_f64() * 1000.0
+            ));
+        }
+    }
+    let failed = facts.external_errors();
+    if strict && !failed.is_empty() {
+        report::print_errors(
+            "agent",
+            &[format!(
+                "{} external facts file(s) failed to load (--strict; see the errors above)",
+                failed.len()
+            )],
+        );
+        return Ok(1);
+    }
+    Ok(code)
+}
+
+/// Prints what was asked; 1 when a named fact has no value.
+fn print_facts(
+    settings: &Settings,
+    facts: &Arc<facts::Facts>,
+    names: &[String],
+    json: bool,
+    yaml: bool,
+    show_legacy: bool,
+) -> Result<u8> {
     let mut demand = facts::Demand::none();
     for n in names {
         demand.add(n.split('.').next().unwrap_or(n));
@@ -56,9 +105,9 @@ pub fn run(settings: &Settings, args: FactsArgs) -> Result<u8> {
             .iter()
             .any(|n| dbmaster::FACT_NAMES.contains(&n.split('.').next().unwrap_or(n)));
     let cluster = if wants_cluster && settings.hiera_config.exists() {
-        let node = settings.node_name(&facts)?;
+        let node = settings.node_name(facts)?;
         let roles = settings.roles(&node)?;
-        Some(settings.cluster_facts(&facts, &node, &roles, settings.hiera()?))
+        Some(settings.cluster_facts(facts, &node, &roles, settings.hiera()?))
     } else {
         None
     };

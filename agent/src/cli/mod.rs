@@ -6,11 +6,16 @@
 
 mod apply;
 pub mod backup;
+mod cluster;
+mod completions;
 mod demo;
+mod describe;
 mod facts;
 mod graph;
 mod install_timer;
+mod logging;
 mod lookup;
+mod resource;
 mod run;
 mod stash_standin;
 mod validate;
@@ -25,10 +30,21 @@ use clap::{Args, Parser, Subcommand};
 use crate::engine::report;
 use crate::settings::{self, Settings};
 
+/// `agent --version`: the package version, the git commit and the build
+/// date (stamped by build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("AGENT_GIT_COMMIT"),
+    ", built ",
+    env!("AGENT_BUILD_DATE"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "agent",
-    version,
+    version = VERSION,
     about = "Masterless configuration agent for HA PostgreSQL"
 )]
 pub struct Cli {
@@ -53,9 +69,10 @@ pub struct Global {
     /// hiera.yaml (default ./hiera/hiera.yaml, then /etc/agent/hiera.yaml).
     #[arg(long, global = true, value_name = "FILE")]
     pub hiera_config: Option<PathBuf>,
-    /// External facts dir.
+    /// External facts dir (facts.d; `--external-dir` as Facter spells it).
     #[arg(
         long,
+        visible_alias = "external-dir",
         global = true,
         value_name = "DIR",
         default_value = "/etc/agent/facts.d"
@@ -67,47 +84,28 @@ pub struct Global {
     /// More logging (-v info, -vv debug, -vvv trace); AGENT_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Where logs go: console (stderr), syslog, json (JSON lines on
+    /// stderr) or a file path (JSON lines when it ends in .json).
+    #[arg(long, global = true, value_name = "DEST", default_value = "console")]
+    pub logdest: logging::LogDest,
+    /// Colour in logs and in the report's lines: auto (on a terminal
+    /// only), always, never.
+    #[arg(long, global = true, value_enum, default_value_t = logging::Color::Auto)]
+    pub color: logging::Color,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Compile the node's catalog and converge the system to it.
-    Apply {
-        /// Report what would change; change nothing anywhere.
-        #[arg(long)]
-        noop: bool,
-        /// Exit 0 no change, 2 changes, 4 failures, 6 both.
-        #[arg(long)]
-        detailed_exitcodes: bool,
-        /// How long to wait for another run's lock (`5`, `500ms`, `1m`).
-        #[arg(long, default_value = "5", value_parser = settings::parse_duration)]
-        lock_wait: std::time::Duration,
-        /// Print nothing when nothing changed and nothing failed (cron).
-        #[arg(long)]
-        quiet: bool,
-        /// Manage only resources with one of these tags (comma-separated;
-        /// a resource's tags: its `tags:`, its type, its manifest's name),
-        /// and what they require.
-        #[arg(long, value_delimiter = ',')]
-        tags: Vec<String>,
-        /// Leave resources with one of these tags alone.
-        #[arg(long = "skip_tags", alias = "skip-tags", value_delimiter = ',')]
-        skip_tags: Vec<String>,
-    },
+    Apply(apply::ApplyArgs),
     /// Print facts (all, or the named dotted ones).
     Facts(facts::FactsArgs),
-    /// Look a key up in Hiera as the node would.
-    Lookup {
-        key: String,
-        /// Show every hierarchy level searched.
-        #[arg(long)]
-        explain: bool,
-        #[arg(long, value_parser = ["first", "unique", "hash", "deep"])]
-        merge: Option<String>,
-        /// Print Sensitive values in clear.
-        #[arg(long)]
-        show_sensitive: bool,
-    },
+    /// Look keys up in Hiera as the node would (the first found, as `puppet lookup`).
+    Lookup(lookup::LookupArgs),
+    /// Print the current state of resources as manifest YAML (`puppet resource`).
+    Resource(resource::ResourceArgs),
+    /// The resource types and their attributes (`puppet describe`).
+    Describe(describe::DescribeArgs),
     /// Compile without applying; non-zero exit on any error.
     Validate,
     /// Print the catalog's dependency graph in Graphviz dot.
@@ -117,12 +115,19 @@ pub enum Command {
     Backup(crate::cli::backup::BackupCommand),
     /// Drift correction: apply on a cron schedule until stopped.
     Run(run::RunArgs),
+    /// The clusters as plusmoin shows them: `agent cluster status [--json] [--fresh]`.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Re-evaluate watched facts (db_master) and apply as soon as one changes.
     Watch(watch::WatchArgs),
     /// A throw-away two-node cluster on loopback, failed over, with timings.
     Demo(demo::DemoArgs),
     /// Install drift correction: a systemd timer, or a cron.d entry without systemd.
     InstallTimer(install_timer::InstallTimerArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (or write one per subcommand with --dir).
+    Man(completions::ManArgs),
     /// The stand-in Stash (tests and the demo): heartbeats through jdbc.url.
     #[command(hide = true)]
     StashStandin(stash_standin::StandinArgs),
@@ -139,7 +144,16 @@ pub fn main() -> ExitCode {
             return ExitCode::from(u8::from(e.use_stderr()));
         }
     };
-    init_logging(cli.global.verbose);
+    let implied = match &cli.command {
+        Command::Apply(a) => a.verbosity(),
+        _ => 0,
+    };
+    let verbose = cli.global.verbose.max(implied);
+    logging::init_report(cli.global.color);
+    if let Err(e) = logging::init(verbose, &cli.global.logdest, cli.global.color) {
+        report::print_errors("agent", &[format!("{e:#}")]);
+        return ExitCode::from(1);
+    }
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -160,92 +174,21 @@ fn run(cli: Cli) -> Result<u8> {
         node: g.node,
     })?;
     match cli.command {
-        Command::Apply {
-            noop,
-            detailed_exitcodes,
-            lock_wait,
-            quiet,
-            tags,
-            skip_tags,
-        } => apply::run(
-            &settings,
-            crate::engine::RunOptions {
-                noop,
-                lock_wait,
-                quiet,
-                tags,
-                skip_tags,
-            },
-            detailed_exitcodes,
-        ),
+        Command::Apply(args) => apply::run(settings, args),
         Command::Facts(args) => facts::run(&settings, args),
-        Command::Lookup {
-            key,
-            explain,
-            merge,
-            show_sensitive,
-        } => lookup::run(&settings, &key, explain, merge.as_deref(), show_sensitive),
+        Command::Lookup(args) => lookup::run(&settings, args),
+        Command::Resource(args) => resource::run(&settings, args),
+        Command::Describe(args) => describe::run(args),
         Command::Validate => validate::run(&settings),
         Command::Graph => graph::run(&settings),
         Command::Backup(cmd) => backup::run(&settings, cmd),
         Command::Run(args) => run::run(&settings, args),
+        Command::Cluster(cmd) => cluster::run(&settings, cmd),
         Command::Watch(args) => watch::run(&settings, args),
         Command::Demo(args) => demo::run(&settings, args),
         Command::InstallTimer(args) => install_timer::run(&settings, args),
+        Command::Completions(args) => completions::completions(args),
+        Command::Man(args) => completions::man(args),
         Command::StashStandin(args) => stash_standin::run(&settings, args),
-    }
-}
-
-/// tracing to stderr, through the redactor.
-fn init_logging(verbose: u8) {
-    use tracing_subscriber::filter::{LevelFilter, Targets};
-    use tracing_subscriber::prelude::*;
-    use tracing_subscriber::EnvFilter;
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(|| RedactingWriter(std::io::stderr()))
-        .with_target(false)
-        // Colour only on a terminal: a log piped into a file or a pager
-        // carries no escape codes.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    // AGENT_LOG directives need EnvFilter, whose parser compiles regexes
-    // (a third of a millisecond); without them a plain per-crate level
-    // does. As before, AGENT_LOG that does not parse falls back to -v.
-    let directives = std::env::var("AGENT_LOG")
-        .ok()
-        .and_then(|d| EnvFilter::try_new(d).ok());
-    let registry = tracing_subscriber::registry().with(fmt);
-    let _ = match directives {
-        Some(filter) => registry.with(filter).try_init(),
-        None => {
-            let level = match verbose {
-                0 => LevelFilter::WARN,
-                1 => LevelFilter::INFO,
-                2 => LevelFilter::DEBUG,
-                _ => LevelFilter::TRACE,
-            };
-            // -v levels are the agent's own: libraries stay at warnings
-            // (handlebars alone logs a debug line per rendered expression).
-            let targets = Targets::new()
-                .with_target("agent", level)
-                .with_target("resources", level)
-                .with_default(LevelFilter::WARN);
-            registry.with(targets).try_init()
-        }
-    };
-}
-
-/// A writer that redacts secrets from each log write.
-struct RedactingWriter<W: std::io::Write>(W);
-
-impl<W: std::io::Write> std::io::Write for RedactingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let text = String::from_utf8_lossy(buf);
-        self.0
-            .write_all(resources::redact::redact(&text).as_bytes())?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
     }
 }

@@ -31,6 +31,12 @@ pub struct WatchArgs {
     /// How often the heartbeat hook runs.
     #[arg(long, value_parser = settings::parse_duration, default_value = "10s")]
     pub heartbeat: Duration,
+    /// A change within this long of the one before is applied only once the
+    /// facts held still this long (a flapping primary restarts the
+    /// application at most twice; a failover after a quiet spell is
+    /// followed at once).
+    #[arg(long, value_parser = settings::parse_duration, default_value = "10s")]
+    pub flap_hold: Duration,
     /// Stop after this long (tests and demos).
     #[arg(long, value_parser = settings::parse_duration)]
     pub max_time: Option<Duration>,
@@ -50,6 +56,7 @@ pub fn run(settings: &Settings, args: WatchArgs) -> Result<u8> {
                 timeout: args.hook_timeout,
             },
             heartbeat: args.heartbeat,
+            flap_hold: args.flap_hold,
             max_time: args.max_time,
         },
     )

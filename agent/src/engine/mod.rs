@@ -11,10 +11,12 @@ pub mod apply;
 pub mod catalog;
 pub mod compile;
 pub mod compile_error;
+pub mod data_type;
 pub mod facts;
 pub mod hiera;
 pub mod lint;
 pub mod manifest;
+pub mod metrics;
 pub mod render;
 pub mod report;
 pub mod state;
@@ -39,6 +41,8 @@ pub struct Node {
     /// The cluster facts, if the compile asked for them: what they found
     /// is persisted by [`apply`], under the lock.
     pub cluster: Arc<ClusterSource>,
+    /// The facts the compile read (no more are collected after it).
+    pub facts: Arc<facts::Facts>,
 }
 
 /// facts → Hiera → compile, in one pass: the manifests are read once, a
@@ -70,6 +74,7 @@ pub fn compile(settings: &Settings) -> Result<Node> {
         name: node,
         compiled,
         cluster,
+        facts,
     })
 }
 
@@ -77,6 +82,15 @@ pub fn compile(settings: &Settings) -> Result<Node> {
 pub struct ApplyResult {
     pub node: String,
     pub summary: Summary,
+    /// The run summary in Puppet's schema (`last_run_summary.yaml`): what
+    /// `--summarize` prints and `--metrics-file` exports.
+    pub run_summary: serde_json::Value,
+    /// Each resource evaluated, in order: its id (redacted), status and
+    /// seconds (`--evaltrace`).
+    pub evaluated: Vec<(String, apply::Status, f64)>,
+    /// The cluster facts (`db_master`, `db_master_stale`, `db_split_brain`)
+    /// when the compile asked for them; never probed for the result's sake.
+    pub cluster_facts: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApplyResult {
@@ -185,7 +199,8 @@ pub fn apply(
     };
     // Monitoring reads every run, noop ones too (as Puppet records them);
     // a noop on a node the agent never ran on leaves no trace at all.
-    let run_summary = crate::yaml::to_string(&report::run_summary(&report));
+    let run_summary_value = report::run_summary(&report);
+    let run_summary = crate::yaml::to_string(&run_summary_value);
     let write_summary = |w: &mut dyn std::io::Write| w.write_all(run_summary.as_bytes());
     if let Some(lock) = &lock {
         settings
@@ -215,8 +230,25 @@ pub fn apply(
     if !(quiet && summary.exit_code(true) == 0) {
         report::print_summary(&node.name, &summary, noop);
     }
+    let evaluated = outcomes
+        .iter()
+        .map(|o| {
+            let id = &compiled.catalog.entries[o.entry].id;
+            let id = resources::redact::redact(&id.to_string()).into_owned();
+            (id, o.status, o.duration_ms / 1000.0)
+        })
+        .collect();
+    // Only what is already collected: `none` reads no new source.
+    let collected = node.facts.demand(&facts::Demand::none());
+    let cluster_facts = ["db_master", "db_master_stale", "db_split_brain"]
+        .iter()
+        .filter_map(|n| Some((n.to_string(), collected.get(*n)?.clone())))
+        .collect();
     Ok(ApplyResult {
         node: node.name.clone(),
         summary,
+        run_summary: run_summary_value,
+        evaluated,
+        cluster_facts,
     })
 }

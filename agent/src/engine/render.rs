@@ -93,6 +93,29 @@ impl HelperDef for LookupHelper {
     }
 }
 
+/// `{{json VALUE}}`: the value as one line of JSON, which YAML reads as
+/// well: a Hiera hash or list goes into a YAML or JSON config file whole,
+/// its strings quoted (a plain `on` or `0755` cannot change type there).
+struct JsonHelper;
+
+impl HelperDef for JsonHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let value = h
+            .param(0)
+            .ok_or(RenderErrorReason::ParamNotFoundForIndex("json", 0))?
+            .value();
+        Ok(ScopedJson::Derived(serde_json::Value::String(
+            value.to_string(),
+        )))
+    }
+}
+
 /// Renders strings and template files for one compile.
 pub struct Renderer {
     hb: Handlebars<'static>,
@@ -125,6 +148,7 @@ impl Renderer {
                 sensitive_seen: sensitive_seen.clone(),
             }),
         );
+        hb.register_helper("json", Box::new(JsonHelper));
         Renderer {
             hb,
             strings: HashMap::new(),
@@ -489,6 +513,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn json_puts_a_value_whole_into_a_config_file() {
+        let mut hb = Handlebars::new();
+        hb.register_escape_fn(handlebars::no_escape);
+        hb.register_helper("json", Box::new(JsonHelper));
+        let vars =
+            serde_json::json!({"v": {"p": {"a": "on", "n": [1, true, "0755"]}}, "s": "x\"y"});
+        let out = hb
+            .render_template("dcs: {{json v}}\ns: {{json s}}", &vars)
+            .unwrap();
+        assert_eq!(
+            out,
+            "dcs: {\"p\":{\"a\":\"on\",\"n\":[1,true,\"0755\"]}}\ns: \"x\\\"y\""
+        );
+        assert!(hb.render_template("{{json}}", &vars).is_err());
+    }
+
+    #[test]
     fn deep_nesting_and_partials_are_refused_before_they_recurse() {
         let deep = format!(
             "{}x{}",
@@ -565,6 +606,7 @@ mod tests {
     fn whatever_may_reach_the_whole_facts_object_asks_for_all() {
         for text in [
             "{{facts}}",
+            "{{json facts}}",
             "{{#with facts}}{{os.family}}{{/with}}",
             "{{#each facts}}{{@key}}{{/each}}",
             "{{#each this}}{{@key}}{{/each}}",

@@ -191,14 +191,57 @@ impl<T: std::fmt::Display> Serialize for RedactedText<T> {
     }
 }
 
+/// Whether stdout / stderr get colours (`--color`: on a terminal by
+/// default, never into a file or a pipe unless asked).
+static COLOUR_OUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static COLOUR_ERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Sets whether stdout and stderr lines are coloured.
+pub fn set_colour(stdout: bool, stderr: bool) {
+    use std::sync::atomic::Ordering::Relaxed;
+    COLOUR_OUT.store(stdout, Relaxed);
+    COLOUR_ERR.store(stderr, Relaxed);
+}
+
+/// `line` in Puppet's colours when `on`: errors red, warnings yellow,
+/// notices cyan, noop notices magenta, a diff's added lines green and
+/// removed lines red.
+fn paint(line: &str, on: bool) -> std::borrow::Cow<'_, str> {
+    if !on {
+        return line.into();
+    }
+    let code = if line.starts_with("Error") {
+        "31"
+    } else if line.starts_with("Warning") {
+        "33"
+    } else if line.starts_with("Notice (noop)") {
+        "35"
+    } else if line.starts_with("Notice") || line.starts_with("@@") {
+        "36"
+    } else if line.starts_with('+') && !line.starts_with("+++") {
+        "32"
+    } else if line.starts_with('-') && !line.starts_with("---") {
+        "31"
+    } else {
+        return line.into();
+    };
+    format!("\x1b[{code}m{line}\x1b[0m").into()
+}
+
 fn out(line: &str) {
+    let on = COLOUR_OUT.load(std::sync::atomic::Ordering::Relaxed);
     let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "{}", redact::redact(line));
+    for l in redact::redact(line).split('\n') {
+        let _ = writeln!(stdout, "{}", paint(l, on));
+    }
 }
 
 fn err(line: &str) {
+    let on = COLOUR_ERR.load(std::sync::atomic::Ordering::Relaxed);
     let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "{}", redact::redact(line));
+    for l in redact::redact(line).split('\n') {
+        let _ = writeln!(stderr, "{}", paint(l, on));
+    }
 }
 
 /// Prints notices as resources finish (changes, diffs, failures, skips):
@@ -217,8 +260,11 @@ impl Printer {
     }
 
     fn line(&mut self, line: &str) {
-        self.lines.push_str(&redact::redact(line));
-        self.lines.push('\n');
+        let on = COLOUR_OUT.load(std::sync::atomic::Ordering::Relaxed);
+        for l in redact::redact(line).split('\n') {
+            self.lines.push_str(&paint(l, on));
+            self.lines.push('\n');
+        }
     }
 
     fn flush(&mut self) {

@@ -1,10 +1,12 @@
 //! The `db_master` fact: which PostgreSQL node is the primary right now.
 //!
-//! Every node listed in Hiera's `db_cluster::nodes` (`host:port` strings or
-//! `{host, port}` maps) is probed in parallel with `SELECT
-//! pg_is_in_recovery()`, each probe bounded as a whole (connect, auth and
-//! query) by a short timeout, so a node that accepts TCP and never answers
-//! costs one timeout, not a hang. Outcomes:
+//! The clusters come from Hiera (`failover::clusters`: `db_clusters`, and
+//! today's `db_cluster::nodes` as the cluster `db`). The `probe` source
+//! ([`probe_source`]) asks every node of every cluster in parallel, each
+//! probe bounded as a whole (connect, auth and query) by a short timeout,
+//! so a node that accepts TCP and never answers costs one timeout, not a
+//! hang. For the node's cluster (`db_cluster::name`) the rules of
+//! [`decide`]:
 //! - exactly one primary → `db_master: "host:port"` (and a run that applies
 //!   persists it in the state dir as the last known value);
 //! - none reachable, or no primary → the last known value and
@@ -13,7 +15,10 @@
 //!   `db_split_brain: true`, and an error naming them: the application must
 //!   never be pointed at either.
 //!
-//! `db_cluster` holds the details: `{primary, standbys, unreachable, nodes}`.
+//! `db_cluster` holds the details: `{primaries, standbys, unreachable,
+//! nodes}`; `db_clusters.NAME.{master, slaves, lag_seconds, lost,
+//! split_brain}` every cluster as plusmoin sees it (`failover::status`),
+//! `db_clusterless` the nodes that follow no node of their cluster.
 //!
 //! The probe runs only when something names these facts ([`ClusterSource`]
 //! is a late fact source): a catalog that never mentions them pays nothing,
@@ -29,6 +34,9 @@ use crate::engine::compile::NodeScope;
 use crate::engine::facts::{Facts, LateSource};
 use crate::engine::hiera::Hiera;
 use crate::engine::state::StateDir;
+use crate::failover::clusters::{self, ClusterSettings};
+use crate::failover::probe::{NodeProbe, Prober};
+use crate::failover::status::{self, Memory, Status};
 
 /// One node to probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,75 +109,28 @@ pub struct ProbeConfig {
     pub timeout: Duration,
 }
 
-/// Probes every target at once; each result is bounded by `cfg.timeout`.
+/// Probes every target at once; each result is bounded by `cfg.timeout`
+/// (the `probe` source's [`Prober`] over fresh connections).
 pub fn probe_all(targets: &[Target], cfg: &ProbeConfig) -> Vec<Probe> {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            return targets
-                .iter()
-                .map(|_| Probe::Unreachable(format!("no runtime: {e}")))
-                .collect()
-        }
+    let cluster = clusters::ClusterConfig::new("db", targets.to_vec());
+    let answers = match Prober::new(cfg.clone(), "agent_heartbeat") {
+        Ok(mut p) => p.probe(std::slice::from_ref(&cluster)).remove(0),
+        Err(e) => targets
+            .iter()
+            .map(|_| Err(format!("no runtime: {e}")))
+            .collect(),
     };
-    // All probes run concurrently on one thread: a LocalSet lets each probe
-    // spawn its connection task next to it.
-    let local = tokio::task::LocalSet::new();
-    let handles: Vec<_> = targets
-        .iter()
-        .cloned()
-        .map(|t| {
-            let cfg = cfg.clone();
-            local.spawn_local(async move { probe_one(&t, &cfg).await })
-        })
-        .collect();
-    rt.block_on(local.run_until(async {
-        let mut out = Vec::with_capacity(handles.len());
-        for h in handles {
-            out.push(
-                h.await
-                    .unwrap_or_else(|e| Probe::Unreachable(e.to_string())),
-            );
-        }
-        out
-    }))
+    answers.iter().map(Probe::of).collect()
 }
 
-async fn probe_one(t: &Target, cfg: &ProbeConfig) -> Probe {
-    let mut pg = tokio_postgres::Config::new();
-    pg.host(&t.host)
-        .port(t.port)
-        .user(&cfg.user)
-        .dbname(&cfg.dbname)
-        .application_name("agent-db_master-probe")
-        .connect_timeout(cfg.timeout);
-    if let Some(p) = &cfg.password {
-        pg.password(p);
-    }
-    let work = async {
-        let (client, conn) = pg
-            .connect(tokio_postgres::NoTls)
-            .await
-            .map_err(|e| e.to_string())?;
-        let conn_task = tokio::task::spawn_local(async move {
-            let _ = conn.await;
-        });
-        let row = client
-            .query_one("SELECT pg_is_in_recovery()", &[])
-            .await
-            .map_err(|e| e.to_string())?;
-        drop(client);
-        let _ = conn_task.await;
-        Ok::<bool, String>(row.get(0))
-    };
-    match tokio::time::timeout(cfg.timeout, work).await {
-        Ok(Ok(false)) => Probe::Primary,
-        Ok(Ok(true)) => Probe::Standby,
-        Ok(Err(e)) => Probe::Unreachable(resources::redact::redact(&e).into_owned()),
-        Err(_) => Probe::Unreachable(format!("no answer within {:?}", cfg.timeout)),
+impl Probe {
+    /// Primary, standby or unreachable, from a node's answer.
+    pub fn of(p: &NodeProbe) -> Probe {
+        match p {
+            Ok(i) if i.in_recovery => Probe::Standby,
+            Ok(_) => Probe::Primary,
+            Err(why) => Probe::Unreachable(why.clone()),
+        }
     }
 }
 
@@ -298,6 +259,8 @@ pub const FACT_NAMES: &[&str] = &[
     "db_master_stale",
     "db_split_brain",
     "db_cluster",
+    "db_clusters",
+    "db_clusterless",
 ];
 
 impl ClusterSource {
@@ -369,9 +332,12 @@ impl LateSource for ClusterSource {
     }
 }
 
-/// Probes the nodes of Hiera's `db_cluster::nodes` (when the key exists)
-/// and returns `db_master`, `db_master_stale`, `db_split_brain` and
-/// `db_cluster` (none without the key), and the split-brain error, if any.
+/// The cluster facts from the clusters of Hiera (`db_clusters`, and
+/// `db_cluster::nodes` as the cluster `db`), probed now: `db_master`,
+/// `db_master_stale`, `db_split_brain` and `db_cluster` for the node's
+/// cluster (`db_cluster::name`), `db_clusters` (every cluster: master,
+/// slaves, lost with the reason, split brain) and `db_clusterless`; none
+/// without clusters. The split-brain error, if any.
 ///
 /// Probe settings come from Hiera too: `db_cluster::probe_user` (postgres),
 /// `db_cluster::probe_password` (default `pgsql_server::postgres_password`),
@@ -381,51 +347,89 @@ pub fn cluster_facts(
     scope: &dyn crate::engine::hiera::Scope,
     state: &StateDir,
 ) -> anyhow::Result<Outcome> {
-    use crate::engine::hiera::HieraError;
-    let nodes = match hiera.lookup("db_cluster::nodes", scope, None) {
-        Ok(found) => found.value,
-        Err(HieraError::NotFound { .. }) => {
-            return Ok(Outcome {
-                facts: Default::default(),
-                error: None,
-                persist: None,
-            })
-        }
-        Err(e) => return Err(e.into()),
+    // `db_cluster::source`: the probe below, or Patroni's DCS (etcd, REST).
+    let source = super::dcs::source(hiera, scope)?;
+    if let Some(outcome) = super::dcs::cluster_facts(&source, last_known(state).as_ref()) {
+        return Ok(outcome);
+    }
+    let Some(settings) = clusters::load(hiera, scope)? else {
+        return Ok(Outcome {
+            facts: Default::default(),
+            error: None,
+            persist: None,
+        });
     };
-    let targets: Vec<Target> = nodes
-        .as_array()
-        .ok_or_else(|| anyhow::anyhow!("db_cluster::nodes must be a list of 'host:port'"))?
+    let (status, probes) = probe_source(&settings)?;
+    Ok(outcome_of(
+        &settings,
+        &status,
+        &probes,
+        last_known(state).as_ref(),
+    ))
+}
+
+/// The `probe` source: every node of every cluster asked now, in
+/// parallel, over fresh connections; the status and the raw answers.
+pub fn probe_source(settings: &ClusterSettings) -> anyhow::Result<(Status, Vec<Vec<NodeProbe>>)> {
+    let mut prober = Prober::new(settings.probe.clone(), &settings.heartbeat_table)?;
+    let probes = prober.probe(&settings.clusters);
+    let status = status::classify_all(
+        &settings.clusters,
+        &probes,
+        &mut Memory::default(),
+        status::now_epoch(),
+    );
+    Ok((status, probes))
+}
+
+/// The facts of a status: `db_master` & co from the node's cluster (the
+/// rules of [`decide`]), `db_clusters` and `db_clusterless`.
+pub fn outcome_of(
+    settings: &ClusterSettings,
+    status: &Status,
+    probes: &[Vec<NodeProbe>],
+    last: Option<&LastKnown>,
+) -> Outcome {
+    let main = settings
+        .clusters
         .iter()
-        .map(Target::parse)
-        .collect::<Result<_, _>>()
-        .map_err(|e| anyhow::anyhow!("db_cluster::nodes: {e}"))?;
-    let text = |key: &str, default: Option<&str>| -> anyhow::Result<Option<String>> {
-        match hiera.lookup(key, scope, None) {
-            Ok(f) => Ok(Some(match f.value {
-                Value::String(s) => s,
-                other => other.to_string(),
-            })),
-            Err(HieraError::NotFound { .. }) => Ok(default.map(str::to_string)),
-            Err(e) => Err(e.into()),
-        }
-    };
-    let password = match text("db_cluster::probe_password", None)? {
-        Some(p) => Some(p),
-        None => text("pgsql_server::postgres_password", None)?,
-    };
-    let timeout_ms: u64 = text("db_cluster::probe_timeout_ms", Some("1000"))?
-        .unwrap_or_default()
-        .parse()
-        .map_err(|_| anyhow::anyhow!("db_cluster::probe_timeout_ms must be a number"))?;
-    let cfg = ProbeConfig {
-        user: text("db_cluster::probe_user", Some("postgres"))?.unwrap_or_default(),
-        password,
-        dbname: text("db_cluster::probe_database", Some("postgres"))?.unwrap_or_default(),
-        timeout: Duration::from_millis(timeout_ms),
-    };
-    let probes = probe_all(&targets, &cfg);
-    Ok(decide(&targets, &probes, last_known(state).as_ref()))
+        .position(|c| c.name == settings.main)
+        .unwrap_or(0);
+    let legacy: Vec<Probe> = probes[main].iter().map(Probe::of).collect();
+    let mut out = decide(&settings.clusters[main].nodes, &legacy, last);
+    let per_cluster: serde_json::Map<String, Value> = status
+        .clusters
+        .iter()
+        .map(|c| {
+            (
+                c.name.clone(),
+                json!({
+                    "master": c.master.as_ref().map(|m| m.host_port.clone()),
+                    "slaves": c.slaves.iter().map(|s| s.host_port.clone()).collect::<Vec<_>>(),
+                    "lag_seconds": c.slaves.iter()
+                        .map(|s| (s.host_port.clone(), json!(s.lag_seconds)))
+                        .collect::<serde_json::Map<_, _>>(),
+                    "lost": c.lost.iter()
+                        .map(|l| (l.host_port.clone(), json!(l.reason)))
+                        .collect::<serde_json::Map<_, _>>(),
+                    "split_brain": c.split_brain,
+                }),
+            )
+        })
+        .collect();
+    out.facts
+        .insert("db_clusters".into(), Value::Object(per_cluster));
+    out.facts.insert(
+        "db_clusterless".into(),
+        Value::Object(
+            status
+                .clusterless
+                .iter()
+                .map(|l| (l.host_port.clone(), json!(l.reason)))
+                .collect(),
+        ),
+    );
+    out
 }
 
 #[cfg(test)]

@@ -7,6 +7,12 @@
 //! or starts with `T.` (`master_up`, `master_up.sh`, `master_up.10-page`...),
 //! run in name order. Triggers: `agent_up`, `heartbeat`, `master_down`,
 //! `master_up`, `slave_down`, `slave_up`.
+//!
+//! The document is plusmoin's (`cluster_id`, `trigger` — the node the event
+//! is about —, `master`, `slaves`, `lost`, `clusterless`, node entries of
+//! `host`, `port`, `cluster_id`, `is_slave`, `master_name`) with the agent's
+//! fields beside it (`event` — the trigger's name —, `cluster`, `reason`,
+//! `db_master`, `split_brain`...).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -15,30 +21,53 @@ use std::time::Duration;
 
 use resources::runner::{Cmd, Runner};
 use serde::Serialize;
-use serde_json::{json, Value};
 
-/// A node as hooks see it (plusmoin's node entry).
+use crate::failover::status::{ClusterStatus, Lost, Status};
+
+/// A node as hooks see it: plusmoin's node entry (`host`, `port`,
+/// `cluster_id`, `is_slave`, `master_name`) and ours (`host_port`, and the
+/// `reason` of a lost or clusterless node, the lag of a slave).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct NodeEntry {
     pub host: String,
     pub port: u16,
+    pub cluster_id: usize,
     pub is_slave: bool,
-    /// The primary this node follows (the current `db_master`), if known.
+    /// The master of its cluster (`host:port`), if known.
     pub master_name: Option<String>,
+    pub host_port: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_bytes: Option<u64>,
 }
 
-/// One event, sent as JSON on the hook's stdin.
+/// One event, sent as JSON on the hook's stdin: plusmoin's trigger
+/// document (`cluster_id`, `trigger`, `master`, `slaves`, `lost`,
+/// `clusterless`), so a trigger written for plusmoin reads it unchanged,
+/// and the agent's fields beside it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
-    /// Cluster name (`db_cluster::name`, default `db`).
-    pub cluster: String,
-    pub trigger: String,
-    /// The node the event is about (the master that went down...).
-    pub node: Option<NodeEntry>,
+    /// The cluster's position among the clusters (by name), from 0.
+    pub cluster_id: usize,
+    /// plusmoin's `trigger`: the node the event is about (the master that
+    /// went down...), or null.
+    pub trigger: Option<NodeEntry>,
     pub master: Option<NodeEntry>,
     pub slaves: Vec<NodeEntry>,
-    /// Nodes that did not answer, with the reason.
-    pub lost: Vec<Value>,
+    /// Nodes of the cluster that are down or too far behind, with the reason.
+    pub lost: Vec<NodeEntry>,
+    /// Nodes that answer but follow no node of their cluster.
+    pub clusterless: Vec<NodeEntry>,
+    /// Cluster name.
+    pub cluster: String,
+    /// The trigger's name: agent_up, heartbeat, master_down, master_up,
+    /// slave_down, slave_up.
+    pub event: String,
+    /// The same node as `trigger`.
+    pub node: Option<NodeEntry>,
     /// Why the event fired, in words.
     pub reason: String,
     pub db_master: Option<String>,
@@ -49,137 +78,179 @@ pub struct Event {
     pub time: String,
 }
 
-/// The cluster as the `db_cluster` fact describes it.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ClusterView {
-    pub primaries: Vec<String>,
-    pub standbys: Vec<String>,
-    /// label → reason
-    pub unreachable: Vec<(String, String)>,
-}
-
-impl ClusterView {
-    /// Reads the `db_cluster` fact.
-    pub fn from_facts(facts: &Value) -> Option<ClusterView> {
-        let c = facts.get("db_cluster")?;
-        let list = |k: &str| -> Vec<String> {
-            c.get(k)
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let unreachable = c
-            .get("unreachable")
-            .and_then(Value::as_object)
-            .map(|o| {
-                o.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        Some(ClusterView {
-            primaries: list("primaries"),
-            standbys: list("standbys"),
-            unreachable,
-        })
-    }
-
-    fn why_gone(&self, label: &str) -> String {
-        match self.unreachable.iter().find(|(l, _)| l == label) {
-            Some((_, why)) => format!("{label} is unreachable: {why}"),
-            None if self.standbys.iter().any(|s| s == label) => format!("{label} is now a standby"),
-            None => format!("{label} no longer answers as primary"),
-        }
-    }
-}
-
-fn entry(label: &str, is_slave: bool, master: Option<&str>) -> NodeEntry {
-    let (host, port) = match label.rsplit_once(':') {
+fn split(label: &str) -> (String, u16) {
+    match label.rsplit_once(':') {
         Some((h, p)) => (h.to_string(), p.parse().unwrap_or(5432)),
         None => (label.to_string(), 5432),
-    };
+    }
+}
+
+fn entry(label: &str, id: usize, is_slave: bool, master: Option<&str>) -> NodeEntry {
+    let (host, port) = split(label);
     NodeEntry {
         host,
         port,
+        cluster_id: id,
         is_slave,
         master_name: master.map(String::from),
+        host_port: label.to_string(),
+        reason: None,
+        lag_seconds: None,
+        lag_bytes: None,
     }
 }
 
-/// The events between two views of the cluster (pure).
-pub fn diff(prev: &ClusterView, now: &ClusterView) -> Vec<(String, String, String)> {
-    let mut events = Vec::new(); // (trigger, node label, reason)
-    for p in &prev.primaries {
-        if !now.primaries.contains(p) && now.primaries.is_empty() {
-            events.push(("master_down".into(), p.clone(), now.why_gone(p)));
+fn lost_entry(l: &Lost, id: usize, master: Option<&str>) -> NodeEntry {
+    NodeEntry {
+        reason: Some(l.reason.clone()),
+        ..entry(&l.host_port, id, false, master)
+    }
+}
+
+fn why_gone(now: &ClusterStatus, clusterless: &[Lost], label: &str) -> String {
+    if let Some(l) = now
+        .lost
+        .iter()
+        .chain(clusterless)
+        .find(|l| l.host_port == label)
+    {
+        return format!("{label}: {}", l.reason);
+    }
+    if now.slaves.iter().any(|s| s.host_port == label) {
+        return format!("{label} is now a standby");
+    }
+    format!("{label} no longer answers as primary")
+}
+
+/// The events of one cluster between two of its states (pure):
+/// (trigger, node, reason).
+pub fn diff(
+    prev: &ClusterStatus,
+    now: &ClusterStatus,
+    clusterless: &[Lost],
+) -> Vec<(String, String, String)> {
+    let mut events = Vec::new();
+    let prev_master = prev.master.as_ref().map(|m| m.host_port.as_str());
+    let now_master = now.master.as_ref().map(|m| m.host_port.as_str());
+    if let (Some(p), None) = (prev_master, now_master) {
+        if !now.split_brain {
+            events.push((
+                "master_down".into(),
+                p.to_string(),
+                why_gone(now, clusterless, p),
+            ));
         }
     }
-    for p in &now.primaries {
-        if !prev.primaries.contains(p) {
-            let reason = if now.primaries.len() > 1 {
+    if let Some(m) = now_master {
+        if prev_master != Some(m) {
+            events.push((
+                "master_up".into(),
+                m.to_string(),
+                format!("{m} is the new primary"),
+            ));
+        }
+    }
+    if now.split_brain && !prev.split_brain {
+        let mut newcomers: Vec<&Lost> = now
+            .lost
+            .iter()
+            .filter(|l| {
+                l.reason.starts_with("split brain") && Some(l.host_port.as_str()) != prev_master
+            })
+            .collect();
+        if newcomers.is_empty() {
+            newcomers = now
+                .lost
+                .iter()
+                .filter(|l| l.reason.starts_with("split brain"))
+                .collect();
+        }
+        for l in newcomers {
+            events.push((
+                "master_up".into(),
+                l.host_port.clone(),
                 format!(
-                    "split brain: {} all answer as primary; db_master is left unset and the application is not repointed",
-                    now.primaries.join(" and ")
-                )
-            } else {
-                format!("{p} is the new primary")
-            };
-            events.push(("master_up".into(), p.clone(), reason));
+                    "{}; db_master is left unset and the application is not repointed",
+                    l.reason
+                ),
+            ));
         }
     }
-    for s in &prev.standbys {
-        if !now.standbys.contains(s) && !now.primaries.contains(s) {
-            events.push(("slave_down".into(), s.clone(), now.why_gone(s)));
+    for s in &prev.slaves {
+        let label = s.host_port.as_str();
+        if !now.slaves.iter().any(|x| x.host_port == label) && now_master != Some(label) {
+            events.push((
+                "slave_down".into(),
+                label.to_string(),
+                why_gone(now, clusterless, label),
+            ));
         }
     }
-    for s in &now.standbys {
-        if !prev.standbys.contains(s) {
+    for s in &now.slaves {
+        if !prev.slaves.iter().any(|x| x.host_port == s.host_port) {
+            let lag = s
+                .lag_seconds
+                .map(|l| format!(" (lag {l:.1} s)"))
+                .unwrap_or_default();
             events.push((
                 "slave_up".into(),
-                s.clone(),
-                format!("{s} is a standby again"),
+                s.host_port.clone(),
+                format!("{} is a slave in sync again{lag}", s.host_port),
             ));
         }
     }
     events
 }
 
-/// Builds the event document.
+/// Builds the event document of cluster number `id` of `status`.
 pub fn event(
-    cluster: &str,
+    status: &Status,
+    id: usize,
     agent_node: &str,
     trigger: &str,
     about: Option<&str>,
     reason: &str,
-    view: &ClusterView,
 ) -> Event {
-    let master = if view.primaries.len() == 1 {
-        Some(view.primaries[0].as_str())
-    } else {
-        None
-    };
+    let empty = ClusterStatus::default();
+    let c = status.clusters.get(id).unwrap_or(&empty);
+    let master = c.master.as_ref().map(|m| m.host_port.as_str());
+    let slaves: Vec<NodeEntry> = c
+        .slaves
+        .iter()
+        .map(|s| NodeEntry {
+            lag_seconds: s.lag_seconds,
+            lag_bytes: s.lag_bytes,
+            ..entry(&s.host_port, id, true, master)
+        })
+        .collect();
+    let lost: Vec<NodeEntry> = c.lost.iter().map(|l| lost_entry(l, id, master)).collect();
+    let clusterless: Vec<NodeEntry> = status
+        .clusterless
+        .iter()
+        .map(|l| lost_entry(l, id, None))
+        .collect();
+    let about = about.map(|label| {
+        slaves
+            .iter()
+            .chain(&lost)
+            .chain(&clusterless)
+            .find(|e| e.host_port == label)
+            .cloned()
+            .unwrap_or_else(|| entry(label, id, false, master))
+    });
     Event {
-        cluster: cluster.to_string(),
-        trigger: trigger.to_string(),
-        node: about.map(|l| entry(l, view.standbys.iter().any(|s| s == l), master)),
-        master: master.map(|m| entry(m, false, None)),
-        slaves: view
-            .standbys
-            .iter()
-            .map(|s| entry(s, true, master))
-            .collect(),
-        lost: view
-            .unreachable
-            .iter()
-            .map(|(l, why)| json!({"host_port": l, "reason": why}))
-            .collect(),
+        cluster_id: id,
+        trigger: about.clone(),
+        master: master.map(|m| entry(m, id, false, Some(m))),
+        slaves,
+        lost,
+        clusterless,
+        cluster: c.name.clone(),
+        event: trigger.to_string(),
+        node: about,
         reason: reason.to_string(),
         db_master: master.map(String::from),
-        split_brain: view.primaries.len() > 1,
+        split_brain: c.split_brain,
         agent_node: agent_node.to_string(),
         time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     }
@@ -215,17 +286,17 @@ impl Hooks {
         found
     }
 
-    /// Runs the hooks of `ev.trigger` in the background; returns their threads.
+    /// Runs the hooks of `ev.event` in the background; returns their threads.
     pub fn fire(&self, ev: &Event) -> Vec<JoinHandle<()>> {
         let doc = serde_json::to_vec(ev).expect("event serializes");
-        self.scripts(&ev.trigger)
+        self.scripts(&ev.event)
             .into_iter()
             .map(|script| {
                 let mut cmd = Cmd::new(&[script.display().to_string()]);
                 cmd.stdin = Some(doc.clone());
                 cmd.timeout = Some(self.timeout);
-                cmd.env.push(("AGENT_TRIGGER".into(), ev.trigger.clone()));
-                let trigger = ev.trigger.clone();
+                cmd.env.push(("AGENT_TRIGGER".into(), ev.event.clone()));
+                let trigger = ev.event.clone();
                 std::thread::spawn(move || run_hook(&script, &trigger, &cmd))
             })
             .collect()
@@ -242,42 +313,81 @@ fn run_hook(script: &Path, trigger: &str, cmd: &Cmd) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::failover::status::{Master, Slave};
+    use serde_json::Value;
 
-    fn view(p: &[&str], s: &[&str], u: &[&str]) -> ClusterView {
-        ClusterView {
-            primaries: p.iter().map(|x| x.to_string()).collect(),
-            standbys: s.iter().map(|x| x.to_string()).collect(),
-            unreachable: u
+    fn cluster(m: Option<&str>, s: &[&str], lost: &[(&str, &str)]) -> ClusterStatus {
+        ClusterStatus {
+            name: "db".into(),
+            master: m.map(|m| Master {
+                host_port: m.into(),
+            }),
+            slaves: s
                 .iter()
-                .map(|x| (x.to_string(), "connection refused".to_string()))
+                .map(|x| Slave {
+                    host_port: x.to_string(),
+                    lag_seconds: Some(0.0),
+                    lag_bytes: Some(0),
+                })
                 .collect(),
+            lost: lost
+                .iter()
+                .map(|(h, r)| Lost {
+                    host_port: h.to_string(),
+                    reason: r.to_string(),
+                })
+                .collect(),
+            split_brain: lost
+                .iter()
+                .filter(|(_, r)| r.starts_with("split brain"))
+                .count()
+                > 1,
         }
     }
 
     #[test]
     fn events_of_a_failover_and_a_split_brain() {
-        let start = view(&["a:1"], &["b:2"], &[]);
-        let down = view(&[], &["b:2"], &["a:1"]);
-        let e = diff(&start, &down);
+        let start = cluster(Some("a:1"), &["b:2"], &[]);
+        let down = cluster(None, &["b:2"], &[("a:1", "connection refused")]);
+        let e = diff(&start, &down, &[]);
         assert_eq!(
             e,
             vec![(
                 "master_down".into(),
                 "a:1".into(),
-                "a:1 is unreachable: connection refused".into()
+                "a:1: connection refused".into()
             )]
         );
-        let promoted = view(&["b:2"], &[], &["a:1"]);
-        let e = diff(&down, &promoted);
+        let promoted = cluster(Some("b:2"), &[], &[("a:1", "connection refused")]);
+        let e = diff(&down, &promoted, &[]);
+        assert_eq!(e.len(), 1, "{e:?}");
         assert_eq!(e[0].0, "master_up");
         assert_eq!(e[0].1, "b:2");
-        let split = view(&["b:2", "a:1"], &[], &[]);
-        let e = diff(&promoted, &split);
-        assert_eq!(e.len(), 1);
-        assert_eq!(e[0].0, "master_up");
+        let why = "split brain: b:2 and a:1 all answer as primary";
+        let split = cluster(None, &[], &[("a:1", why), ("b:2", why)]);
+        let e = diff(&promoted, &split, &[]);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!((e[0].0.as_str(), e[0].1.as_str()), ("master_up", "a:1"));
         assert!(e[0].2.contains("split brain"), "{}", e[0].2);
-        let ev = event("db", "n", "master_up", Some("a:1"), &e[0].2, &split);
+        let status = Status {
+            clusters: vec![split],
+            clusterless: vec![],
+        };
+        let ev = event(&status, 0, "n", "master_up", Some("a:1"), &e[0].2);
         assert!(ev.split_brain && ev.db_master.is_none() && ev.master.is_none());
+        // A slave lost for its lag, and back.
+        let lagging = cluster(Some("a:1"), &[], &[("b:2", "lag 3 s > 2 s")]);
+        let e = diff(&start, &lagging, &[]);
+        assert_eq!(
+            e,
+            vec![(
+                "slave_down".into(),
+                "b:2".into(),
+                "b:2: lag 3 s > 2 s".into()
+            )]
+        );
+        let e = diff(&lagging, &start, &[]);
+        assert_eq!(e[0].0, "slave_up");
     }
 
     #[test]
@@ -298,15 +408,25 @@ mod tests {
             timeout: Duration::from_millis(300),
         };
         assert_eq!(hooks.scripts("master_up").len(), 2);
-        let v = view(&["b:2"], &[], &["a:1"]);
+        let status = Status {
+            clusters: vec![cluster(
+                Some("b:2"),
+                &["c:3"],
+                &[("a:1", "connection refused")],
+            )],
+            clusterless: vec![Lost {
+                host_port: "d:4".into(),
+                reason: "follows x:9".into(),
+            }],
+        };
         let started = std::time::Instant::now();
         let threads = hooks.fire(&event(
-            "db",
+            &status,
+            0,
             "n",
             "master_up",
             Some("b:2"),
             "b:2 is the new primary",
-            &v,
         ));
         assert!(
             started.elapsed() < Duration::from_millis(200),
@@ -316,11 +436,19 @@ mod tests {
             t.join().unwrap();
         }
         let got: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
-        assert_eq!(got["trigger"], "master_up");
+        assert_eq!(got["event"], "master_up");
+        assert_eq!(got["trigger"]["host"], "b");
+        assert_eq!(got["trigger"]["port"], 2);
         assert_eq!(got["node"]["host"], "b");
-        assert_eq!(got["node"]["port"], 2);
         assert_eq!(got["master"]["host"], "b");
+        assert_eq!(got["master"]["master_name"], "b:2");
+        assert_eq!(got["slaves"][0]["is_slave"], true);
+        assert_eq!(got["slaves"][0]["master_name"], "b:2");
         assert_eq!(got["lost"][0]["host_port"], "a:1");
+        assert_eq!(got["lost"][0]["host"], "a");
+        assert_eq!(got["lost"][0]["reason"], "connection refused");
+        assert_eq!(got["clusterless"][0]["port"], 4);
         assert_eq!(got["cluster"], "db");
+        assert_eq!(got["cluster_id"], 0);
     }
 }

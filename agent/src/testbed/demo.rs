@@ -70,6 +70,9 @@ pub struct Cluster {
     pub hooks_dir: PathBuf,
     /// The agent binary the nodes run (this one, for the demo).
     pub agent_bin: PathBuf,
+    /// Nodes added after the first two (the standby restored from the
+    /// initial backup), stopped with the others.
+    pub extra: Vec<DemoNode>,
     watch: Option<Child>,
     keep: bool,
     owns_base: bool,
@@ -122,7 +125,18 @@ impl Cluster {
         let hooks_dir = base.join("hooks.d");
         write_recorder_hooks(&hooks_dir, &base.join("events.jsonl"))?;
         let hiera = crate::engine::hiera::Hiera::load(&hiera_config)?;
-        let scope = serde_json::json!({"trusted": {"certname": primary.name}, "facts": {}});
+        // The stash node's scope as its runs see it (role, os), so every
+        // hierarchy level resolves: no warning about an empty variable.
+        let facts = crate::engine::facts::Facts::new(crate::engine::facts::FactOptions {
+            facts_dir: primary.dir.join("facts.d"),
+            ..Default::default()
+        });
+        let os = facts.get("os").unwrap_or_default();
+        let scope = serde_json::json!({
+            "trusted": {"certname": primary.name},
+            "role": "stash_server",
+            "facts": {"os": os},
+        });
         let password = match hiera
             .lookup(SITE_SUPERUSER_PASSWORD_KEY, &scope, None)?
             .value
@@ -140,6 +154,7 @@ impl Cluster {
             password,
             hooks_dir,
             agent_bin,
+            extra: Vec::new(),
             watch: None,
             keep,
             owns_base,
@@ -260,7 +275,10 @@ impl Cluster {
             let _ = w.kill();
             let _ = w.wait();
         }
-        for node in [&self.primary, &self.standby] {
+        for node in [&self.primary, &self.standby]
+            .into_iter()
+            .chain(&self.extra)
+        {
             if let Some(pid) = std::fs::read_to_string(node.stash_pidfile())
                 .ok()
                 .and_then(|p| p.trim().parse::<i32>().ok())
@@ -322,14 +340,34 @@ fn write_demo_hiera(
     }
     let out = base.join("hiera.yaml");
     std::fs::write(&out, crate::yaml::to_string(&doc))?;
+    let (nodes, hosts) = cluster_lists(primary, standby);
+    for n in [primary, standby] {
+        write_node_data(base, n, primary, &nodes, &hosts, "")?;
+    }
+    Ok(out)
+}
+
+/// `db_cluster::nodes` and `cluster::hosts` of the demo cluster, as YAML.
+fn cluster_lists(primary: &DemoNode, standby: &DemoNode) -> (String, String) {
     let nodes = format!("['{}', '{}']", primary.label(), standby.label());
     let hosts = format!(
         "[{{name: {}, ip: {}, alias: stash}}, {{name: {}, ip: {}, alias: db-standby}}]",
         primary.name, primary.addr, standby.name, standby.addr
     );
-    for n in [primary, standby] {
-        let data = format!(
-            r#"# agent demo: {name} on {addr}:{port}, sandbox {root}
+    (nodes, hosts)
+}
+
+/// The demo Hiera level of node `n` (`extra`: more lines of data).
+fn write_node_data(
+    base: &Path,
+    n: &DemoNode,
+    primary: &DemoNode,
+    nodes: &str,
+    hosts: &str,
+    extra: &str,
+) -> Result<()> {
+    let data = format!(
+        r#"# agent demo: {name} on {addr}:{port}, sandbox {root}
 pgsql_server::port: {port}
 pgsql_server::connect_host: {addr}
 pgsql_server::datadir: /pg/data
@@ -347,25 +385,24 @@ db_cluster::nodes: {nodes}
 db_cluster::self: '{label}'
 stash::db_master_default: '{plabel}'
 cluster::hosts: {hosts}
-"#,
-            name = n.name,
-            addr = n.addr,
-            port = n.port,
-            root = n.root().display(),
-            sock = n.datadir().display(),
-            trigger = n.datadir().join("trigger_failover.txt").display(),
-            paddr = primary.addr,
-            pport = primary.port,
-            plabel = primary.label(),
-            label = n.label(),
-        );
-        let p = base
-            .join("hiera-demo/nodes")
-            .join(format!("{}.yaml", n.name));
-        std::fs::create_dir_all(p.parent().expect("has parent"))?;
-        std::fs::write(p, data)?;
-    }
-    Ok(out)
+{extra}"#,
+        name = n.name,
+        addr = n.addr,
+        port = n.port,
+        root = n.root().display(),
+        sock = n.datadir().display(),
+        trigger = n.datadir().join("trigger_failover.txt").display(),
+        paddr = primary.addr,
+        pport = primary.port,
+        plabel = primary.label(),
+        label = n.label(),
+    );
+    let p = base
+        .join("hiera-demo/nodes")
+        .join(format!("{}.yaml", n.name));
+    std::fs::create_dir_all(p.parent().expect("has parent"))?;
+    std::fs::write(p, data)?;
+    Ok(())
 }
 
 /// Hooks that append every event to a JSON-lines file, to show them.
@@ -445,6 +482,9 @@ pub struct Failover {
     pub stash_writing: Duration,
     pub writes_before: usize,
     pub lost_rows: i64,
+    /// Samples (one per wait step, every few ms) in which both nodes
+    /// answered as writable primaries: must stay 0.
+    pub two_writable_samples: usize,
 }
 
 /// Provisions both nodes, checks streaming and idempotence.
@@ -504,6 +544,115 @@ pub fn provision(c: &Cluster, verbose: bool) -> Result<()> {
     Ok(())
 }
 
+/// The seed's second way to build a standby: from the initial backup the
+/// primary's first apply took into `/mnt/db_bkup` (a folder the nodes share
+/// in the seed; here a copy lands in the new node's root). A third node,
+/// `production-db-standby2` on 127.0.0.13 with `standby_method: restore`,
+/// is applied, catches up by streaming, and is stopped again (the failover
+/// that follows is the two-node one). Returns the backup it started from.
+pub fn restore_from_initial_backup(c: &mut Cluster, verbose: bool) -> Result<PathBuf> {
+    let t0 = Instant::now();
+    let backups = c.primary.root().join("mnt/db_bkup");
+    let initial = resources::pg_backup::newest_backup(&backups)?.with_context(|| {
+        format!(
+            "no backup in {}: the primary's first apply takes one",
+            backups.display()
+        )
+    })?;
+    let name = initial
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if verbose {
+        line(
+            t0,
+            t0,
+            &format!("initial backup by stash-server's first apply: /mnt/db_bkup/{name} (verified by pg_verifybackup)"),
+        );
+    }
+    let addr = "127.0.0.13";
+    let port = std::net::TcpListener::bind((addr, 0))
+        .with_context(|| format!("cannot bind {addr}"))?
+        .local_addr()?
+        .port();
+    let node = DemoNode {
+        name: "production-db-standby2",
+        addr,
+        port,
+        dir: c.base.join("production-db-standby2"),
+    };
+    std::fs::create_dir_all(node.root())?;
+    for d in [&node.dir, &node.root()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let (nodes, hosts) = cluster_lists(&c.primary, &c.standby);
+    write_node_data(
+        &c.base,
+        &node,
+        &c.primary,
+        &nodes,
+        &hosts,
+        "pgsql_server::standby_method: restore\n",
+    )?;
+    copy_tree(&backups, &node.root().join("mnt/db_bkup"))?;
+    c.extra.push(node);
+    let node = c.extra.last().context("the node just added")?;
+    c.apply(node)?;
+    let label = node.label();
+    let streaming = wait_until(
+        "the restored standby to stream",
+        Duration::from_secs(30),
+        || {
+            c.conn(&c.primary)
+            .connect()
+            .ok()
+            .and_then(|mut db| {
+                db.query(
+                    "select 1 from pg_stat_replication where state = 'streaming' and application_name = 'production-db-standby2'",
+                    &[],
+                )
+                .ok()
+            })
+            .is_some_and(|rows| rows.len() == 1)
+        },
+    )?;
+    if verbose {
+        line(
+            t0,
+            streaming,
+            &format!("production-db-standby2 restored from /mnt/db_bkup/{name} (standby_method: restore), streaming on {label}"),
+        );
+    }
+    let (code, _) = c.apply(node)?;
+    if code != 0 {
+        bail!("a second apply of production-db-standby2 still changed something");
+    }
+    c.pg_ctl(node, &["-m", "fast", "-w", "stop"])?;
+    if verbose {
+        line(
+            t0,
+            Instant::now(),
+            "production-db-standby2 stopped: the failover below is the two-node one",
+        );
+    }
+    Ok(initial)
+}
+
+/// Copies the tree `from` to `to` (the shared backup folder of the seed).
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry?;
+        let rel = entry.path().strip_prefix(from)?;
+        let dest = to.join(rel);
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&dest)?;
+        } else if entry.file_type().is_file() {
+            std::fs::copy(entry.path(), &dest)?;
+        }
+    }
+    Ok(())
+}
+
 /// Fails the primary over the seed's way and measures the convergence.
 pub fn failover(c: &Cluster, verbose: bool) -> Result<Failover> {
     let before = wait_until("Stash to write heartbeats", Duration::from_secs(20), || {
@@ -531,15 +680,26 @@ pub fn failover(c: &Cluster, verbose: bool) -> Result<Failover> {
             ),
         );
     }
+    let writable = |node: &DemoNode| {
+        c.conn(node)
+            .connect()
+            .ok()
+            .and_then(|mut db| db.query_one("select pg_is_in_recovery()", &[]).ok())
+            .is_some_and(|r| !r.get::<_, bool>(0))
+    };
+    // Every wait below also asks both nodes whether they take writes.
+    let two_writable = std::cell::Cell::new(0usize);
+    let sample = || {
+        if writable(&c.primary) && writable(&c.standby) {
+            two_writable.set(two_writable.get() + 1);
+        }
+    };
     let promoted = wait_until(
         "the standby to be promoted",
         Duration::from_secs(30),
         || {
-            c.conn(&c.standby)
-                .connect()
-                .ok()
-                .and_then(|mut db| db.query_one("select pg_is_in_recovery()", &[]).ok())
-                .is_some_and(|r| !r.get::<_, bool>(0))
+            sample();
+            writable(&c.standby)
         },
     )?;
     if verbose {
@@ -552,6 +712,7 @@ pub fn failover(c: &Cluster, verbose: bool) -> Result<Failover> {
     let state_file = c.primary.state().join("db_master.json");
     let new_label = c.standby.label();
     let changed = wait_until("db_master to change", Duration::from_secs(30), || {
+        sample();
         std::fs::read_to_string(&state_file).is_ok_and(|s| s.contains(&new_label))
     })?;
     if verbose {
@@ -562,6 +723,7 @@ pub fn failover(c: &Cluster, verbose: bool) -> Result<Failover> {
         );
     }
     let converged = wait_until("jdbc.url to converge", Duration::from_secs(30), || {
+        sample();
         jdbc_url(&c.primary.properties()).is_some_and(|u| u.contains(&new_label))
     })?;
     if verbose {
@@ -578,6 +740,7 @@ pub fn failover(c: &Cluster, verbose: bool) -> Result<Failover> {
         "Stash to write on the new primary",
         Duration::from_secs(30),
         || {
+            sample();
             stash_writes(&c.primary.stash_log())
                 .iter()
                 .any(|l| l.contains(&new_label))
@@ -606,6 +769,10 @@ pub fn failover(c: &Cluster, verbose: bool) -> Result<Failover> {
         report::print(&format!(
             "  heartbeat rows lost: {lost_rows} of {writes_before} written before the stop (asynchronous replication: committed on the old primary, never streamed)"
         ));
+        report::print(&format!(
+            "  samples with two writable primaries: {} (both nodes asked at every step above)",
+            two_writable.get()
+        ));
     }
     Ok(Failover {
         promoted: promoted - t,
@@ -614,6 +781,7 @@ pub fn failover(c: &Cluster, verbose: bool) -> Result<Failover> {
         stash_writing: writing - t,
         writes_before,
         lost_rows,
+        two_writable_samples: two_writable.get(),
     })
 }
 
@@ -627,15 +795,21 @@ pub struct Options {
     pub dir: Option<PathBuf>,
 }
 
-pub fn run(settings: &Settings, args: Options) -> Result<u8> {
-    signals::install();
-    let (base, owns) = match &args.dir {
+/// Where a demo builds its cluster: `--dir`, or a new temp dir named after
+/// the scenario; true when the demo owns it (and removes it unless `--keep`).
+pub fn work_dir(dir: &Option<PathBuf>, scenario: &str) -> (PathBuf, bool) {
+    match dir {
         Some(d) => (d.clone(), false),
         None => (
-            std::env::temp_dir().join(format!("agent-demo-{}", std::process::id())),
+            std::env::temp_dir().join(format!("{scenario}-{}", std::process::id())),
             true,
         ),
-    };
+    }
+}
+
+pub fn run(settings: &Settings, args: Options) -> Result<u8> {
+    signals::install();
+    let (base, owns) = work_dir(&args.dir, "agent-demo");
     report::print(&format!(
         "agent demo: the Stash + HA PostgreSQL seed on loopback, in {}",
         base.display()
@@ -649,6 +823,7 @@ pub fn run(settings: &Settings, args: Options) -> Result<u8> {
     )?;
     report::print("Timeline:");
     provision(&c, true)?;
+    restore_from_initial_backup(&mut c, true)?;
     c.start_watch(args.interval)?;
     report::print(&format!(
         "  agent watch started for stash-server (every {})",
@@ -663,7 +838,7 @@ pub fn run(settings: &Settings, args: Options) -> Result<u8> {
         .filter_map(|v| {
             Some(format!(
                 "{} ({})",
-                v["trigger"].as_str()?,
+                v["event"].as_str()?,
                 v["reason"].as_str().unwrap_or("")
             ))
         })

@@ -1,6 +1,12 @@
-//! The test bed: the demo scenarios ([`demo`]) and the stand-in
-//! applications they run ([`standin`]). Tests and `agent demo` use it; the
-//! engine, the failover side and the schedule never import it.
+//! The test bed: the demo scenarios ([`demo`], [`plusmoin`], [`patroni_demo`]),
+//! the stand-in applications they run ([`standin`]), a Patroni + etcd cluster
+//! on loopback ([`patroni`]) and the packages it installs ([`packages`]).
+//! Tests and `agent demo` use it; the engine, the failover side and the
+//! schedule never import it.
 
 pub mod demo;
+pub mod packages;
+pub mod patroni;
+pub mod patroni_demo;
+pub mod plusmoin;
 pub mod standin;

@@ -1,8 +1,13 @@
 //! The `apt` package provider (Debian family): `dpkg-query` says what is
 //! installed, `apt-cache policy` what would be installed, `apt-get` changes
 //! it, non-interactively and keeping locally changed configuration files.
+//! Before an install, package lists older than a day (a fresh VM box has
+//! none, or stale ones) are refreshed with `apt-get update`, at most once a
+//! day per process.
 
-use std::time::Duration;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
 
 use super::{Installed, Provider};
 use crate::core::ResourceError;
@@ -33,6 +38,52 @@ const APT_OPTS: &[&str] = &[
     "-o",
     "DPkg::Lock::Timeout=300",
 ];
+
+/// Where apt keeps its package lists.
+const LISTS_DIR: &str = "/var/lib/apt/lists";
+
+/// Lists older than this are refreshed before an install.
+const LISTS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// When this process last ran `apt-get update` (an update that finds
+/// nothing new leaves the lists' times alone, so they cannot tell).
+static UPDATED_AT: Mutex<Option<Instant>> = Mutex::new(None);
+
+/// True when the package lists in `dir` are missing, or the newest of them
+/// is older than `max_age` at `now`.
+pub fn lists_stale(dir: &Path, now: SystemTime, max_age: Duration) -> bool {
+    let newest = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            !matches!(name.as_ref(), "lock" | "partial" | "auxfiles") && !name.starts_with('.')
+        })
+        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .max();
+    match newest {
+        None => true,
+        Some(t) => now.duration_since(t).is_ok_and(|age| age > max_age),
+    }
+}
+
+/// `apt-get update` when the lists are stale, unless this process ran one
+/// in the last day.
+fn update_if_stale(runner: &Runner) -> Result<(), ResourceError> {
+    let mut last = UPDATED_AT.lock().unwrap_or_else(|e| e.into_inner());
+    if last.is_some_and(|t| t.elapsed() < LISTS_MAX_AGE)
+        || !lists_stale(Path::new(LISTS_DIR), SystemTime::now(), LISTS_MAX_AGE)
+    {
+        return Ok(());
+    }
+    let mut c = cmd(&["apt-get", "update", "-q", "-o", "DPkg::Lock::Timeout=300"]);
+    c.timeout = Some(CHANGE_TIMEOUT);
+    runner.run(&c)?;
+    *last = Some(Instant::now());
+    Ok(())
+}
 
 #[derive(Debug)]
 pub struct Apt;
@@ -74,6 +125,7 @@ impl Provider for Apt {
             Some(v) => format!("{name}={v}"),
             None => name.to_string(),
         };
+        update_if_stale(runner)?;
         let mut argv = vec!["apt-get", "install"];
         argv.extend_from_slice(APT_OPTS);
         // A pinned version may be older than the installed one.
@@ -182,6 +234,32 @@ mod tests {
             None,
             "unknown package prints nothing"
         );
+    }
+
+    #[test]
+    fn lists_are_stale_when_missing_or_older_than_a_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let day = Duration::from_secs(24 * 3600);
+        assert!(lists_stale(&dir.path().join("none"), now, day), "no dir");
+        // Only apt's lock and partial dir: no lists yet (a fresh box).
+        std::fs::write(dir.path().join("lock"), "").unwrap();
+        std::fs::create_dir(dir.path().join("partial")).unwrap();
+        assert!(lists_stale(dir.path(), now, day), "no lists");
+        let list = dir
+            .path()
+            .join("deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages");
+        let f = std::fs::File::create(&list).unwrap();
+        f.set_modified(now - 2 * day).unwrap();
+        assert!(lists_stale(dir.path(), now, day), "two days old");
+        let fresh = dir
+            .path()
+            .join("deb.debian.org_debian_dists_bookworm_InRelease");
+        std::fs::File::create(&fresh)
+            .unwrap()
+            .set_modified(now - day / 2)
+            .unwrap();
+        assert!(!lists_stale(dir.path(), now, day), "the newest list counts");
     }
 
     #[test]

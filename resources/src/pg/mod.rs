@@ -186,6 +186,29 @@ pub fn node_path(cx: &crate::core::Context, p: &str) -> Result<PathBuf, Resource
     cx.path(p)
 }
 
+/// Refuses a data dir that Patroni runs: it rewrites postgresql.conf and
+/// pg_hba.conf from its own configuration (keeping the original as
+/// `postgresql.base.conf`, its cache of the cluster's settings as
+/// `patroni.dynamic.json`), so a `pg_conf` or `pg_hba` there would fight it
+/// at every run. One owner per setting: the error names Patroni's.
+pub fn refuse_if_patroni(
+    id: &crate::core::ResourceId,
+    datadir: &Path,
+) -> Result<(), ResourceError> {
+    let Some(marker) = ["patroni.dynamic.json", "postgresql.base.conf"]
+        .into_iter()
+        .find(|m| datadir.join(m).exists())
+    else {
+        return Ok(());
+    };
+    Err(ResourceError::Failed(format!(
+        "{id}: Patroni runs the server of {} ({marker} is there) and writes its postgresql.conf and \
+         pg_hba.conf itself; set cluster-wide parameters in patroni::dcs (postgresql.parameters, \
+         converged by patroni_config), this node's in patroni::parameters, rules in patroni::pg_hba",
+        datadir.display()
+    )))
+}
+
 /// Quotes an SQL identifier.
 pub fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
@@ -266,36 +289,45 @@ pub fn postmaster_pid(datadir: &Path) -> Option<i32> {
 /// replacement, and the ownership the server needs. An existing file keeps
 /// its owner and mode; a new one belongs to [`os_user`] with mode 0600 — a
 /// root-owned 0600 file would lock the server out of its own configuration.
+/// The owner is set on the temp file before the rename: a run killed at
+/// any moment leaves the old file or the new one, the server's either way.
 pub fn write_config(
     cx: &crate::core::Context,
     path: &Path,
     content: &[u8],
     backup: bool,
 ) -> Result<(), ResourceError> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::fs::MetadataExt;
     let old = std::fs::metadata(path).ok();
-    if backup {
-        crate::stage::replace_file(cx, path, content, None)?;
+    let (owner, mode) = if !nix::unistd::geteuid().is_root() {
+        (None, None)
     } else {
-        crate::atomic::write_atomic(path, content, None)?;
-    }
-    if !nix::unistd::geteuid().is_root() {
-        return Ok(());
-    }
-    match old {
-        Some(meta) => {
-            std::os::unix::fs::chown(path, Some(meta.uid()), Some(meta.gid()))
-                .map_err(|e| ResourceError::io(path, e))?;
-            // chown clears set-id bits; put the mode back.
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
-                .map_err(|e| ResourceError::io(path, e))
+        match &old {
+            Some(meta) => (Some((meta.uid(), meta.gid())), Some(meta.mode() & 0o7777)),
+            None => (os_user_ids()?, Some(0o600)),
         }
-        None => {
-            chown_to_os_user(path)?;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| ResourceError::io(path, e))
+    };
+    if backup {
+        if let Some(bytes) = crate::atomic::read_optional(path)? {
+            cx.backup.save(cx.stager(), path, &bytes)?;
         }
     }
+    // A run killed mid-write left its temp beside the file.
+    if let Some(dir) = path.parent() {
+        crate::atomic::clean_stale_temps(dir);
+    }
+    crate::atomic::write_atomic_owned(path, content, mode, owner)
+}
+
+/// (uid, gid) of [`os_user`], when there is one.
+fn os_user_ids() -> Result<Option<(u32, u32)>, ResourceError> {
+    let Some(user) = os_user() else {
+        return Ok(None);
+    };
+    let pw = nix::unistd::User::from_name(&user)
+        .map_err(|e| ResourceError::Failed(format!("looking up {user}: {e}")))?
+        .ok_or_else(|| ResourceError::Invalid(format!("no OS user {user}")))?;
+    Ok(Some((pw.uid.as_raw(), pw.gid.as_raw())))
 }
 
 #[cfg(test)]

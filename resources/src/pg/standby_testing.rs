@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::pg::testing::{start_on_a_free_port, stop_now, TestCluster, PASSWORD};
+use crate::pg::testing::{
+    open_for_postgres, start_on_a_free_port, stop_now, TestCluster, PASSWORD,
+};
 use crate::pg::{bin_cmd, Conn, DEFAULT_BINDIR};
 use crate::runner::Runner;
 
@@ -25,11 +27,64 @@ pub fn create_repl_role(cluster: &TestCluster) {
 
 /// A server started on a data dir, on its own port and socket dir.
 pub struct Running {
-    datadir: PathBuf,
-    port: u16,
+    pub datadir: PathBuf,
+    pub port: u16,
 }
 
 impl Running {
+    /// A streaming standby of the primary on 127.0.0.1:`primary_port`:
+    /// `pg_basebackup -R` (as postgres, with the test password) into
+    /// `<base>/<name>`, then started on a port of its own.
+    pub fn streaming_standby(base: &Path, name: &str, primary_port: u16) -> Running {
+        let datadir = base.join(name);
+        // pg_basebackup fills an existing empty dir owned by the postgres OS user.
+        open_for_postgres(&datadir);
+        std::fs::set_permissions(
+            &datadir,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o700),
+        )
+        .unwrap();
+        let d = datadir.display().to_string();
+        let p = primary_port.to_string();
+        let mut backup = bin_cmd(
+            Path::new(DEFAULT_BINDIR),
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &p,
+                "-U",
+                "postgres",
+                "-D",
+                &d,
+                "-R",
+                "-X",
+                "stream",
+                "--checkpoint=fast",
+                "-w",
+            ],
+        );
+        backup.env.push(("PGPASSWORD".into(), PASSWORD.into()));
+        Runner::default().run(&backup).expect("pg_basebackup");
+        Running::start(&datadir)
+    }
+
+    /// `127.0.0.1:port`, as clusters name their nodes.
+    pub fn label(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Runs `q` as postgres.
+    pub fn sql(&self, q: &str) {
+        self.client().batch_execute(q).unwrap();
+    }
+
+    /// Stops the server now (drop does too).
+    pub fn stop(&self) {
+        stop_now(Path::new(DEFAULT_BINDIR), &self.datadir);
+    }
+
     pub fn start(datadir: &Path) -> Running {
         let d = datadir.display().to_string();
         let log = datadir.join("standby.log");

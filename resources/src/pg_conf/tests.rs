@@ -288,3 +288,50 @@ fn sensitive_values_stay_hidden_and_new_files_are_private() {
     );
     assert!(r.check(&cx).unwrap().is_empty());
 }
+
+#[test]
+fn a_data_dir_run_by_patroni_is_left_to_patroni_with_the_keys_to_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let cx = context(Path::new("/"), state.path());
+    let datadir = dir.path().display().to_string();
+    std::fs::write(dir.path().join("postgresql.conf"), "port = 5432\n").unwrap();
+    std::fs::write(dir.path().join("pg_hba.conf"), "local all all peer\n").unwrap();
+    let conf = build(
+        &decl(
+            "pg_conf",
+            "main",
+            json!({"datadir": datadir, "settings": {"work_mem": "8MB"}}),
+            &[],
+        ),
+        &TypeEnv::default(),
+    )
+    .unwrap();
+    let hba = crate::pg_hba::build(
+        &decl(
+            "pg_hba",
+            &datadir,
+            json!({"rules": ["host all all 127.0.0.1/32 trust"]}),
+            &[],
+        ),
+        &TypeEnv::default(),
+    )
+    .unwrap();
+    // Not Patroni's (yet): both would edit.
+    assert!(!conf.check(&cx).unwrap().is_empty());
+    assert!(!hba.check(&cx).unwrap().is_empty());
+    std::fs::write(dir.path().join("patroni.dynamic.json"), "{}").unwrap();
+    for r in [&conf, &hba] {
+        let err = r.check(&cx).unwrap_err().to_string();
+        assert!(
+            err.contains("Patroni runs the server")
+                && err.contains("patroni::dcs")
+                && err.contains("patroni::pg_hba"),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("postgresql.conf")).unwrap(),
+        "port = 5432\n"
+    );
+}

@@ -5,8 +5,10 @@
 //! two. Each file parser is a pure function over the file's text so tests
 //! can feed it other distributions' files.
 
+mod augeas;
 mod networking;
 mod os;
+mod storage;
 mod virt;
 
 use std::collections::BTreeMap;
@@ -32,6 +34,13 @@ pub(super) enum Part {
     Hardware,
     /// The user and group the agent runs as (NSS).
     Identity,
+    /// The mount table with statvfs of each mount, /proc/filesystems,
+    /// partitions from sysfs.
+    Storage,
+    /// /proc/loadavg.
+    Load,
+    /// libaugeas, asked its version.
+    Augeas,
 }
 
 impl Part {
@@ -59,6 +68,9 @@ impl Part {
                 "path",
             ],
             Part::Identity => &["identity"],
+            Part::Storage => &["mountpoints", "filesystems", "partitions"],
+            Part::Load => &["load_averages"],
+            Part::Augeas => &["augeas"],
         }
     }
 }
@@ -124,6 +136,17 @@ pub(super) fn collect_part(part: Part) -> Map<String, Value> {
         }
         Part::Identity => {
             facts.insert("identity".into(), identity());
+        }
+        Part::Storage => facts = storage::facts(),
+        Part::Augeas => {
+            if let Some(v) = augeas::version() {
+                facts.insert("augeas".into(), json!({ "version": v }));
+            }
+        }
+        Part::Load => {
+            if let Some(load) = read("/proc/loadavg").and_then(|t| storage::load_averages(&t)) {
+                facts.insert("load_averages".into(), load);
+            }
         }
     }
     facts
@@ -374,6 +397,8 @@ mod tests {
             Part::Networking,
             Part::Hardware,
             Part::Identity,
+            Part::Storage,
+            Part::Load,
         ] {
             f.extend(collect_part(part));
         }
@@ -399,6 +424,9 @@ mod tests {
         assert_eq!(f["operatingsystem"], f["os"]["name"]);
         assert_eq!(f["hostname"], f["networking"]["hostname"]);
         assert_eq!(f["ipaddress"], f["networking"]["ip"]);
+        assert!(f["mountpoints"]["/"]["size_bytes"].as_u64().unwrap() > 0);
+        assert!(f["filesystems"].as_str().unwrap().contains("ext4"));
+        assert!(f["load_averages"]["1m"].as_f64().unwrap() >= 0.0);
     }
 
     #[test]

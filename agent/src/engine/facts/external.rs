@@ -8,8 +8,8 @@
 //! one's. Executables run concurrently (each under the time limit, killed
 //! when it runs over) but are merged in name order too. A file that cannot
 //! be read or parsed, or an executable that fails or times out, is a logged
-//! warning naming the file and contributes nothing: one broken fact must not
-//! stop a run. Hidden files and editor backups (`name~`) are ignored.
+//! error naming the file and contributes nothing: one broken fact must not
+//! stop a run (`agent facts --strict` makes it one). Hidden files and editor backups (`name~`) are ignored.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -79,7 +79,9 @@ pub fn load(dir: &Path, timeout: Duration, runner: &Runner) -> External {
 }
 
 fn warn(out: &mut External, path: &Path, problem: &str) {
-    tracing::warn!(file = %path.display(), "skipping external facts: {problem}");
+    // An error, as Facter logs it, whatever the verbosity: the facts of
+    // that file are missing from this run (`agent facts --strict` exits 1).
+    tracing::error!(file = %path.display(), "external facts not loaded: {problem}");
     out.warnings.push(format!("{}: {problem}", path.display()));
 }
 

@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 /// Flat name → (the structured top-level fact, the dotted path in it).
 const FIXED: &[(&str, &str)] = &[
     ("architecture", "os.architecture"),
+    ("augeasversion", "augeas.version"),
     ("hardwaremodel", "os.hardware"),
     ("operatingsystem", "os.name"),
     ("osfamily", "os.family"),

@@ -42,6 +42,8 @@ pub struct FactOptions {
     pub facts_dir: PathBuf,
     /// Time limit for one executable external fact.
     pub exec_timeout: Duration,
+    /// Read the facts directory at all (`--no-external-facts` says no).
+    pub external: bool,
 }
 
 impl Default for FactOptions {
@@ -49,6 +51,7 @@ impl Default for FactOptions {
         FactOptions {
             facts_dir: PathBuf::from("/etc/agent/facts.d"),
             exec_timeout: Duration::from_secs(10),
+            external: true,
         }
     }
 }
@@ -94,14 +97,26 @@ enum Group {
 impl Group {
     /// In precedence order, lowest first (a later group's top-level fact
     /// replaces an earlier one's).
-    const ALL: [Group; 6] = [
+    const ALL: [Group; 9] = [
         Group::Core(self::core::Part::System),
         Group::Core(self::core::Part::Networking),
         Group::Core(self::core::Part::Hardware),
         Group::Core(self::core::Part::Identity),
+        Group::Core(self::core::Part::Storage),
+        Group::Core(self::core::Part::Load),
+        Group::Core(self::core::Part::Augeas),
         Group::Agent,
         Group::Postgresql,
     ];
+
+    /// What `--timing` calls the source.
+    fn label(self) -> String {
+        match self {
+            Group::Core(part) => format!("{part:?}").to_lowercase(),
+            Group::Agent => "agent".into(),
+            Group::Postgresql => "postgresql".into(),
+        }
+    }
 
     fn names(self) -> &'static [&'static str] {
         match self {
@@ -194,6 +209,11 @@ struct Inner {
     groups: BTreeMap<Group, Map<String, Value>>,
     /// facts.d, read at the first question.
     external: Option<Map<String, Value>>,
+    /// The facts.d files that failed (bad YAML, a script's exit 3), each
+    /// naming its file.
+    external_errors: Vec<String>,
+    /// How long each source took, in the order they were read.
+    timings: Vec<(String, Duration)>,
     /// Facts the agent adds on top (`db_master` & co).
     extra: Map<String, Value>,
     /// A source asked only when one of its names is (the cluster facts,
@@ -238,6 +258,8 @@ impl Facts {
             let started = Instant::now();
             let facts = late.collect();
             tracing::debug!(elapsed = ?started.elapsed(), "late facts collected");
+            let label = late.names().join(", ");
+            self.lock().timings.push((label, started.elapsed()));
             self.extend(facts);
         }
         self.lock().view.clone()
@@ -264,17 +286,39 @@ impl Facts {
         if !missing.is_empty() || first {
             let started = Instant::now();
             for g in missing {
+                let t = Instant::now();
                 let facts = g.collect();
+                inner.timings.push((g.label(), t.elapsed()));
                 inner.groups.insert(g, facts);
             }
             if inner.external.is_none() {
-                let runner = resources::runner::Runner::default();
-                let ext = external::load(&self.opts.facts_dir, self.opts.exec_timeout, &runner);
-                inner.external = Some(ext.facts);
+                if self.opts.external {
+                    let t = Instant::now();
+                    let runner = resources::runner::Runner::default();
+                    let ext = external::load(&self.opts.facts_dir, self.opts.exec_timeout, &runner);
+                    let label = format!("external ({})", self.opts.facts_dir.display());
+                    inner.timings.push((label, t.elapsed()));
+                    inner.external = Some(ext.facts);
+                    inner.external_errors = ext.warnings;
+                } else {
+                    inner.external = Some(Map::new());
+                }
             }
             rebuild(inner);
             tracing::debug!(elapsed = ?started.elapsed(), groups = inner.groups.len(), "facts collected");
         }
+    }
+
+    /// The external facts files that failed to load, each line naming its
+    /// file (empty until the facts directory is read).
+    pub fn external_errors(&self) -> Vec<String> {
+        self.lock().external_errors.clone()
+    }
+
+    /// Each source read so far and how long it took (`agent facts
+    /// --timing`).
+    pub fn timings(&self) -> Vec<(String, Duration)> {
+        self.lock().timings.clone()
     }
 
     /// Registers the source of late facts (see [`LateSource`]).
@@ -642,6 +686,7 @@ mod tests {
         let opts = FactOptions {
             facts_dir: dir.path().into(),
             exec_timeout: Duration::from_secs(1),
+            external: true,
         };
         let all = collect(&opts).unwrap();
         let facts = Facts::new(opts);
@@ -668,7 +713,14 @@ mod tests {
         let got = (*facts.all()).clone();
         // Only the clock-driven facts may differ between two collections.
         let strip = |mut v: Value| {
-            for k in ["system_uptime", "memory", "memoryfree", "memoryfree_mb"] {
+            for k in [
+                "system_uptime",
+                "memory",
+                "memoryfree",
+                "memoryfree_mb",
+                "load_averages",
+                "mountpoints",
+            ] {
                 v.as_object_mut().unwrap().remove(k);
             }
             v
@@ -683,6 +735,7 @@ mod tests {
         let opts = FactOptions {
             facts_dir: dir.path().into(),
             exec_timeout: Duration::from_secs(1),
+            external: true,
         };
         let facts = collect(&opts).unwrap();
         assert_eq!(facts["role"], json!("db"));
