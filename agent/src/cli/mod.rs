@@ -11,6 +11,7 @@ mod completions;
 mod demo;
 mod describe;
 mod facts;
+mod fence;
 mod graph;
 mod install_timer;
 mod logging;
@@ -122,6 +123,8 @@ pub enum Command {
     Watch(watch::WatchArgs),
     /// A throw-away two-node cluster on loopback, failed over, with timings.
     Demo(demo::DemoArgs),
+    /// Patroni's watchdog where there is no watchdog device: fence a primary whose Patroni froze or died.
+    Fence(fence::FenceArgs),
     /// Install drift correction: a systemd timer, or a cron.d entry without systemd.
     InstallTimer(install_timer::InstallTimerArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -186,6 +189,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Cluster(cmd) => cluster::run(&settings, cmd),
         Command::Watch(args) => watch::run(&settings, args),
         Command::Demo(args) => demo::run(&settings, args),
+        Command::Fence(args) => fence::run(args),
         Command::InstallTimer(args) => install_timer::run(&settings, args),
         Command::Completions(args) => completions::completions(args),
         Command::Man(args) => completions::man(args),

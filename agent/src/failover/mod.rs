@@ -8,6 +8,7 @@
 pub mod clusters;
 pub mod dbmaster;
 pub mod dcs;
+pub mod fence;
 pub mod hooks;
 pub mod probe;
 pub mod status;

@@ -504,6 +504,15 @@ impl PatroniCluster {
         }
     }
 
+    /// True when node `i`'s Patroni is not running (it exited, or was
+    /// killed by a fence); reaps it.
+    pub fn node_exited(&mut self, i: usize) -> bool {
+        self.nodes[i]
+            .child
+            .as_mut()
+            .is_none_or(|c| matches!(c.try_wait(), Ok(Some(_))))
+    }
+
     /// SIGSTOP / SIGCONT of node `i`'s Patroni (its PostgreSQL keeps running).
     pub fn freeze_node(&self, i: usize, frozen: bool) {
         if let Some(pid) = self.nodes[i].patroni_pid() {

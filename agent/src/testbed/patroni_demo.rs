@@ -45,6 +45,9 @@ pub struct Scenario {
     pub app_writing_s: Option<f64>,
     pub acked_rows_lost: i64,
     pub two_writable_samples: u64,
+    /// The old primary was fenced by `agent fence` (its Patroni silent past
+    /// the fence's `after` while its PostgreSQL was a primary).
+    pub fenced: bool,
 }
 
 const APP: &str = "stash-app";
@@ -77,10 +80,13 @@ pub fn run(settings: &Settings, opts: DemoOptions) -> Result<u8> {
         cluster,
         app: base.join("app"),
         watch: None,
+        fences: vec![],
         rules: vec![],
         lost_so_far: 0,
     };
-    let result = demo.scenarios(settings, &say);
+    let result = demo
+        .start_fences()
+        .and_then(|()| demo.scenarios(settings, &say));
     demo.stop();
     if remove {
         let _ = std::fs::remove_dir_all(&base);
@@ -89,16 +95,17 @@ pub fn run(settings: &Settings, opts: DemoOptions) -> Result<u8> {
     if opts.json {
         report::print(&json!({ "scenarios": results }).to_string());
     } else {
-        say("\nscenario     promoted_s  app_writing_s  acked_rows_lost  two_writable_samples");
+        say("\nscenario     promoted_s  app_writing_s  acked_rows_lost  two_writable_samples  fenced");
         for r in &results {
             let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
             say(&format!(
-                "{:<12} {:>10}  {:>13}  {:>15}  {:>20}",
+                "{:<12} {:>10}  {:>13}  {:>15}  {:>20}  {}",
                 r.name,
                 f(r.promoted_s),
                 f(r.app_writing_s),
                 r.acked_rows_lost,
-                r.two_writable_samples
+                r.two_writable_samples,
+                if r.fenced { "yes" } else { "no" }
             ));
         }
         say("Patroni's defaults (ttl 30, loop_wait 10, retry_timeout 10, no synchronous_mode), measured by hand here: kill -> promoted 29.5 s; frozen Patroni -> two writable primaries for 15 s and 153 acknowledged rows lost.");
@@ -110,6 +117,8 @@ struct Demo {
     cluster: PatroniCluster,
     app: PathBuf,
     watch: Option<Child>,
+    /// `agent fence` on each database node (Patroni's watchdog here).
+    fences: Vec<Child>,
     /// iptables rules in place (removed by stop).
     rules: Vec<Vec<String>>,
     lost_so_far: i64,
@@ -129,12 +138,33 @@ impl Demo {
             }
             let r = self.scenario(name)?;
             say(&format!(
-                "  {name}: promoted {:?} s, app writing {:?} s, {} acked rows lost, {} samples with two writable",
-                r.promoted_s, r.app_writing_s, r.acked_rows_lost, r.two_writable_samples
+                "  {name}: promoted {:?} s, app writing {:?} s, {} acked rows lost, {} samples with two writable{}",
+                r.promoted_s, r.app_writing_s, r.acked_rows_lost, r.two_writable_samples,
+                if r.fenced { ", old primary fenced by agent fence" } else { "" }
             ));
             out.push(r);
         }
         Ok(out)
+    }
+
+    /// One `agent fence` per node: no watchdog device here, the agent is one.
+    fn start_fences(&mut self) -> Result<()> {
+        let exe = std::env::current_exe()?;
+        for n in &self.cluster.nodes {
+            let log = std::fs::File::create(n.dir.join("fence.log"))?;
+            let child = Command::new(&exe)
+                .arg("fence")
+                .arg("--patroni-config")
+                .arg(n.config())
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .process_group(0)
+                .spawn()
+                .context("starting agent fence")?;
+            self.fences.push(child);
+        }
+        Ok(())
     }
 
     fn leader_pg(&self) -> Result<String> {
@@ -284,12 +314,17 @@ impl Demo {
                     .and_then(|w| w.at.duration_since(wall0).ok())
             })
         });
-        // Heal: the old primary back as a replica.
+        // Heal: the old primary back as a replica (restarted when fenced, as
+        // a host reset by its watchdog reboots).
         match name {
             "kill" => self.cluster.start_node(old)?,
             "freeze" => self.cluster.freeze_node(old, false),
             "partition" => self.partition(old, false)?,
             _ => {}
+        }
+        let fenced = name != "kill" && self.cluster.node_exited(old);
+        if fenced {
+            self.cluster.start_node(old)?;
         }
         self.cluster.wait_healthy(Duration::from_secs(120))?;
         stop.store(true, Ordering::SeqCst);
@@ -314,6 +349,7 @@ impl Demo {
             app_writing_s: app_writing.map(|d| d.as_secs_f64()),
             acked_rows_lost: lost,
             two_writable_samples: two,
+            fenced,
         })
     }
 
@@ -344,6 +380,13 @@ impl Demo {
     fn stop(&mut self) {
         for rule in std::mem::take(&mut self.rules) {
             let _ = iptables("-D", &rule);
+        }
+        for mut f in std::mem::take(&mut self.fences) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(f.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = f.wait();
         }
         if let Some(mut w) = self.watch.take() {
             let _ = nix::sys::signal::kill(

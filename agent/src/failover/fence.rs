@@ -1,0 +1,358 @@
+//! The agent as Patroni's watchdog: `agent fence --patroni-config PATH`.
+//!
+//! Patroni's own answer to a frozen or dead Patroni on the primary is the
+//! kernel watchdog (`watchdog: mode: required`): when Patroni stops petting
+//! it, the host is reset before the leader key expires, so the old primary
+//! is gone before a replica is promoted. Without a watchdog device (VMs,
+//! containers, this machine) a Patroni frozen past its lease keeps its
+//! PostgreSQL a writable primary; and Patroni 3.0.2 (Debian bookworm), when
+//! it wakes with a stale view of etcd, can even write the leader key over
+//! the promoted node's (`etcd3._update_leader` puts it unconditionally; fixed
+//! upstream in 3.0.3, patroni/patroni#2689): the promoted timeline's
+//! acknowledged rows are then lost.
+//!
+//! The fence is a process outside Patroni doing what the watchdog does: it
+//! asks Patroni's REST API every `interval`; when no answer came for `after`
+//! while the local PostgreSQL is a primary (running, no `standby.signal`),
+//! it kills Patroni (SIGKILL, which a stopped process receives too) and stops
+//! PostgreSQL at once (SIGQUIT: immediate shutdown, then SIGKILL to what is
+//! left). It must finish before the leader key can expire:
+//! `after + stop + margin < ttl - loop_wait` (the key was renewed up to
+//! `loop_wait` before Patroni froze), checked at start and printed.
+//! A replica is never fenced: it cannot take writes.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+use crate::schedule::signals;
+
+/// Time allowed for PostgreSQL to stop once fenced (SIGQUIT, then SIGKILL).
+pub const STOP_TIME: Duration = Duration::from_secs(2);
+/// Slack kept between the end of a fence and the leader key's expiry.
+pub const MARGIN: Duration = Duration::from_secs(1);
+
+/// What the fence watches, read from Patroni's own configuration file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub config: PathBuf,
+    /// `host:port` of Patroni's REST API (`restapi.connect_address`, else `listen`).
+    pub rest: String,
+    pub data_dir: PathBuf,
+    /// `ttl` and `loop_wait` from `bootstrap.dcs` (Patroni's defaults: 30, 10);
+    /// the running cluster's values (REST `/config`) replace them when known.
+    pub ttl: Duration,
+    pub loop_wait: Duration,
+}
+
+impl Target {
+    pub fn from_config(path: &Path) -> Result<Target> {
+        let text =
+            fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let doc = crate::yaml::parse(&text)
+            .map_err(|e| anyhow!("{}: {}", path.display(), e.describe()))?
+            .to_json();
+        let config = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let rest = ["connect_address", "listen"]
+            .iter()
+            .find_map(|k| doc["restapi"][k].as_str())
+            .ok_or_else(|| {
+                anyhow!(
+                    "{}: no restapi.connect_address or restapi.listen\nhint: the fence asks Patroni's REST API whether Patroni is alive",
+                    path.display()
+                )
+            })?
+            .to_string();
+        let data_dir = doc["postgresql"]["data_dir"]
+            .as_str()
+            .ok_or_else(|| anyhow!("{}: no postgresql.data_dir", path.display()))?
+            .into();
+        let dcs = &doc["bootstrap"]["dcs"];
+        let secs = |v: &Value, default: u64| Duration::from_secs(v.as_u64().unwrap_or(default));
+        Ok(Target {
+            config,
+            rest,
+            data_dir,
+            ttl: secs(&dcs["ttl"], 30),
+            loop_wait: secs(&dcs["loop_wait"], 10),
+        })
+    }
+
+    /// Takes `ttl` and `loop_wait` from the running cluster (REST `/config`,
+    /// the DCS's copy, which `patronictl edit-config` changes) when Patroni
+    /// answers; keeps the file's otherwise. True when they were read.
+    pub fn refresh_timing(&mut self) -> bool {
+        let doc = ureq::get(&format!("http://{}/config", self.rest))
+            .config()
+            .timeout_global(Some(Duration::from_secs(2)))
+            .build()
+            .call()
+            .ok()
+            .and_then(|r| r.into_body().read_json::<Value>().ok());
+        let Some(doc) = doc else { return false };
+        if let Some(ttl) = doc["ttl"].as_u64() {
+            self.ttl = Duration::from_secs(ttl);
+        }
+        if let Some(lw) = doc["loop_wait"].as_u64() {
+            self.loop_wait = Duration::from_secs(lw);
+        }
+        true
+    }
+
+    /// The budget a fence must fit in: the leader key may expire `ttl -
+    /// loop_wait` after Patroni froze.
+    pub fn budget(&self) -> Duration {
+        self.ttl.saturating_sub(self.loop_wait)
+    }
+
+    /// `after` when none is given: half the budget.
+    pub fn default_after(&self) -> Duration {
+        self.budget() / 2
+    }
+
+    /// Refuses an `after` that cannot fence before the key expires.
+    pub fn check(&self, after: Duration, interval: Duration) -> Result<()> {
+        let need = after + interval + STOP_TIME + MARGIN;
+        if need >= self.budget() {
+            bail!(
+                "fence after {after:?} + probe interval {interval:?} + stop {STOP_TIME:?} + margin {MARGIN:?} = {need:?} is not below ttl {:?} - loop_wait {:?} = {:?}: the replica could be promoted before the old primary is fenced\nhint: a shorter --after (default: half of ttl - loop_wait), or a longer ttl in Patroni's DCS config",
+                self.ttl,
+                self.loop_wait,
+                self.budget()
+            );
+        }
+        Ok(())
+    }
+
+    /// The postmaster's pid while this data dir's PostgreSQL runs.
+    pub fn postmaster(&self) -> Option<i32> {
+        let pid: i32 = fs::read_to_string(self.data_dir.join("postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()?;
+        alive(pid).then_some(pid)
+    }
+
+    /// True while the local PostgreSQL runs as a primary.
+    pub fn primary_running(&self) -> Option<i32> {
+        let pm = self.postmaster()?;
+        let standby = ["standby.signal", "recovery.signal"]
+            .iter()
+            .any(|f| self.data_dir.join(f).exists());
+        (!standby).then_some(pm)
+    }
+
+    /// The Patroni processes started with this configuration file.
+    pub fn patroni_pids(&self) -> Vec<i32> {
+        let config = self.config.as_os_str().as_encoded_bytes();
+        let Ok(entries) = fs::read_dir("/proc") else {
+            return vec![];
+        };
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+                    return false;
+                };
+                let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+                args.iter().any(|a| a.ends_with(b"patroni")) && args.contains(&config)
+            })
+            .collect()
+    }
+}
+
+/// What one fence did, for the log and the tests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fenced {
+    pub silent_for: Duration,
+    pub patroni: Vec<i32>,
+    pub postmaster: i32,
+}
+
+impl std::fmt::Display for Fenced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "fenced: Patroni's REST API did not answer for {:.1} s while PostgreSQL (postmaster {}) was a primary: killed Patroni {:?}, stopped PostgreSQL (immediate)",
+            self.silent_for.as_secs_f64(),
+            self.postmaster,
+            self.patroni
+        )
+    }
+}
+
+/// Watches until a stop is requested; `on_fence` hears of each fence.
+pub fn run(
+    target: &Target,
+    after: Duration,
+    interval: Duration,
+    mut on_fence: impl FnMut(&Fenced),
+) -> Result<()> {
+    target.check(after, interval)?;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(interval.max(Duration::from_millis(200))))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let url = format!("http://{}/liveness", target.rest);
+    let mut last_answer = Instant::now();
+    while !signals::stop_requested() {
+        let asked = Instant::now();
+        // Any HTTP answer is a live Patroni: /liveness says 503 only after a
+        // whole ttl without a loop, too late for a fence.
+        if agent.get(&url).call().is_ok() {
+            last_answer = Instant::now();
+        } else if last_answer.elapsed() >= after {
+            // A replica (or a stopped server) cannot take writes: nothing to
+            // fence while Patroni is away.
+            if let Some(pm) = target.primary_running() {
+                let f = fence(target, pm, last_answer.elapsed());
+                on_fence(&f);
+                last_answer = Instant::now();
+            }
+        }
+        signals::sleep(interval.saturating_sub(asked.elapsed()));
+    }
+    Ok(())
+}
+
+/// Kills Patroni, then stops the postmaster: SIGQUIT (immediate shutdown,
+/// backends end at once), SIGKILL to it and its children after `STOP_TIME`.
+pub fn fence(target: &Target, postmaster: i32, silent_for: Duration) -> Fenced {
+    let patroni = target.patroni_pids();
+    for pid in &patroni {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+    let children = children_of(postmaster);
+    let _ = kill(Pid::from_raw(postmaster), Signal::SIGQUIT);
+    let deadline = Instant::now() + STOP_TIME;
+    while alive(postmaster) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for pid in std::iter::once(postmaster).chain(children) {
+        if alive(pid) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+    Fenced {
+        silent_for,
+        patroni,
+        postmaster,
+    }
+}
+
+/// True while `pid` runs (a zombie counts as gone).
+fn alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// The pids whose parent is `parent`.
+fn children_of(parent: i32) -> Vec<i32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return vec![];
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')?
+                        .1
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse::<i32>()
+                        .ok()
+                })
+                == Some(parent)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(yaml: &str) -> Result<Target> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("patroni.yml");
+        fs::write(&path, yaml).unwrap();
+        Target::from_config(&path)
+    }
+
+    const CONFIG: &str = "scope: stash\nrestapi:\n  listen: 0.0.0.0:8008\n  connect_address: 10.0.0.1:8008\npostgresql:\n  data_dir: /var/lib/postgresql/15/main\nbootstrap:\n  dcs:\n    ttl: 10\n    loop_wait: 2\n";
+
+    #[test]
+    fn reads_rest_data_dir_and_timing_from_patronis_config() {
+        let t = target(CONFIG).unwrap();
+        assert_eq!(t.rest, "10.0.0.1:8008");
+        assert_eq!(t.data_dir, Path::new("/var/lib/postgresql/15/main"));
+        assert_eq!(
+            (t.ttl, t.loop_wait),
+            (Duration::from_secs(10), Duration::from_secs(2))
+        );
+        assert_eq!(t.default_after(), Duration::from_secs(4));
+        // Patroni's defaults when bootstrap.dcs says nothing.
+        let t = target("restapi: {listen: 127.0.0.1:8008}\npostgresql: {data_dir: /d}\n").unwrap();
+        assert_eq!(
+            (t.ttl, t.loop_wait),
+            (Duration::from_secs(30), Duration::from_secs(10))
+        );
+        assert_eq!(t.rest, "127.0.0.1:8008");
+    }
+
+    #[test]
+    fn a_config_without_rest_api_or_data_dir_is_refused_naming_the_key() {
+        let e = target("postgresql: {data_dir: /d}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("restapi.connect_address"), "{e}");
+        let e = target("restapi: {listen: 127.0.0.1:8008}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("postgresql.data_dir"), "{e}");
+    }
+
+    #[test]
+    fn a_fence_that_cannot_finish_before_the_key_expires_is_refused() {
+        let t = target(CONFIG).unwrap();
+        let i = Duration::from_millis(500);
+        t.check(Duration::from_secs(4), i).unwrap();
+        let e = t.check(Duration::from_secs(5), i).unwrap_err().to_string();
+        assert!(e.contains("not below ttl 10s - loop_wait 2s = 8s"), "{e}");
+    }
+
+    #[test]
+    fn a_standby_or_stopped_server_is_not_a_primary() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Target {
+            config: dir.path().join("p.yml"),
+            rest: "127.0.0.1:1".into(),
+            data_dir: dir.path().into(),
+            ttl: Duration::from_secs(10),
+            loop_wait: Duration::from_secs(2),
+        };
+        assert_eq!(t.primary_running(), None, "no postmaster.pid");
+        // Our own pid stands for a running postmaster.
+        let me = std::process::id() as i32;
+        fs::write(dir.path().join("postmaster.pid"), format!("{me}\n/d\n")).unwrap();
+        assert_eq!(t.primary_running(), Some(me));
+        fs::write(dir.path().join("standby.signal"), "").unwrap();
+        assert_eq!(t.primary_running(), None, "a standby");
+    }
+}
