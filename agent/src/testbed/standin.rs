@@ -13,7 +13,8 @@
 //! 2026-11-27T10:17:03.123Z wrote seq=42 to 127.0.0.11:5432/stashdb
 //! ```
 //!
-//! On errors it logs `… error: …` and reconnects with a short backoff (a
+//! On errors it logs `… error: …` and reconnects: every 100 ms for the first
+//! 3 s of an outage (a promotion in progress), then backing off to 2 s (a
 //! reconnection picks its server again, from the url read at start).
 //! SIGTERM/SIGINT stop it cleanly and remove its pidfile. `--daemonize`
 //! lets a `service` resource with the `command` provider start it:
@@ -44,6 +45,19 @@ pub use jdbc::{load_config, parse_url, JdbcUrl, StandinConfig, TargetServerType}
 /// Backoff between reconnection attempts: doubles from MIN up to MAX.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// For this long after its first error the stand-in retries every
+/// `MIN_BACKOFF` (a promotion in progress: the new primary turns writable
+/// within a second); only a longer outage backs off, doubling to `MAX_BACKOFF`.
+const FAST_RETRIES_FOR: Duration = Duration::from_secs(3);
+
+/// The wait before the next attempt of an outage that began at `since`.
+fn next_backoff(backoff: Duration, since: Instant) -> Duration {
+    if since.elapsed() < FAST_RETRIES_FOR {
+        MIN_BACKOFF
+    } else {
+        (backoff * 2).min(MAX_BACKOFF)
+    }
+}
 /// Short, so that a dead host in a multi-host url costs little.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -323,13 +337,15 @@ pub fn serve(cfg: &StandinConfig, sink: &mut LogSink, interval: Duration, stop: 
     ));
     let mut seq: i64 = 0;
     let mut backoff = MIN_BACKOFF;
+    // When the current outage began (None while writing).
+    let mut outage: Option<Instant> = None;
     while !stop.load(Ordering::SeqCst) {
         let (mut client, at) = match connect(cfg) {
             Ok(c) => c,
             Err(e) => {
                 sink.error(&format!("{e:#}"));
                 sleep_unless_stopped(backoff, stop);
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff = next_backoff(backoff, *outage.get_or_insert_with(Instant::now));
                 continue;
             }
         };
@@ -340,10 +356,11 @@ pub fn serve(cfg: &StandinConfig, sink: &mut LogSink, interval: Duration, stop: 
                 pg_error(&e)
             ));
             sleep_unless_stopped(backoff, stop);
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            backoff = next_backoff(backoff, *outage.get_or_insert_with(Instant::now));
             continue;
         }
         backoff = MIN_BACKOFF;
+        outage = None;
         while !stop.load(Ordering::SeqCst) {
             let started = Instant::now();
             let next = seq + 1;
@@ -357,6 +374,7 @@ pub fn serve(cfg: &StandinConfig, sink: &mut LogSink, interval: Duration, stop: 
                 }
                 Err(e) => {
                     sink.error(&format!("writing seq={next} to {at}: {}", pg_error(&e)));
+                    outage.get_or_insert_with(Instant::now);
                     break;
                 }
             }

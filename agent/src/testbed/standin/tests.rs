@@ -420,3 +420,19 @@ fn daemonized_it_detaches_and_the_service_lines_drive_it() {
     });
     assert!(read(&log).trim_end().ends_with(" stopped"));
 }
+
+#[test]
+fn an_outage_is_retried_every_100ms_for_3s_then_backs_off_to_2s() {
+    let now = Instant::now();
+    assert_eq!(next_backoff(MIN_BACKOFF, now), MIN_BACKOFF);
+    assert_eq!(next_backoff(Duration::from_millis(800), now), MIN_BACKOFF);
+    let long_ago = now.checked_sub(Duration::from_secs(4)).unwrap();
+    assert_eq!(
+        next_backoff(MIN_BACKOFF, long_ago),
+        Duration::from_millis(200)
+    );
+    assert_eq!(
+        next_backoff(Duration::from_millis(1500), long_ago),
+        MAX_BACKOFF
+    );
+}
