@@ -335,12 +335,23 @@ impl Demo {
             .iter()
             .filter(|(_, w)| w.iter().filter(|ok| **ok).count() >= 2)
             .count() as u64;
-        // Lost: acknowledged to the stand-in, absent on the primary now.
+        // Lost: acknowledged to the stand-in, absent on the primary now. The
+        // stand-in keeps writing: both sides are counted up to one instant
+        // (a row's `at` is its transaction's start, before its ack was logged).
         let leader = self.cluster.leader().context("no leader")?;
+        let cutoff = SystemTime::now();
+        let acked_n = acked(&self.heartbeat_log())
+            .iter()
+            .filter(|w| w.at <= cutoff)
+            .count() as i64;
+        let cutoff_text = chrono::DateTime::<chrono::Utc>::from(cutoff).to_rfc3339();
         let rows: i64 = pg(&self.cluster, leader, "stashdb")?
-            .query_one("SELECT count(*) FROM heartbeat", &[])?
+            .query_one(
+                "SELECT count(*) FROM heartbeat WHERE at <= $1::text::timestamptz",
+                &[&cutoff_text],
+            )?
             .get(0);
-        let lost_total = (acked(&self.heartbeat_log()).len() as i64 - rows).max(0);
+        let lost_total = (acked_n - rows).max(0);
         let lost = lost_total - self.lost_so_far;
         self.lost_so_far = lost_total;
         Ok(Scenario {
