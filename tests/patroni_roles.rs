@@ -123,6 +123,10 @@ impl Drop for Cluster {
                 );
             }
         };
+        // The fences first: they would fence the primaries as Patroni goes.
+        for n in &self.0 {
+            kill(n.pid("agent-fence"));
+        }
         for n in &self.0 {
             kill(n.pid("patroni"));
         }
@@ -194,7 +198,8 @@ fn three_nodes_from_the_roles_elect_a_leader_converge_and_patroni_config_patches
     for (n, run) in nodes.iter().zip(&firsts) {
         run.code(2)
             .stdout_has("service[etcd]: ensure changed 'stopped' to 'running'")
-            .stdout_has("service[patroni]: ensure changed 'stopped' to 'running'");
+            .stdout_has("service[patroni]: ensure changed 'stopped' to 'running'")
+            .stdout_has("service[agent-fence]: ensure changed 'stopped' to 'running'");
         no_secrets(run);
         assert!(n
             .sb
@@ -243,6 +248,27 @@ fn three_nodes_from_the_roles_elect_a_leader_converge_and_patroni_config_patches
         .unwrap()
         .to_string();
     assert!(nodes.iter().any(|n| n.name == leader), "{leader}");
+    // Each node's fence runs and watches its own Patroni and data dir (the
+    // roles' environment override puts it under --root), within the budget.
+    for n in nodes {
+        let pid = n.pid("agent-fence").expect("agent-fence.pid");
+        assert!(
+            std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "agent fence on {} exited: {}",
+            n.name,
+            n.sb.read_root("var/log/patroni/fence.log")
+        );
+        let log = n.sb.read_root("var/log/patroni/fence.log");
+        let want = format!(
+            "agent fence: Patroni at {}:{} (data dir {})",
+            n.ip,
+            n.rest_port,
+            n.datadir().display()
+        );
+        assert!(log.contains(&want), "{want}\n{log}");
+        assert!(log.contains("< ttl 10 s - loop_wait 2 s"), "{log}");
+        assert!(!log.contains("fenced:"), "a healthy node fenced: {log}");
+    }
 
     // The next run of the leader (db_master names it now) makes the
     // application's role and database; the replicas leave them alone and

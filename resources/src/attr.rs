@@ -31,9 +31,53 @@ pub enum OneOrMany {
     Many(Vec<String>),
 }
 
+/// A boolean attribute that a manifest may also compute: `true`/`false`, or
+/// a string a template rendered to `"true"`/`"false"` (as the `noop`
+/// metaparameter takes it: `"{{#if (lookup 'x')}}true{{else}}false{{/if}}"`).
+/// `#[serde(default, deserialize_with = "attr::rendered_bool")]`.
+pub fn rendered_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum B {
+        Bool(bool),
+        Text(String),
+    }
+    match Option::<B>::deserialize(d)? {
+        None => Ok(None),
+        Some(B::Bool(b)) => Ok(Some(b)),
+        Some(B::Text(t)) => match t.trim() {
+            "true" => Ok(Some(true)),
+            "false" => Ok(Some(false)),
+            other => Err(serde::de::Error::custom(format!(
+                "expected a boolean (true or false), got {other:?}"
+            ))),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rendered_bool_takes_booleans_and_rendered_strings_only() {
+        #[derive(Deserialize)]
+        struct P {
+            #[serde(default, deserialize_with = "rendered_bool")]
+            enable: Option<bool>,
+        }
+        let p = |v: serde_json::Value| serde_json::from_value::<P>(v).map(|p| p.enable);
+        assert_eq!(p(serde_json::json!({"enable": true})).unwrap(), Some(true));
+        assert_eq!(
+            p(serde_json::json!({"enable": "false"})).unwrap(),
+            Some(false)
+        );
+        assert_eq!(p(serde_json::json!({})).unwrap(), None);
+        let e = p(serde_json::json!({"enable": "yes"}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected a boolean"), "{e}");
+    }
 
     #[test]
     fn ensure_defaults_to_present_and_reads_lowercase() {

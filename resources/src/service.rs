@@ -34,8 +34,9 @@ struct Params {
     /// `running` or `stopped`. Not given: whether it runs is not managed
     /// (a refresh still restarts it if it is running).
     ensure: Option<Ensure>,
-    /// Start at boot (`true`) or not (`false`). systemd only; other
-    /// providers ignore it. Not given: not managed.
+    /// Start at boot (`true`) or not (`false`; also a rendered string).
+    /// systemd only; other providers ignore it. Not given: not managed.
+    #[serde(default, deserialize_with = "crate::attr::rendered_bool")]
     enable: Option<bool>,
     /// What a refresh (notify/subscribe) does to a running service:
     /// `restart` (default) or `reload`. With provider `command`, any other

@@ -57,19 +57,32 @@ impl Target {
         let doc = crate::yaml::parse(&text)
             .map_err(|e| anyhow!("{}: {}", path.display(), e.describe()))?
             .to_json();
+        Self::from_doc(path, &doc, |k| std::env::var(k).ok())
+    }
+
+    /// As Patroni reads its configuration: `PATRONI_RESTAPI_CONNECT_ADDRESS`,
+    /// `PATRONI_RESTAPI_LISTEN` and `PATRONI_POSTGRESQL_DATA_DIR` in `env`
+    /// win over the file (the roles' command lines set the data dir so).
+    pub fn from_doc(
+        path: &Path,
+        doc: &Value,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Target> {
         let config = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        let rest = ["connect_address", "listen"]
-            .iter()
-            .find_map(|k| doc["restapi"][k].as_str())
+        let rest = [
+            ("PATRONI_RESTAPI_CONNECT_ADDRESS", "connect_address"),
+            ("PATRONI_RESTAPI_LISTEN", "listen"),
+        ]
+        .iter()
+        .find_map(|(var, k)| env(var).or_else(|| doc["restapi"][k].as_str().map(String::from)))
             .ok_or_else(|| {
                 anyhow!(
                     "{}: no restapi.connect_address or restapi.listen\nhint: the fence asks Patroni's REST API whether Patroni is alive",
                     path.display()
                 )
-            })?
-            .to_string();
-        let data_dir = doc["postgresql"]["data_dir"]
-            .as_str()
+            })?;
+        let data_dir = env("PATRONI_POSTGRESQL_DATA_DIR")
+            .or_else(|| doc["postgresql"]["data_dir"].as_str().map(String::from))
             .ok_or_else(|| anyhow!("{}: no postgresql.data_dir", path.display()))?
             .into();
         let dcs = &doc["bootstrap"]["dcs"];
@@ -314,6 +327,26 @@ mod tests {
             (Duration::from_secs(30), Duration::from_secs(10))
         );
         assert_eq!(t.rest, "127.0.0.1:8008");
+    }
+
+    #[test]
+    fn patronis_environment_overrides_win_over_the_file() {
+        let doc = crate::yaml::parse(CONFIG).unwrap().to_json();
+        let env = |k: &str| match k {
+            "PATRONI_POSTGRESQL_DATA_DIR" => Some("/root/sandbox/var/lib/pg".to_string()),
+            "PATRONI_RESTAPI_LISTEN" => Some("127.0.0.9:8008".to_string()),
+            _ => None,
+        };
+        let t = Target::from_doc(Path::new("/etc/patroni.yml"), &doc, env).unwrap();
+        assert_eq!(t.data_dir, Path::new("/root/sandbox/var/lib/pg"));
+        // connect_address (from the file) still comes before listen.
+        assert_eq!(t.rest, "10.0.0.1:8008");
+        let doc =
+            crate::yaml::parse("restapi: {listen: 0.0.0.0:8008}\npostgresql: {data_dir: /d}\n")
+                .unwrap()
+                .to_json();
+        let t = Target::from_doc(Path::new("/p.yml"), &doc, env).unwrap();
+        assert_eq!(t.rest, "127.0.0.9:8008");
     }
 
     #[test]
