@@ -73,7 +73,7 @@ pub const TYPES: &[TypeDoc] = &[
     },
     TypeDoc {
         name: "conf",
-        attributes: r#"title = `<path>:<key>` (or `path` and `key`, or `path` with the key as title); `format` (redis\|pgpool\|ini), `value` (string, number, boolean), `ensure` (present\|absent), `section` (ini), `replace` (true; false = managed once), `validate_cmd`, `validate_replacement` (%)"#,
+        attributes: r#"title = `<path>:<key>` or any name; `path` (else from the title), `key` (else from the title, or the title), `format` (redis\|pgpool\|ini), `value` (string, number or boolean), `ensure` (present\|absent), `section` (ini only), `replace` (true; false = managed once), `validate_cmd`, `validate_replacement` (%)"#,
         notes: r#"One setting in a daemon's own config file, read as the daemon reads it: `redis` (`key args…`, Redis's quoting; keys of several words like `sentinel down-after-milliseconds mymaster`), `pgpool` (`key = 'value'`, PostgreSQL's lexer), `ini` (`[section]`, `key = value`). The last active line of the key is rewritten in place (a trailing comment kept) or the line added (ini: at the end of its section); `absent` removes every line of it; every other line stays byte for byte. The file keeps its owner and mode; several `conf` of one file are one staged write. `replace: false` (Sentinel's `sentinel monitor` after a failover): written when missing or never written by the agent (a packaged default is replaced once, recorded in `<state>/conf_written`); after that the daemon's value is neither drift nor changed. Sensitive values redacted (a new file holding one is 0600). `validate_cmd` as `file`'s, on the whole new file."#,
     },
     TypeDoc {
