@@ -54,7 +54,10 @@ fn a_refused_validation_fails_skips_dependents_and_changes_nothing() {
     let run = sb.agent(&["apply", "--detailed-exitcodes"]);
     run.code(6).stderr_has("refused: not good");
     assert_eq!(sb.read_root("etc/app.cfg"), "good\n", "byte-identical");
-    assert!(!sb.root().join("etc/reloads").exists(), "the dependent did not run");
+    assert!(
+        !sb.root().join("etc/reloads").exists(),
+        "the dependent did not run"
+    );
     assert_eq!(
         sb.read_root("etc/redis/redis.conf"),
         "# redis\nport 6379\nmaxmemory 100mb\n"
@@ -62,7 +65,10 @@ fn a_refused_validation_fails_skips_dependents_and_changes_nothing() {
     let r = report(&sb);
     assert_eq!(status(&r, "file[/etc/app.cfg]"), "failed");
     assert_eq!(status(&r, "exec[reload-app]"), "skipped");
-    assert_eq!(status(&r, "conf[/etc/redis/redis.conf:maxmemory]"), "changed");
+    assert_eq!(
+        status(&r, "conf[/etc/redis/redis.conf:maxmemory]"),
+        "changed"
+    );
     let failed = r["resources"]
         .as_array()
         .unwrap()
@@ -101,7 +107,10 @@ fn conf_keys_of_one_file_converge_in_one_run_and_stay() {
     );
     let sentinel = "# sentinel\nport 26379\n\nsentinel monitor mymaster 127.0.0.1 6379 2\n";
     sb.root_file("etc/redis/sentinel.conf", sentinel)
-        .root_file("etc/pgpool2/pgpool.conf", "# pgpool\nlisten_addresses = 'localhost'\n")
+        .root_file(
+            "etc/pgpool2/pgpool.conf",
+            "# pgpool\nlisten_addresses = 'localhost'\n",
+        )
         .root_file("etc/app.ini", "[server]\nport = 80\n\n[client]\nport = 1\n");
     sb.agent(&["apply", "--detailed-exitcodes"]).code(2);
     assert_eq!(

@@ -143,7 +143,30 @@ fn validate_cmd_is_checked_when_the_manifest_compiles() {
     assert!(crate::file::build(&d, &crate::core::TypeEnv::default()).is_ok());
 }
 
-const GOOD_CFG: &str = "global\n    maxconn 100\n\ndefaults\n    mode http\n    timeout connect 1s\n    timeout client 5s\n    timeout server 5s\n\nfrontend www\n    bind 127.0.0.91:8091\n    default_backend app\n\nbackend app\n    balance roundrobin\n    option redispatch\n    server app1 127.0.0.92:8092 check inter 500ms fall 2\n";
+const GOOD_CFG: &str = "global\n    maxconn 100\n\ndefaults\n    mode http\n    timeout connect 1s\n    timeout client 5s\n    timeout server 5s\n\nfrontend www\n    bind 127.0.0.91:8091\n    http-request return status 200 content-type text/plain string served-by-the-good-config if { path /health }\n    default_backend app\n\nbackend app\n    balance roundrobin\n    option redispatch\n    server app1 127.0.0.92:8092 check inter 500ms fall 2\n";
+
+/// The body of `GET /health` from the HAProxy on 127.0.0.91:8091, if it answers.
+fn health() -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect("127.0.0.91:8091").ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .ok()?;
+    s.write_all(b"GET /health HTTP/1.0\r\nHost: x\r\n\r\n")
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+/// The HAProxy a test started, stopped when the test ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 /// A real HAProxy checks its configuration (`haproxy -c -f %`): a broken
 /// one is refused and the old file stays byte-identical; a good one goes
@@ -166,13 +189,37 @@ fn haproxy_refuses_a_broken_config_and_takes_a_good_one() {
     good.apply(&t.cx, plan).unwrap();
     assert_eq!(std::fs::read_to_string(&path).unwrap(), GOOD_CFG);
     assert!(good.check(&t.cx).unwrap().is_empty(), "idempotent");
+    // HAProxy runs on it (foreground, on 127.0.0.91:8091).
+    let _haproxy = Running(
+        std::process::Command::new("/usr/sbin/haproxy")
+            .args(["-db", "-f"])
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("haproxy starts"),
+    );
+    let started = std::time::Instant::now();
+    while !health().is_some_and(|b| b.contains("served-by-the-good-config")) {
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "haproxy never served the good config"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 
     let broken_cfg = GOOD_CFG.replace("balance roundrobin", "balance round-robbin");
     let broken = decl(&broken_cfg);
     let plan = broken.check(&t.cx).unwrap();
     let err = broken.apply(&t.cx, plan).unwrap_err().to_string();
+    let line = broken_cfg
+        .lines()
+        .position(|l| l.contains("round-robbin"))
+        .unwrap()
+        + 1;
     assert!(
-        err.contains("[/etc/haproxy/haproxy.cfg:15]") && err.contains("balance only supports"),
+        err.contains(&format!("[/etc/haproxy/haproxy.cfg:{line}]"))
+            && err.contains("balance only supports"),
         "haproxy's own message, naming the node path: {err}"
     );
     assert_eq!(
@@ -185,6 +232,11 @@ fn haproxy_refuses_a_broken_config_and_takes_a_good_one() {
         "no backup of a write that never was"
     );
     assert_eq!(names(&t.root.join("etc/haproxy")), ["haproxy.cfg"]);
+    let body = health().unwrap_or_default();
+    assert!(
+        body.contains("served-by-the-good-config"),
+        "still serving: {body}"
+    );
     // Still refused on the next run: the resource fails again.
     assert!(!broken.check(&t.cx).unwrap().is_empty());
 
