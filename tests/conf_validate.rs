@@ -135,3 +135,22 @@ fn conf_keys_of_one_file_converge_in_one_run_and_stay() {
     assert_eq!(sb.read_root("etc/redis/sentinel.conf"), moved);
     assert_eq!(report(&sb)["summary"]["changed"], 0);
 }
+
+#[test]
+fn a_validate_cmd_without_its_marker_is_a_compile_error_naming_the_line() {
+    let sb = fixture(
+        r#"resources:
+  - file: /etc/ok
+    content: "x\n"
+  - file: /etc/haproxy.cfg
+    content: "x\n"
+    validate_cmd: haproxy -c -f /etc/haproxy.cfg
+"#,
+    );
+    sb.agent(&["apply"])
+        .code(1)
+        .stderr_has("roles/r.yaml:4")
+        .stderr_has("no '%'")
+        .stderr_has("hint: `haproxy -c -f %`");
+    assert!(!sb.root().join("etc/ok").exists(), "nothing applied");
+}
