@@ -132,7 +132,7 @@ proptest! {
         let (again, o) = edit(&new, &key, want, true);
         prop_assert_eq!(o, Outcome::InSync, "not idempotent: {:?}", new);
         prop_assert_eq!(again, new.clone());
-        let last = new.lines().filter(|l| redis_owned(l)).last().map(|l| {
+        let last = new.lines().rfind(|l| redis_owned(l)).map(|l| {
             split_args(l).unwrap().into_iter().skip(1).map(|(a, _)| a).collect::<Vec<_>>()
         });
         match want {
