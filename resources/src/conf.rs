@@ -64,7 +64,8 @@ struct Params {
     #[serde(default = "yes")]
     replace: bool,
     /// A command that checks the whole new file before it replaces the old
-    /// one: `%` is the path of a temp file holding it. A non-zero exit
+    /// one: `%` is the path of a temp file holding it (with the edits of
+    /// the `conf` of that file applied earlier in the run). A non-zero exit
     /// changes nothing and fails the resource with the command's output.
     validate_cmd: Option<String>,
     /// What stands for the temp file in `validate_cmd` (default `%`).
@@ -236,18 +237,23 @@ impl Resource for Conf {
         steps
             .rewrite
             .write_owned(cx, &self.id, "", steps.mode, steps.owner)?;
-        if !self.replace && self.value.is_some() {
-            // Recorded once the write is durable: a run killed before has
-            // not written it, and the next one writes it again.
+        if let (false, Some(value)) = (self.replace, &self.value) {
+            // Recorded once the write is durable (a run killed before has
+            // not written it, and the next one writes it again), and only
+            // if the file then holds the value: a commit that failed for
+            // this file leaves the key to be written by the next run.
             let written = Written::of(cx);
-            let (path, section, key) = (
-                self.path.clone(),
-                self.key.section.clone(),
-                self.key.name.clone(),
-            );
+            let (node, file) = (self.path.clone(), steps.rewrite.path.clone());
+            let (key, value) = (self.key.clone(), value.clone());
             let id = self.id.clone();
             cx.stager().after_commit(move || {
-                if let Err(e) = written.record(&path, section.as_deref(), &key) {
+                let text = std::fs::read(&file).unwrap_or_default();
+                let text = String::from_utf8_lossy(&text);
+                if edit(&text, &key, Some(&value), true).1 != Outcome::InSync {
+                    tracing::warn!(resource = %id, "{node} does not hold the value written; not recorded");
+                    return;
+                }
+                if let Err(e) = written.record(&node, key.section.as_deref(), &key.name) {
                     tracing::warn!(resource = %id, "recording the key as written: {e}");
                 }
             });
