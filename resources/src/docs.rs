@@ -18,8 +18,8 @@ pub struct TypeDoc {
 pub const TYPES: &[TypeDoc] = &[
     TypeDoc {
         name: "file",
-        attributes: r#"`ensure` (file\|directory\|link\|absent\|present, default file), `content`, `template`, `source`, `target`, `owner`, `group`, `mode` ("0644"), `backup` (true), `force` (false)"#,
-        notes: r#"Title = absolute node path. Atomic replace (temp file, fsync, rename, fsync dir); old content saved in the backup store; links swapped atomically, never followed; replacing/removing a directory needs `force`. Sensitive content is never printed and new files holding it are 0600. Mode/owner managed only when given. Autorequires `file[parent]`, `user[owner]`, `group[group]`."#,
+        attributes: r#"`ensure` (file\|directory\|link\|absent\|present, default file), `content`, `template`, `source`, `target`, `owner`, `group`, `mode` ("0644"), `backup` (true), `force` (false), `validate_cmd`, `validate_replacement` (%)"#,
+        notes: r#"Title = absolute node path. Atomic replace (temp file, fsync, rename, fsync dir); old content saved in the backup store; links swapped atomically, never followed; replacing/removing a directory needs `force`. Sensitive content is never printed and new files holding it are 0600. Mode/owner managed only when given. `validate_cmd` (`haproxy -c -f %`) checks new content in a private temp file before anything is written: a non-zero exit fails the resource with the command's output and changes nothing (no backup either). Autorequires `file[parent]`, `user[owner]`, `group[group]`."#,
     },
     TypeDoc {
         name: "host",
@@ -70,6 +70,11 @@ pub const TYPES: &[TypeDoc] = &[
         name: "pg_cluster",
         attributes: r#"title = data dir; `bindir`, `encoding` (UTF8), `locale` (C), `auth_local` (peer), `auth_host` (scram-sha-256), `superuser` (postgres), `superuser_password`, `data_checksums`"#,
         notes: r#"initdb as the postgres OS user (password through a 0600 file, removed after). Never touches an existing cluster; refuses a non-empty dir without `PG_VERSION`."#,
+    },
+    TypeDoc {
+        name: "conf",
+        attributes: r#"title = `<path>:<key>` or any name; `path` (else from the title), `key` (else from the title, or the title), `format` (redis\|pgpool\|ini), `value` (string, number or boolean), `ensure` (present\|absent), `section` (ini only), `replace` (true; false = managed once), `validate_cmd`, `validate_replacement` (%)"#,
+        notes: r#"One setting in a daemon's own config file, read as the daemon reads it: `redis` (`key args…`, Redis's quoting; keys of several words like `sentinel down-after-milliseconds mymaster`), `pgpool` (`key = 'value'`, PostgreSQL's lexer), `ini` (`[section]`, `key = value`). The last active line of the key is rewritten in place (a trailing comment kept) or the line added (ini: at the end of its section); `absent` removes every line of it; every other line stays byte for byte. The file keeps its owner and mode; several `conf` of one file are one staged write. `replace: false` (Sentinel's `sentinel monitor` after a failover): written when missing or never written by the agent (a packaged default is replaced once, recorded in `<state>/conf_written`); after that the daemon's value is neither drift nor changed. Sensitive values redacted (a new file holding one is 0600). `validate_cmd` as `file`'s, on the whole new file."#,
     },
     TypeDoc {
         name: "pg_conf",

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::core::{Change, Context, Decl, Plan, Resource, ResourceError, ResourceId, TypeEnv};
+use crate::validate::ValidateCmd;
 use crate::{accounts, atomic, diff, mode, stage};
 
 /// Attributes of `- file: /absolute/node/path`.
@@ -50,6 +51,13 @@ struct Params {
     /// [`FORCE_BACKUP_MAX_BYTES`] in all; a larger tree is refused unless
     /// `backup: false`.
     force: Option<bool>,
+    /// A command that checks the new content before it replaces the old
+    /// (Puppet's attribute): `%` stands for the path of a temp file holding
+    /// it (`haproxy -c -f %`). A non-zero exit fails the resource with the
+    /// command's output and changes nothing. Needs managed content.
+    validate_cmd: Option<String>,
+    /// What stands for the temp file in `validate_cmd` (default `%`).
+    validate_replacement: Option<String>,
 }
 
 /// The most a forced removal of a directory saves in the backup store
@@ -149,6 +157,8 @@ pub struct File {
     backup: bool,
     force: bool,
     sensitive: bool,
+    /// Checks new content before it is written.
+    validate: Option<ValidateCmd>,
 }
 
 /// Builds a `file` from its declaration.
@@ -227,6 +237,12 @@ impl File {
         if mode.is_some() && ensure == Ensure::Link {
             return Err(bad("mode does not apply to links".into()));
         }
+        let validate = ValidateCmd::new(id, p.validate_cmd, p.validate_replacement)?;
+        if validate.is_some() && matches!(body, Body::Unmanaged) {
+            return Err(bad(
+                "validate_cmd checks new content: it needs content, source or template".into(),
+            ));
+        }
         Ok(File {
             id: decl.id.clone(),
             node_path,
@@ -239,6 +255,7 @@ impl File {
             backup: p.backup.unwrap_or(true),
             force: p.force.unwrap_or(false),
             sensitive: decl.is_sensitive("content") || decl.is_sensitive("source"),
+            validate,
         })
     }
 
@@ -643,6 +660,15 @@ impl Resource for File {
         let want = self.want(current);
         self.guard(current, want)?;
         let converge = current != want || steps.content.is_some() || steps.relink;
+        // The checker sees the bytes about to be written, before anything
+        // (the backup store included) is touched: refused, nothing changes.
+        if let (Some(v), true) = (&self.validate, want == Kind::File && converge) {
+            let bytes = match &steps.content {
+                Some(bytes) => Cow::Borrowed(&bytes[..]),
+                None => self.body()?.unwrap_or_default(),
+            };
+            v.check(cx, &self.id, &self.node_path, &bytes)?;
+        }
         if converge {
             self.converge_kind(cx, &path, (current, want), steps.content)?;
             // What converge_kind creates or writes has its wanted mode

@@ -27,7 +27,9 @@ pub mod runner;
 pub mod stage;
 #[cfg(test)]
 mod testing;
+pub mod validate;
 
+pub mod conf;
 pub mod cron;
 pub mod exec;
 pub mod file;

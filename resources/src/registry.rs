@@ -21,6 +21,7 @@ pub enum TitleRule {
 
 /// Every type the engine knows, by the name used in manifests.
 pub const TYPES: &[(&str, Constructor, TitleRule)] = &[
+    ("conf", crate::conf::build, TitleRule::Name),
     ("cron", crate::cron::build, TitleRule::Name),
     ("exec", crate::exec::build, TitleRule::Name),
     ("file", crate::file::build, TitleRule::Path),

@@ -56,3 +56,50 @@ impl Sandbox {
 pub fn lines(plan: &Plan) -> Vec<String> {
     plan.changes().iter().map(Change::line).collect()
 }
+
+/// Makes sure the Debian package `package` is installed (its `binary`
+/// exists), installing it when missing: as root with apt-get, one apt-get
+/// at a time across test processes (the flock the agent's tests take too).
+/// Not root and missing: the test fails naming the package, never skips.
+pub fn ensure_package(package: &str, binary: &str) {
+    use std::path::Path;
+    use std::process::Command;
+    if Path::new(binary).exists() {
+        return;
+    }
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs the Debian package {package} ({binary}); install it: apt-get install {package}"
+    );
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/tmp/agent-tests-apt.lock")
+        .expect("the apt lock file");
+    let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .expect("the apt lock");
+    if Path::new(binary).exists() {
+        return;
+    }
+    for args in [
+        &["update", "-qq"][..],
+        &["install", "-y", "-qq", "--no-install-recommends", package][..],
+    ] {
+        let out = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .output()
+            .expect("apt-get runs");
+        assert!(
+            out.status.success(),
+            "apt-get {args:?} for the package {package}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(
+        Path::new(binary).exists(),
+        "the package {package} installed no {binary}"
+    );
+}
