@@ -56,3 +56,51 @@ impl Sandbox {
 pub fn lines(plan: &Plan) -> Vec<String> {
     plan.changes().iter().map(Change::line).collect()
 }
+
+/// Makes sure the Debian package `package` is installed (its file `probe`
+/// exists): installed with apt-get as root when missing, one apt-get at a
+/// time across test processes (the lock the agent's test bed takes too).
+/// Panics naming the package otherwise: a test that needs it fails, never
+/// skips.
+pub fn ensure_package(package: &str, probe: &str) {
+    use std::path::Path;
+    if Path::new(probe).exists() {
+        return;
+    }
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs the Debian package {package} ({probe} is missing): apt-get install {package}"
+    );
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/tmp/agent-tests-apt.lock")
+        .expect("the apt lock file");
+    let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .expect("locking the apt lock");
+    if Path::new(probe).exists() {
+        return;
+    }
+    for args in [
+        &["update", "-qq"][..],
+        &["install", "-y", "-qq", "--no-install-recommends", package][..],
+    ] {
+        let out = std::process::Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .output()
+            .expect("running apt-get");
+        assert!(
+            out.status.success(),
+            "apt-get {} for the package {package} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(
+        Path::new(probe).exists(),
+        "the package {package} installed no {probe}"
+    );
+}
