@@ -196,7 +196,10 @@ impl Resource for PortFree {
             ResourceError::Failed(format!("{}: reading /proc/net/tcp: {e}", self.id))
         })?;
         let mut blocking = Vec::new();
-        for l in found.iter().filter(|l| in_the_way(self.address, l.local.ip())) {
+        for l in found
+            .iter()
+            .filter(|l| in_the_way(self.address, l.local.ip()))
+        {
             let hs = holders(l.inode);
             if hs.is_empty() {
                 blocking.push(format!(
@@ -252,7 +255,11 @@ mod tests {
 
     /// This test process's command name, as /proc shows it.
     fn own_comm() -> String {
-        procfs::process::Process::myself().unwrap().stat().unwrap().comm
+        procfs::process::Process::myself()
+            .unwrap()
+            .stat()
+            .unwrap()
+            .comm
     }
 
     #[test]
@@ -336,7 +343,13 @@ mod tests {
         assert!(err(json!({"port": 80, "allow": ["/usr/sbin/haproxy"]})).contains("process name"));
         assert!(err(json!({"port": 80, "ports": 1})).contains("unknown field"));
         assert!(in_the_way(None, "127.0.0.1".parse().unwrap()));
-        assert!(in_the_way(Some("127.0.0.94".parse().unwrap()), "::".parse().unwrap()));
-        assert!(!in_the_way(Some("::1".parse().unwrap()), "0.0.0.0".parse().unwrap()));
+        assert!(in_the_way(
+            Some("127.0.0.94".parse().unwrap()),
+            "::".parse().unwrap()
+        ));
+        assert!(!in_the_way(
+            Some("::1".parse().unwrap()),
+            "0.0.0.0".parse().unwrap()
+        ));
     }
 }

@@ -304,8 +304,12 @@ fn read_cert(pem: &[u8]) -> Result<Existing, String> {
             match name {
                 GeneralName::DNSName(d) => sans.push(San::Dns(d.to_ascii_lowercase())),
                 GeneralName::IPAddress(b) => match b.len() {
-                    4 => sans.push(San::Ip(IpAddr::from(<[u8; 4]>::try_from(*b).unwrap_or_default()))),
-                    16 => sans.push(San::Ip(IpAddr::from(<[u8; 16]>::try_from(*b).unwrap_or_default()))),
+                    4 => sans.push(San::Ip(IpAddr::from(
+                        <[u8; 4]>::try_from(*b).unwrap_or_default(),
+                    ))),
+                    16 => sans.push(San::Ip(IpAddr::from(
+                        <[u8; 16]>::try_from(*b).unwrap_or_default(),
+                    ))),
                     _ => return Err("an IP address SAN of odd length".into()),
                 },
                 other => sans.push(San::Dns(format!("{other}"))),
@@ -370,7 +374,9 @@ fn renew_reason(
         return Some(format!(
             "it expires {} (in {}), within renew_before {}",
             existing.not_after_text,
-            humantime::format_duration(Duration::from_secs(u64::try_from(left.max(0)).unwrap_or(0))),
+            humantime::format_duration(Duration::from_secs(
+                u64::try_from(left.max(0)).unwrap_or(0)
+            )),
             humantime::format_duration(renew_before)
         ));
     }
@@ -387,9 +393,11 @@ fn generate(want: &Subject, days: u32) -> Result<(String, String), String> {
     params.distinguished_name = dn;
     for san in &want.sans {
         params.subject_alt_names.push(match san {
-            San::Dns(d) => {
-                rcgen::SanType::DnsName(d.as_str().try_into().map_err(|e: rcgen::Error| e.to_string())?)
-            }
+            San::Dns(d) => rcgen::SanType::DnsName(
+                d.as_str()
+                    .try_into()
+                    .map_err(|e: rcgen::Error| e.to_string())?,
+            ),
             San::Ip(ip) => rcgen::SanType::IpAddress(*ip),
         });
     }
@@ -671,8 +679,9 @@ impl X509Cert {
         pem: Option<&(PathBuf, Option<(u32, u32)>)>,
     ) -> Result<(), ResourceError> {
         let started = std::time::Instant::now();
-        let (key_pem, cert_pem) = generate(&self.want, self.days)
-            .map_err(|e| ResourceError::Failed(format!("{}: making the certificate: {e}", self.id)))?;
+        let (key_pem, cert_pem) = generate(&self.want, self.days).map_err(|e| {
+            ResourceError::Failed(format!("{}: making the certificate: {e}", self.id))
+        })?;
         // A second line of defence: should the key reach any printed text,
         // it is shown as [redacted].
         redact::register(&key_pem);

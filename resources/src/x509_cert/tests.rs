@@ -8,7 +8,11 @@ use serde_json::json;
 use std::process::Command;
 
 fn cert(title: &str, attrs: serde_json::Value) -> Box<dyn Resource> {
-    build(&crate::testing::decl("x509_cert", title, attrs), &TypeEnv::default()).unwrap()
+    build(
+        &crate::testing::decl("x509_cert", title, attrs),
+        &TypeEnv::default(),
+    )
+    .unwrap()
 }
 
 fn build_err(attrs: serde_json::Value) -> String {
@@ -65,10 +69,15 @@ fn ssl_dir() -> Sandbox {
 #[test]
 fn creates_a_pair_that_openssl_accepts_and_a_second_run_changes_nothing() {
     let sb = ssl_dir();
-    let r = cert("/etc/ssl/hipc.crt", base(&["hipchat.example", "127.0.0.94"]));
+    let r = cert(
+        "/etc/ssl/hipc.crt",
+        base(&["hipchat.example", "127.0.0.94"]),
+    );
     let lines = apply(r.as_ref(), &sb.cx);
     assert!(
-        lines.iter().any(|l| l == "key changed absent to 'created key'"),
+        lines
+            .iter()
+            .any(|l| l == "key changed absent to 'created key'"),
         "{lines:?}"
     );
     assert!(
@@ -86,7 +95,11 @@ fn creates_a_pair_that_openssl_accepts_and_a_second_run_changes_nothing() {
     assert_eq!(mode_of(&pem), 0o600, "the pem holds the key");
     assert_eq!(mode_of(&crt), 0o644);
     let (c, k) = (std::fs::read(&crt).unwrap(), std::fs::read(&key).unwrap());
-    assert_eq!(std::fs::read(&pem).unwrap(), [&c[..], &k[..]].concat(), "cert then key");
+    assert_eq!(
+        std::fs::read(&pem).unwrap(),
+        [&c[..], &k[..]].concat(),
+        "cert then key"
+    );
 
     // Valid for 364 more days, not for 366.
     let c_path = crt.to_str().unwrap();
@@ -119,7 +132,10 @@ fn creates_a_pair_that_openssl_accepts_and_a_second_run_changes_nothing() {
 fn haproxy_loads_the_pem() {
     let sb = ssl_dir();
     ensure_package("haproxy", "/usr/sbin/haproxy");
-    let r = cert("/etc/ssl/hipc.crt", base(&["hipchat.example", "127.0.0.94"]));
+    let r = cert(
+        "/etc/ssl/hipc.crt",
+        base(&["hipchat.example", "127.0.0.94"]),
+    );
     apply(r.as_ref(), &sb.cx);
     let pem = sb.root.join("etc/ssl/hipc.pem");
     let cfg = sb.root.join("etc/haproxy.cfg");
@@ -157,7 +173,10 @@ fn an_expiring_certificate_is_renewed_once_and_a_fresh_one_is_kept() {
     // Two days left: within a 30-day renew_before.
     let short = cert(
         "/etc/ssl/hipc.crt",
-        with(base(&["hipchat.example"]), json!({"days": 2, "renew_before": "1d"})),
+        with(
+            base(&["hipchat.example"]),
+            json!({"days": 2, "renew_before": "1d"}),
+        ),
     );
     apply(short.as_ref(), &sb.cx);
     assert!(short.check(&sb.cx).unwrap().is_empty(), "2 days > 1d: kept");
@@ -171,11 +190,21 @@ fn an_expiring_certificate_is_renewed_once_and_a_fresh_one_is_kept() {
         "says why: {lines:?}"
     );
     long.apply(&sb.cx, plan).unwrap();
-    assert!(long.check(&sb.cx).unwrap().is_empty(), "renewed once, then kept");
+    assert!(
+        long.check(&sb.cx).unwrap().is_empty(),
+        "renewed once, then kept"
+    );
     let new_key = std::fs::read(sb.root.join("etc/ssl/hipc.key")).unwrap();
     assert_ne!(old_key, new_key, "a new key with the new certificate");
     let crt = sb.root.join("etc/ssl/hipc.crt");
-    let ok = openssl(&["x509", "-noout", "-checkend", "2592000", "-in", crt.to_str().unwrap()]);
+    let ok = openssl(&[
+        "x509",
+        "-noout",
+        "-checkend",
+        "2592000",
+        "-in",
+        crt.to_str().unwrap(),
+    ]);
     assert!(ok.status.success(), "valid for 30 more days now");
     // The old files went to the backup store.
     let key_path = sb.root.join("etc/ssl/hipc.key");
@@ -203,7 +232,10 @@ fn a_lifetime_within_renew_before_and_other_bad_input_are_refused_at_compile_tim
     let e = build_err(with(base(&[]), json!({"days": 30})));
     assert!(e.contains("not longer than renew_before: 30d"), "{e}");
     let e = build_err(with(base(&[]), json!({"key_type": "rsa"})));
-    assert!(e.contains("cannot generate RSA") && e.contains("hint"), "{e}");
+    assert!(
+        e.contains("cannot generate RSA") && e.contains("hint"),
+        "{e}"
+    );
     let e = build_err(with(base(&["not a name"]), json!({})));
     assert!(e.contains("neither an IP address nor a DNS name"), "{e}");
     let e = build_err(with(base(&[]), json!({"renew_before": "soon"})));
@@ -233,10 +265,16 @@ fn a_san_or_key_type_change_makes_a_new_pair() {
     let first = std::fs::read(&key_path).unwrap();
 
     // Same names, other order and case: in sync.
-    let same = cert("/etc/ssl/hipc.crt", base(&["HipChat.example", "hipchat.example"]));
+    let same = cert(
+        "/etc/ssl/hipc.crt",
+        base(&["HipChat.example", "hipchat.example"]),
+    );
     assert!(same.check(&sb.cx).unwrap().is_empty());
 
-    let two = cert("/etc/ssl/hipc.crt", base(&["hipchat.example", "127.0.0.94"]));
+    let two = cert(
+        "/etc/ssl/hipc.crt",
+        base(&["hipchat.example", "127.0.0.94"]),
+    );
     let lines = apply(two.as_ref(), &sb.cx);
     assert!(
         lines[0].contains("the SANs are [DNS:hipchat.example]"),
@@ -247,10 +285,16 @@ fn a_san_or_key_type_change_makes_a_new_pair() {
 
     let cn = cert(
         "/etc/ssl/hipc.crt",
-        with(base(&["hipchat.example", "127.0.0.94"]), json!({"common_name": "lb.example"})),
+        with(
+            base(&["hipchat.example", "127.0.0.94"]),
+            json!({"common_name": "lb.example"}),
+        ),
     );
     let lines = apply(cn.as_ref(), &sb.cx);
-    assert!(lines[0].contains("the common name is 'hipchat.example'"), "{lines:?}");
+    assert!(
+        lines[0].contains("the common name is 'hipchat.example'"),
+        "{lines:?}"
+    );
 
     let p384 = cert(
         "/etc/ssl/hipc.crt",
@@ -295,7 +339,10 @@ fn a_damaged_pair_or_pem_is_put_right_and_modes_are_managed() {
     let other = rcgen::KeyPair::generate().unwrap().serialize_pem();
     std::fs::write(&key, &other).unwrap();
     let lines = apply(r.as_ref(), &sb.cx);
-    assert!(lines[0].contains("the key is not the certificate's"), "{lines:?}");
+    assert!(
+        lines[0].contains("the key is not the certificate's"),
+        "{lines:?}"
+    );
     assert!(r.check(&sb.cx).unwrap().is_empty());
 
     // Garbage in place of the certificate.
@@ -313,7 +360,10 @@ fn owner_and_group_apply_to_the_three_files() {
     }
     let r = cert(
         "/etc/ssl/hipc.crt",
-        with(base(&["hipchat.example"]), json!({"owner": "nobody", "group": "nogroup"})),
+        with(
+            base(&["hipchat.example"]),
+            json!({"owner": "nobody", "group": "nogroup"}),
+        ),
     );
     apply(r.as_ref(), &sb.cx);
     for f in ["hipc.crt", "hipc.key", "hipc.pem"] {
@@ -368,7 +418,10 @@ fn the_key_never_appears_in_what_is_printed() {
     let key_path = sb.root.join("etc/ssl/hipc.key");
     let first = std::fs::read_to_string(&key_path).unwrap();
     // A renewal (old key on disk, new one made) and a stale pem.
-    let r2 = cert("/etc/ssl/hipc.crt", base(&["hipchat.example", "127.0.0.96"]));
+    let r2 = cert(
+        "/etc/ssl/hipc.crt",
+        base(&["hipchat.example", "127.0.0.96"]),
+    );
     let plan = r2.check(&sb.cx).unwrap();
     record(&plan);
     r2.apply(&sb.cx, plan).unwrap();
@@ -393,8 +446,14 @@ fn the_key_never_appears_in_what_is_printed() {
 #[test]
 fn absent_removes_the_three_files_into_the_backup_store() {
     let sb = ssl_dir();
-    apply(cert("/etc/ssl/hipc.crt", base(&["hipchat.example"])).as_ref(), &sb.cx);
-    let gone = cert("/etc/ssl/hipc.crt", with(base(&[]), json!({"ensure": "absent"})));
+    apply(
+        cert("/etc/ssl/hipc.crt", base(&["hipchat.example"])).as_ref(),
+        &sb.cx,
+    );
+    let gone = cert(
+        "/etc/ssl/hipc.crt",
+        with(base(&[]), json!({"ensure": "absent"})),
+    );
     let lines = apply(gone.as_ref(), &sb.cx);
     assert_eq!(
         lines,
@@ -450,9 +509,20 @@ fn time_to_make_a_pair_rcgen_vs_openssl() {
         let t = std::time::Instant::now();
         let out = Command::new("openssl")
             .args([
-                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                "-nodes", "-days", "365", "-subj", "/CN=bench.example",
-                "-addext", "subjectAltName=DNS:bench.example", "-keyout",
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "365",
+                "-subj",
+                "/CN=bench.example",
+                "-addext",
+                "subjectAltName=DNS:bench.example",
+                "-keyout",
             ])
             .arg(&k)
             .arg("-out")
