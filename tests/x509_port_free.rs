@@ -18,6 +18,8 @@ use common::{ensure_package, Sandbox, HIERA_YAML};
 fn manifest(addr: &str, port: u16) -> String {
     format!(
         r#"resources:
+  - file: /etc
+    ensure: directory
   - file: /etc/ssl
     ensure: directory
   - x509_cert: hipc

@@ -450,8 +450,8 @@ struct Fix {
     mode: u32,
 }
 
-/// What `apply` does, as `check` decided.
-#[derive(Debug)]
+/// What `apply` does, as `check` decided. Not `Debug`: the pem it may
+/// carry holds the key.
 enum Steps {
     /// Make a new pair (and pem), each file written with its mode and
     /// these owners.
