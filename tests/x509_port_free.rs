@@ -63,6 +63,12 @@ fn the_preflight_stops_the_run_naming_the_holder_and_the_key_is_never_printed() 
     let port = held.local_addr().unwrap().port();
     let sb = sandbox("127.0.0.94", port);
 
+    // --noop: the change is shown, no key is made, nothing is written.
+    let noop = sb.agent(&["apply", "--noop", "--detailed-exitcodes"]);
+    assert!(noop.all().contains("created key"), "{}", noop.all());
+    assert!(noop.all().contains("is not free"), "{}", noop.all());
+    assert!(!sb.root().join("etc").exists(), "noop wrote nothing");
+
     let run = sb.agent(&["-vvv", "apply", "--detailed-exitcodes"]);
     let me = format!("pid {} (", std::process::id());
     assert_eq!(run.code, 6, "changes and a failure: {}", run.all());
@@ -207,4 +213,25 @@ fn haproxy_serves_the_certificate_and_is_allowed_to_hold_its_port() {
         "{}",
         run.all()
     );
+}
+
+#[test]
+fn a_lifetime_renewed_on_every_run_is_refused_before_anything_runs() {
+    let sb = sandbox("127.0.0.94", 1);
+    sb.site_file(
+        "manifests/roles/r.yaml",
+        &manifest("127.0.0.94", 1).replace(
+            "    common_name: hipchat.example\n",
+            "    common_name: hipchat.example\n    days: 10\n    renew_before: 30d\n",
+        ),
+    );
+    let run = sb.agent(&["apply", "--detailed-exitcodes"]);
+    assert_ne!(run.code, 0, "{}", run.all());
+    assert_ne!(run.code, 2, "{}", run.all());
+    let all = run.all();
+    assert!(
+        all.contains("r.yaml:") && all.contains("renewed on every run") && all.contains("hint"),
+        "names file, line and a hint: {all}"
+    );
+    assert!(!sb.root().join("etc").exists(), "nothing on disk changed");
 }
