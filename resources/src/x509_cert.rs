@@ -264,9 +264,14 @@ impl X509Cert {
     }
 
     /// The owner a (re)written file gets: declared, else the old file's;
-    /// `None` (the agent's) for a new file with neither declared.
+    /// `None` (the agent's) for a new file with neither declared, and for
+    /// an agent not running as root with neither declared (only root can
+    /// give files away: it writes as itself).
     fn owner_for(f: &Found, want: (Option<u32>, Option<u32>)) -> Option<(u32, u32)> {
         let (uid, gid) = want;
+        if uid.is_none() && gid.is_none() && !nix::unistd::geteuid().is_root() {
+            return None;
+        }
         match f.meta {
             Some((_, u, g)) => Some((uid.unwrap_or(u), gid.unwrap_or(g))),
             None if uid.is_some() || gid.is_some() => Some((
