@@ -106,6 +106,16 @@ pub const TYPES: &[TypeDoc] = &[
         attributes: r#"title = name; `backup_dir`, `keep` (4), `schedule` (@weekly), `user` (root), `host`, `port`, `replication_user`, `password` (Sensitive), `bindir`, `script`, `ensure` (present\|absent: no entry, script or pgpass; the backups stay), `initial_backup` (false)"#,
         notes: r#"Installs a script (pg_basebackup into `<dir>/<UTC time>.partial`, `pg_verifybackup`, rename, keep the newest N), its 0600 pgpass file, and a marked crontab entry. The seed's weekly backup; `pg_standby` `method: restore` reads it. `initial_backup: true` also runs the script during the apply when the dir holds no complete backup (a change `initial backup` until one is there); the script finds its node paths under `$AGENT_ROOT`, which the agent sets under `--root` (cron does not), so this works in a sandbox too."#,
     },
+    TypeDoc {
+        name: "x509_cert",
+        attributes: r#"`path` (the certificate, default: the title), `key_path`, `pem_path` (optional: certificate then key, for HAProxy's `crt`), `common_name`, `subject_alt_names` (DNS names and IP addresses), `days` (365), `key_type` (ecdsa-p256\|ecdsa-p384\|ed25519, default ecdsa-p256), `renew_before` (30d), `ensure` (present\|absent), `owner`, `group`"#,
+        notes: r#"A self-signed key and certificate made with rcgen. Made only when missing or unreadable, when the key is not the certificate's or not `key_type`, when the CN or the SANs differ from the manifest, or when the certificate expires within `renew_before`; a `days` not longer than `renew_before` (renewed on every run) is refused at compile time. Key and pem 0600, certificate 0644, `owner`/`group` on all three. The key is never printed (the report says `created key`; it is registered as a secret). Atomic, durable writes, old files saved in the backup store; `absent` removes the three. Autorequires `file[dir]`, `user[owner]`, `group[group]`."#,
+    },
+    TypeDoc {
+        name: "port_free",
+        attributes: r#"title = a name; `port`, `address` (default: any), `allow` (process names: the role's own daemon)"#,
+        notes: r#"A preflight that changes nothing: the check fails, naming the pid and command, when a process not in `allow` listens on the TCP port (on `address` or the wildcard address), so the run stops there and what requires it is skipped. Listeners from `/proc/net/tcp{,6}`, holders from `/proc/<pid>/fd` (procfs). Host-global, even under `--root`."#,
+    },
 ];
 
 /// The reference of `name`.

@@ -44,8 +44,10 @@ pub mod pg_database;
 pub mod pg_hba;
 pub mod pg_role;
 pub mod pg_standby;
+pub mod port_free;
 pub mod properties;
 pub mod service;
 pub mod user;
+pub mod x509_cert;
 
 pub use crate::core::{Change, Context, Decl, Location, Plan, Resource, ResourceError, ResourceId};

@@ -40,9 +40,11 @@ pub const TYPES: &[(&str, Constructor, TitleRule)] = &[
     ("pg_hba", crate::pg_hba::build, TitleRule::Name),
     ("pg_role", crate::pg_role::build, TitleRule::Name),
     ("pg_standby", crate::pg_standby::build, TitleRule::Path),
+    ("port_free", crate::port_free::build, TitleRule::Name),
     ("properties", crate::properties::build, TitleRule::Path),
     ("service", crate::service::build, TitleRule::Name),
     ("user", crate::user::build, TitleRule::Name),
+    ("x509_cert", crate::x509_cert::build, TitleRule::Name),
 ];
 
 /// The constructor of `type_name`, if there is such a type.
