@@ -3,11 +3,13 @@
 //! and their lag, lost and clusterless nodes), `db_master` and its sources
 //! ([`dbmaster`]: the probe; [`dcs`]: Patroni's etcd keys or REST API), the
 //! reactive loop that applies as soon as a watched fact changes
-//! ([`watch`]), and the cluster-event hooks it fires ([`hooks`]).
+//! ([`watch`]), the cluster-event hooks it fires ([`hooks`]), and the
+//! standby site of two ([`dr`]: lag, `agent dr promote`).
 
 pub mod clusters;
 pub mod dbmaster;
 pub mod dcs;
+pub mod dr;
 pub mod hooks;
 pub mod probe;
 pub mod status;

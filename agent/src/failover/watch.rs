@@ -191,7 +191,7 @@ impl Monitor {
 }
 
 /// The node's name and what `read` finds in Hiera as the node sees it.
-fn from_node_hiera<T>(
+pub(crate) fn from_node_hiera<T>(
     settings: &Settings,
     read: impl FnOnce(&crate::engine::hiera::Hiera, &dyn crate::engine::hiera::Scope) -> Result<T>,
 ) -> Result<(String, T)> {
