@@ -78,6 +78,20 @@ fn config(c: &PatroniCluster) -> Value {
         .unwrap()
 }
 
+fn patch_config(c: &PatroniCluster, patch: Value) {
+    ureq::patch(&format!("http://{}/config", c.nodes[0].rest()))
+        .send_json(&patch)
+        .unwrap();
+    wait_for("the patched configuration", Duration::from_secs(20), || {
+        let have = config(c);
+        patch
+            .as_object()?
+            .iter()
+            .all(|(k, v)| have.get(k).unwrap_or(&Value::Null) == v)
+            .then_some(())
+    });
+}
+
 /// The GoldDR node's sandbox: the bundled site with `golddr1` (or
 /// `golddr2`) as a `patroni_node`, and hooks that write what they get.
 struct Site {
@@ -121,7 +135,7 @@ impl Site {
                  patroni::pg_port: {pgp}\n\
                  patroni::standby_cluster: {{host: {gh}, port: {gp}}}\n\
                  dr::gold_patroni: ['{grest}']\ndr::lag_alert_bytes: 65536\n\
-                 dr::promote_timeout: 60\n\
+                 dr::promote_timeout: 60\ndb_cluster::nodes: ['{addr}:{pgp}']\n\
                  pgsql_server::postgres_password: '{pw}'\n\
                  etcd::members:\n  - {{name: e1, ip: 127.0.0.1, client_port: {ep}, peer_port: 1}}\n",
                 node = self.node,
@@ -138,7 +152,7 @@ impl Site {
         let hooks = self.sb.path().join("hooks");
         let mut all = args.to_vec();
         all.extend(["--node", self.node]);
-        if args[0] == "dr" {
+        if args[0] == "dr" || args[0] == "watch" {
             all.extend(["--hooks-dir", hooks.to_str().unwrap()]);
         }
         self.sb.agent(&all)
@@ -241,6 +255,9 @@ fn golddr_streams_from_gold_and_is_promoted_by_hand_only_once_gold_is_gone() {
     // Replay paused on GoldDR, 2 MB written on Gold: the lag passes
     // dr::lag_alert_bytes (64 kB), `dr status` exits 1 and fires dr_lag,
     // once; replay resumed, it is within bounds again.
+    // (Patroni resumes a paused replay at its next loop unless the cluster
+    // is in maintenance mode: paused as an operator would.)
+    patch_config(&golddr, json!({"pause": true}));
     pg(&golddr)
         .batch_execute("select pg_wal_replay_pause()")
         .unwrap();
@@ -249,6 +266,22 @@ fn golddr_streams_from_gold_and_is_promoted_by_hand_only_once_gold_is_gone() {
             "create table dr_pad as select repeat('x', 1000) as pad from generate_series(1, 2000)",
         )
         .unwrap();
+    // `agent watch` checks at each heartbeat (a role without resources:
+    // the test bed, not the agent, runs Patroni here).
+    site.sb
+        .site_file("manifests/roles/dr_watch.yaml", "resources: []\n")
+        .site_file(
+            "manifests/site.yaml",
+            "nodes:\n  golddr1: [roles/dr_watch]\n",
+        );
+    site.agent(&["watch", "--max-time", "3s", "--heartbeat", "1s"])
+        .code(0);
+    let watched = site.read("lag.jsonl").unwrap_or_default();
+    assert_eq!(
+        watched.lines().filter(|l| l.contains("dr_lag")).count(),
+        1,
+        "{watched}"
+    );
     let status = site.agent(&["dr", "status", "--json"]);
     status.code(1).stderr_has("> dr::lag_alert_bytes 65536");
     let lag: Value = serde_json::from_str(&status.stdout).unwrap();
@@ -271,6 +304,7 @@ fn golddr_streams_from_gold_and_is_promoted_by_hand_only_once_gold_is_gone() {
     pg(&golddr)
         .batch_execute("select pg_wal_replay_resume()")
         .unwrap();
+    patch_config(&golddr, json!({"pause": null}));
     wait_for(
         "the lag back within bounds",
         Duration::from_secs(30),

@@ -365,8 +365,8 @@ pub fn lag_over(s: &DrSettings, facts: &Value) -> Option<String> {
 }
 
 /// Fires `dr_lag` when the lag has just passed a bound (not again while it
-/// stays over; once more after it came back within bounds). Returns why it
-/// is over, if it is.
+/// stays over; once more after it came back within bounds) and waits for
+/// its hooks. Returns why it is over, if it is.
 pub fn check_lag(
     s: &DrSettings,
     state: &StateDir,
@@ -374,6 +374,23 @@ pub fn check_lag(
     node: &str,
     hooks: &Hooks,
 ) -> Option<String> {
+    let (over, threads) = check_lag_async(s, state, facts, node, hooks);
+    for t in threads {
+        let _ = t.join();
+    }
+    over
+}
+
+/// [`check_lag`] with the hooks left running (`agent watch`): why the lag
+/// is over, if it is, and the hooks' threads.
+pub fn check_lag_async(
+    s: &DrSettings,
+    state: &StateDir,
+    facts: &Value,
+    node: &str,
+    hooks: &Hooks,
+) -> (Option<String>, Vec<std::thread::JoinHandle<()>>) {
+    let mut threads = vec![];
     let over = lag_over(s, facts);
     let was = state.read(LAG_ALERT_FILE).is_some();
     match &over {
@@ -390,16 +407,37 @@ pub fn check_lag(
                 "lag_alert_s": s.lag_alert_s,
                 "time": now(),
             });
-            for t in hooks.fire_doc("dr_lag", &doc) {
-                let _ = t.join();
-            }
+            threads = hooks.fire_doc("dr_lag", &doc);
         }
         None if was => {
             let _ = std::fs::remove_file(state.dir.join(LAG_ALERT_FILE));
         }
         _ => {}
     }
-    over
+    (over, threads)
+}
+
+/// `agent watch`'s heartbeat on a standby site: the lag read and `dr_lag`
+/// fired when it has just passed a bound. Nothing on other nodes.
+pub fn watch_heartbeat(
+    settings: &crate::settings::Settings,
+    hooks: &Hooks,
+) -> Vec<std::thread::JoinHandle<()>> {
+    match crate::failover::watch::from_node_hiera(settings, DrSettings::load) {
+        Ok((node, Some(s))) => {
+            let facts = facts(&s, &settings.state);
+            let (over, threads) = check_lag_async(&s, &settings.state, &facts, &node, hooks);
+            if let Some(why) = over {
+                tracing::warn!("{}: {why}", s.scope);
+            }
+            threads
+        }
+        Ok((_, None)) => vec![],
+        Err(e) => {
+            tracing::warn!("the standby site's settings: {e:#}");
+            vec![]
+        }
+    }
 }
 
 fn now() -> String {

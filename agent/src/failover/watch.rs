@@ -443,6 +443,8 @@ pub fn run(settings: &Settings, args: Options) -> Result<u8> {
                     "heartbeat",
                 )));
             }
+            // A standby site of two: its lag, and `dr_lag` past a bound.
+            pending.extend(super::dr::watch_heartbeat(settings, hooks));
             reload(settings, &mut mon);
             next_heartbeat = Instant::now() + args.heartbeat;
         }
