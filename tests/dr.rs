@@ -92,6 +92,18 @@ fn patch_config(c: &PatroniCluster, patch: Value) {
     });
 }
 
+/// A `patroni_config` declaring GoldDR's standby_cluster (Gold's leader,
+/// and one key more than the test bed bootstrapped it with).
+fn standby_config(golddr: &PatroniCluster, gold: &PatroniCluster) -> String {
+    format!(
+        "- patroni_config: golddr\n  api: http://{}\n  settings: {{loop_wait: 2}}\n  \
+         standby_cluster: {{host: {}, port: {}, create_replica_methods: [basebackup]}}\n",
+        golddr.nodes[0].rest(),
+        gold.nodes[0].addr,
+        gold.nodes[0].pg_port
+    )
+}
+
 /// The GoldDR node's sandbox: the bundled site with `golddr1` (or
 /// `golddr2`) as a `patroni_node`, and hooks that write what they get.
 struct Site {
@@ -252,6 +264,34 @@ fn golddr_streams_from_gold_and_is_promoted_by_hand_only_once_gold_is_gone() {
     assert!(dr["epoch"].is_null(), "{dr}");
     site.agent(&["dr", "status"]).code(0).stdout_has("lag ");
 
+    // A mistyped standby_cluster key fails the compile, naming the file
+    // and the key to use; patroni.yml is left as it was.
+    let node_data = format!("hiera/data/nodes/{}.yaml", site.node);
+    let good = std::fs::read_to_string(site.sb.site().join(&node_data)).unwrap();
+    site.sb
+        .site_file(&node_data, &good.replace("{host: ", "{hots: "));
+    let before = site.sb.read_root("etc/patroni/config.yml");
+    site.agent(&["apply", "--tags", "file"])
+        .code(1)
+        .stderr_has("manifests/profiles/patroni.yaml:")
+        .stderr_has("did you mean 'standby_cluster.host'");
+    assert_eq!(site.sb.read_root("etc/patroni/config.yml"), before);
+    site.sb.site_file(&node_data, &good);
+
+    // patroni_config converges standby_cluster on the running standby
+    // cluster (a key added), then finds nothing to do.
+    let converge = standby_config(&golddr, &gold);
+    site.agent(&["apply", "--detailed-exitcodes", "-e", &converge])
+        .code(2)
+        .stdout_has("standby_cluster.create_replica_methods changed absent to");
+    site.agent(&["apply", "--detailed-exitcodes", "-e", &converge])
+        .code(0);
+    assert_eq!(
+        config(&golddr)["standby_cluster"]["create_replica_methods"],
+        json!(["basebackup"])
+    );
+    assert_eq!(role(&golddr), "standby_leader");
+
     // Replay paused on GoldDR, 2 MB written on Gold: the lag passes
     // dr::lag_alert_bytes (64 kB), `dr status` exits 1 and fires dr_lag,
     // once; replay resumed, it is within bounds again.
@@ -395,6 +435,18 @@ fn golddr_streams_from_gold_and_is_promoted_by_hand_only_once_gold_is_gone() {
     assert_eq!(hook["scope"], "golddr1");
     assert_eq!(hook["leader"], golddr.nodes[0].pg());
     assert_eq!(hook["gold"], gold.nodes[0].pg());
+    // The role's patroni_config does not put standby_cluster back.
+    site.agent(&[
+        "apply",
+        "--detailed-exitcodes",
+        "-e",
+        &standby_config(&golddr, &gold),
+    ])
+    .code(0);
+    assert!(config(&golddr)
+        .get("standby_cluster")
+        .is_none_or(Value::is_null));
+    assert_eq!(role(&golddr), "leader");
     // Again: nothing to promote, the epoch stays.
     site.agent(&["dr", "promote"])
         .code(0)
