@@ -358,13 +358,16 @@ fn shown(v: Option<&Value>) -> Option<String> {
     })
 }
 
+/// One differing setting: its path, the cluster's value (if any), ours.
+type Changed = (String, Option<String>, String);
+
 /// Compares the wanted settings with the cluster's, one change per
 /// differing leaf, and builds the merge patch that makes them equal.
 fn diff(
     want: &Map<String, Value>,
     have: Option<&Map<String, Value>>,
     at: &str,
-    changes: &mut Vec<(String, Option<String>, String)>,
+    changes: &mut Vec<Changed>,
 ) -> Map<String, Value> {
     let mut patch = Map::new();
     for (name, w) in want {
@@ -486,10 +489,7 @@ impl PatroniConfig {
 
     /// The merge patch that makes `have` what is declared, and the changes
     /// (path, from, to). `standby_cluster` only where `have` has one.
-    fn plan(
-        &self,
-        have: &Map<String, Value>,
-    ) -> (Map<String, Value>, Vec<(String, Option<String>, String)>) {
+    fn plan(&self, have: &Map<String, Value>) -> (Map<String, Value>, Vec<Changed>) {
         let mut changes = Vec::new();
         let mut patch = diff(&self.settings, Some(have), "", &mut changes);
         let standby_now = have

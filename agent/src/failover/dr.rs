@@ -509,20 +509,9 @@ pub fn promote(s: &DrSettings, state: &StateDir, req: &PromoteRequest) -> Result
     {
         return Ok(Promoted::Already(read_epoch(state).map(|e| e.epoch)));
     }
-    let gold = gold_alive(s);
-    let mut forced_over = None;
-    if let Some(why) = gold {
-        if !req.force {
-            bail!(
-                "refusing to promote {}: {why}. Promoting now would make two writable primaries (a split brain; \
-                 Gold's later writes would be lost to a rewind or re-clone). Nothing was changed.\n\
-                 hint: stop Gold's leader first (or make sure it is fenced), then run `agent dr promote` again; \
-                 `--force` promotes anyway",
-                s.scope
-            );
-        }
-        forced_over = Some(why);
-    }
+    let checkable = !s.gold_patroni.is_empty() || s.gold_pg.is_some();
+    let alive = if checkable { gold_alive(s) } else { None };
+    let forced_over = refusal(&s.scope, checkable, alive, req.force)?;
     let mut req_patch = s.http(timeout).patch(&format!("{}/config", s.api));
     if let Some(a) = &s.auth {
         req_patch = req_patch.header("Authorization", a);
@@ -589,6 +578,33 @@ pub fn promote(s: &DrSettings, state: &StateDir, req: &PromoteRequest) -> Result
     Ok(Promoted::Now(epoch))
 }
 
+/// Whether to go on: an error (nothing changed yet) while Gold's leader
+/// answers (`alive`: why it seems to) or when nothing says how to ask
+/// (`checkable` false), unless `force`; else why Gold looked alive when
+/// forced over it.
+fn refusal(
+    scope: &str,
+    checkable: bool,
+    alive: Option<String>,
+    force: bool,
+) -> Result<Option<String>> {
+    match (alive, checkable, force) {
+        (Some(why), _, true) => Ok(Some(why)),
+        (Some(why), _, false) => bail!(
+            "refusing to promote {scope}: {why}. Promoting now would make two writable primaries (a split brain; \
+             Gold's later writes would be lost to a rewind or re-clone). Nothing was changed.\n\
+             hint: stop Gold's leader first (or make sure it is fenced), then run `agent dr promote` again; \
+             `--force` promotes anyway"
+        ),
+        (None, false, false) => bail!(
+            "refusing to promote {scope}: nothing says how to ask Gold whether its leader still answers \
+             (no dr::gold_patroni, no host in patroni::standby_cluster). Nothing was changed.\n\
+             hint: set dr::gold_patroni: ['<gold-node>:8008', …]; `--force` promotes without asking"
+        ),
+        (None, _, _) => Ok(None),
+    }
+}
+
 /// Waits until this node's Patroni is the leader of a cluster with no
 /// `standby_cluster` and its PostgreSQL takes writes; its `host:port`.
 fn wait_writable(s: &DrSettings) -> Result<String> {
@@ -651,6 +667,32 @@ mod tests {
             promote_timeout: Duration::from_secs(1),
             probe_timeout: Duration::from_millis(100),
         }
+    }
+
+    #[test]
+    fn promotion_is_refused_while_gold_answers_or_cannot_be_asked() {
+        let why = "Gold's Patroni at http://g:8008 answers /primary".to_string();
+        let err = refusal("golddr", true, Some(why.clone()), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("refusing to promote golddr: Gold's Patroni at http://g:8008"),
+            "{err}"
+        );
+        assert!(
+            err.contains("Nothing was changed") && err.contains("--force"),
+            "{err}"
+        );
+        assert_eq!(
+            refusal("golddr", true, Some(why.clone()), true).unwrap(),
+            Some(why)
+        );
+        assert_eq!(refusal("golddr", true, None, false).unwrap(), None);
+        let err = refusal("golddr", false, None, false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("dr::gold_patroni"), "{err}");
+        assert_eq!(refusal("golddr", false, None, true).unwrap(), None);
     }
 
     #[test]
