@@ -39,6 +39,10 @@ pub enum DrCommand {
         /// Why (recorded with the epoch and given to the hook).
         #[arg(long, default_value = "promoted by hand (agent dr promote)")]
         reason: String,
+        /// How long to wait for a run holding the state dir's lock (one
+        /// promotion, one apply at a time).
+        #[arg(long, value_parser = settings::parse_duration, default_value = "60s")]
+        lock_wait: Duration,
         #[command(flatten)]
         hooks: HookArgs,
     },
@@ -106,9 +110,12 @@ pub fn run(settings: &Settings, cmd: DrCommand) -> Result<u8> {
         DrCommand::Promote {
             force,
             reason,
+            lock_wait,
             hooks,
         } => {
             let (node, s) = load(settings)?;
+            // A second promotion waits and then finds nothing to promote.
+            let _lock = settings.state.lock(lock_wait)?;
             let req = PromoteRequest {
                 force,
                 reason,
