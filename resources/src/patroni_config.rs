@@ -16,6 +16,12 @@
 //! value of the wrong type is an error with a hint), so a typo never
 //! reaches the cluster, where Patroni would keep it and ignore it.
 //!
+//! `standby_cluster` (a standby cluster's source: the GoldDR site of two)
+//! is converged only while the cluster *is* a standby cluster: its keys
+//! (host, port...) follow Hiera, but it is never added to a cluster that
+//! has none — that would demote a site promoted by `agent dr promote`.
+//! A new standby cluster gets it from `bootstrap.dcs`.
+//!
 //! Patroni answers `GET /config` only once the cluster exists in the DCS,
 //! so `check` waits for the API (a node just started) and the
 //! configuration (a cluster still bootstrapping) up to `timeout` seconds.
@@ -47,6 +53,10 @@ struct Params {
     /// Longest wait, in seconds, for the API to answer and the cluster's
     /// configuration to exist (default 30).
     timeout: Option<Number>,
+    /// The standby cluster's source (`host`, `port`, `restore_command`...),
+    /// converged only while the cluster has a `standby_cluster` (never
+    /// added). Empty or absent: not managed.
+    standby_cluster: Option<Map<String, Value>>,
 }
 
 /// What a setting holds, as Patroni reads it.
@@ -65,7 +75,20 @@ enum Kind {
     Object,
     /// A free-form list (`ignore_slots`), compared whole.
     List,
+    /// A string (or a number, kept as given).
+    Text,
 }
+
+/// The keys of `standby_cluster` Patroni 3.0 reads.
+const STANDBY: &[(&str, Kind)] = &[
+    ("host", Kind::Text),
+    ("port", Kind::Int),
+    ("primary_slot_name", Kind::Text),
+    ("create_replica_methods", Kind::List),
+    ("restore_command", Kind::Text),
+    ("archive_cleanup_command", Kind::Text),
+    ("recovery_min_apply_delay", Kind::Text),
+];
 
 const POSTGRESQL: &[(&str, Kind)] = &[
     ("use_pg_rewind", Kind::Bool),
@@ -112,6 +135,8 @@ pub struct PatroniConfig {
     timeout: Duration,
     /// Settings holding a secret, as paths (`standby_cluster`); `""`: all.
     sensitive: Vec<String>,
+    /// `standby_cluster`, validated; empty: not managed.
+    standby: Map<String, Value>,
 }
 
 pub fn build(decl: &Decl, _env: &TypeEnv) -> Result<Box<dyn Resource>, ResourceError> {
@@ -136,6 +161,17 @@ fn build_typed(decl: &Decl) -> Result<PatroniConfig, ResourceError> {
     }
     let settings = validate_keys(&p.settings, DYNAMIC, "").map_err(invalid)?;
     timings_fit(&settings).map_err(invalid)?;
+    let standby = match p.standby_cluster {
+        None => Map::new(),
+        Some(m) if settings.contains_key("standby_cluster") && !m.is_empty() => {
+            return Err(invalid(format!(
+                "standby_cluster is given twice (settings.standby_cluster and the attribute, {} keys): keep the attribute",
+                m.len()
+            )))
+        }
+        Some(m) => validate_keys(&m, STANDBY, "standby_cluster.")
+            .map_err(|e| invalid(e.replacen("settings: ", "", 1)))?,
+    };
     let auth = match (p.username, p.password) {
         (Some(u), Some(pw)) => Some(format!(
             "Basic {}",
@@ -154,11 +190,16 @@ fn build_typed(decl: &Decl) -> Result<PatroniConfig, ResourceError> {
         settings,
         auth,
         timeout: Duration::from_secs(timeout),
+        standby,
         sensitive: decl
             .sensitive
             .iter()
             .filter_map(|a| match a.as_str() {
                 "settings" => Some(String::new()),
+                // The attribute's changes are named `standby_cluster.<key>`.
+                other if other == "standby_cluster" || other.starts_with("standby_cluster.") => {
+                    Some(other.to_string())
+                }
                 other => other.strip_prefix("settings.").map(str::to_string),
             })
             .collect(),
@@ -265,6 +306,10 @@ fn validate(value: &Value, kind: Kind, path: &str) -> Result<Value, String> {
             Value::Array(_) => Ok(value.clone()),
             _ => wrong("a list"),
         },
+        Kind::Text => match value {
+            Value::String(_) | Value::Number(_) => Ok(value.clone()),
+            _ => wrong("a string"),
+        },
     }
 }
 
@@ -313,13 +358,16 @@ fn shown(v: Option<&Value>) -> Option<String> {
     })
 }
 
+/// One differing setting: its path, the cluster's value (if any), ours.
+type Changed = (String, Option<String>, String);
+
 /// Compares the wanted settings with the cluster's, one change per
 /// differing leaf, and builds the merge patch that makes them equal.
 fn diff(
     want: &Map<String, Value>,
     have: Option<&Map<String, Value>>,
     at: &str,
-    changes: &mut Vec<(String, Option<String>, String)>,
+    changes: &mut Vec<Changed>,
 ) -> Map<String, Value> {
     let mut patch = Map::new();
     for (name, w) in want {
@@ -439,12 +487,37 @@ impl PatroniConfig {
         })
     }
 
+    /// The merge patch that makes `have` what is declared, and the changes
+    /// (path, from, to). `standby_cluster` only where `have` has one.
+    fn plan(&self, have: &Map<String, Value>) -> (Map<String, Value>, Vec<Changed>) {
+        let mut changes = Vec::new();
+        let mut patch = diff(&self.settings, Some(have), "", &mut changes);
+        let standby_now = have
+            .get("standby_cluster")
+            .and_then(Value::as_object)
+            .filter(|m| !m.is_empty());
+        match standby_now {
+            Some(now) if !self.standby.is_empty() => {
+                let sub = diff(&self.standby, Some(now), "standby_cluster.", &mut changes);
+                if !sub.is_empty() {
+                    patch.insert("standby_cluster".into(), Value::Object(sub));
+                }
+            }
+            None if !self.standby.is_empty() => tracing::debug!(
+                resource = %self.id,
+                "not a standby cluster (promoted, or a cluster of its own): standby_cluster is left absent"
+            ),
+            _ => {}
+        }
+        (patch, changes)
+    }
+
     /// Waits (up to the timeout) until `GET /config` shows every setting.
     fn await_converged(&self) -> Result<(), ResourceError> {
         let started = Instant::now();
         loop {
             let current = self.current()?;
-            if diff(&self.settings, Some(&current), "", &mut Vec::new()).is_empty() {
+            if self.plan(&current).0.is_empty() {
                 return Ok(());
             }
             if started.elapsed() >= self.timeout {
@@ -476,8 +549,7 @@ impl Resource for PatroniConfig {
 
     fn check(&self, _cx: &Context) -> Result<Plan, ResourceError> {
         let have = self.current()?;
-        let mut found = Vec::new();
-        let patch = diff(&self.settings, Some(&have), "", &mut found);
+        let (patch, found) = self.plan(&have);
         let changes = found
             .into_iter()
             .map(|(path, from, to)| {

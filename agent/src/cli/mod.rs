@@ -10,6 +10,7 @@ mod cluster;
 mod completions;
 mod demo;
 mod describe;
+mod dr;
 mod facts;
 mod fence;
 mod graph;
@@ -119,6 +120,9 @@ pub enum Command {
     /// The clusters as plusmoin shows them: `agent cluster status [--json] [--fresh]`.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Two sites: a standby cluster's lag (`agent dr status`) and its promotion (`agent dr promote`).
+    #[command(subcommand)]
+    Dr(dr::DrCommand),
     /// Re-evaluate watched facts (db_master) and apply as soon as one changes.
     Watch(watch::WatchArgs),
     /// A throw-away two-node cluster on loopback, failed over, with timings.
@@ -187,6 +191,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Backup(cmd) => backup::run(&settings, cmd),
         Command::Run(args) => run::run(&settings, args),
         Command::Cluster(cmd) => cluster::run(&settings, cmd),
+        Command::Dr(cmd) => dr::run(&settings, cmd),
         Command::Watch(args) => watch::run(&settings, args),
         Command::Demo(args) => demo::run(&settings, args),
         Command::Fence(args) => fence::run(args),

@@ -22,7 +22,7 @@ pub struct WatchArgs {
     /// Fallback drift-correction schedule (cron expression).
     #[arg(long, default_value = "*/30 * * * *")]
     pub schedule: String,
-    /// Executables run on cluster events (agent_up, heartbeat, master_down, master_up, slave_down, slave_up).
+    /// Executables run on cluster events (agent_up, heartbeat, master_down, master_up, slave_down, slave_up; dr_lag on a standby site).
     #[arg(long, default_value = "/etc/agent/hooks.d")]
     pub hooks_dir: PathBuf,
     /// Time limit of one hook.

@@ -261,6 +261,7 @@ pub const FACT_NAMES: &[&str] = &[
     "db_cluster",
     "db_clusters",
     "db_clusterless",
+    "dr",
 ];
 
 impl ClusterSource {
@@ -317,11 +318,21 @@ impl LateSource for ClusterSource {
             return Default::default();
         };
         let scope = NodeScope::new(facts, &self.node, &self.roles);
+        // The standby site of two (patroni::standby_cluster): its lag
+        // behind the other site, as the `dr` fact.
+        let dr = match super::dr::DrSettings::load(&self.hiera, &scope) {
+            Ok(Some(s)) => Some(super::dr::facts(&s, &self.state)),
+            Ok(None) => None,
+            Err(e) => Some(json!({"error": format!("{e:#}")})),
+        };
         match cluster_facts(&self.hiera, &scope, &self.state) {
-            Ok(outcome) => {
+            Ok(mut outcome) => {
                 let mut found = self.found();
                 found.error = outcome.error;
                 found.persist = outcome.persist;
+                if let Some(dr) = dr {
+                    outcome.facts.insert("dr".into(), dr);
+                }
                 outcome.facts
             }
             Err(e) => {

@@ -6,7 +6,9 @@
 //! A hook for trigger `T` is any executable file in the dir whose name is `T`
 //! or starts with `T.` (`master_up`, `master_up.sh`, `master_up.10-page`...),
 //! run in name order. Triggers: `agent_up`, `heartbeat`, `master_down`,
-//! `master_up`, `slave_down`, `slave_up`.
+//! `master_up`, `slave_down`, `slave_up`; on a two-site standby cluster
+//! also `dr_lag` and `dr_promoted` (documents of their own: see
+//! [`super::dr`]).
 //!
 //! The document is plusmoin's (`cluster_id`, `trigger` — the node the event
 //! is about —, `master`, `slaves`, `lost`, `clusterless`, node entries of
@@ -288,15 +290,25 @@ impl Hooks {
 
     /// Runs the hooks of `ev.event` in the background; returns their threads.
     pub fn fire(&self, ev: &Event) -> Vec<JoinHandle<()>> {
-        let doc = serde_json::to_vec(ev).expect("event serializes");
-        self.scripts(&ev.event)
+        self.fire_doc(
+            &ev.event,
+            &serde_json::to_value(ev).expect("event serializes"),
+        )
+    }
+
+    /// Runs the hooks of `trigger` with `doc` on their stdin, in the
+    /// background (the two-site triggers, `dr_lag` and `dr_promoted`, have
+    /// documents of their own); returns their threads.
+    pub fn fire_doc(&self, trigger: &str, doc: &serde_json::Value) -> Vec<JoinHandle<()>> {
+        let doc = serde_json::to_vec(doc).expect("a JSON value serializes");
+        self.scripts(trigger)
             .into_iter()
             .map(|script| {
                 let mut cmd = Cmd::new(&[script.display().to_string()]);
                 cmd.stdin = Some(doc.clone());
                 cmd.timeout = Some(self.timeout);
-                cmd.env.push(("AGENT_TRIGGER".into(), ev.event.clone()));
-                let trigger = ev.event.clone();
+                cmd.env.push(("AGENT_TRIGGER".into(), trigger.to_string()));
+                let trigger = trigger.to_string();
                 std::thread::spawn(move || run_hook(&script, &trigger, &cmd))
             })
             .collect()

@@ -3,11 +3,14 @@
 //! and their lag, lost and clusterless nodes), `db_master` and its sources
 //! ([`dbmaster`]: the probe; [`dcs`]: Patroni's etcd keys or REST API), the
 //! reactive loop that applies as soon as a watched fact changes
-//! ([`watch`]), and the cluster-event hooks it fires ([`hooks`]).
+//! ([`watch`]), the cluster-event hooks it fires ([`hooks`]), and the
+//! standby site of two ([`dr`]: lag, `agent dr promote`), and Patroni's
+//! watchdog where there is none ([`fence`]: `agent fence`).
 
 pub mod clusters;
 pub mod dbmaster;
 pub mod dcs;
+pub mod dr;
 pub mod fence;
 pub mod hooks;
 pub mod probe;

@@ -191,7 +191,7 @@ impl Monitor {
 }
 
 /// The node's name and what `read` finds in Hiera as the node sees it.
-fn from_node_hiera<T>(
+pub(crate) fn from_node_hiera<T>(
     settings: &Settings,
     read: impl FnOnce(&crate::engine::hiera::Hiera, &dyn crate::engine::hiera::Scope) -> Result<T>,
 ) -> Result<(String, T)> {
@@ -443,6 +443,8 @@ pub fn run(settings: &Settings, args: Options) -> Result<u8> {
                     "heartbeat",
                 )));
             }
+            // A standby site of two: its lag, and `dr_lag` past a bound.
+            pending.extend(super::dr::watch_heartbeat(settings, hooks));
             reload(settings, &mut mon);
             next_heartbeat = Instant::now() + args.heartbeat;
         }

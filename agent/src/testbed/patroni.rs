@@ -58,6 +58,23 @@ pub struct Options {
     pub synchronous_mode: bool,
     /// PostgreSQL's `max_connections` (the bench's probes need more than 100).
     pub max_connections: u32,
+    /// How many Patroni nodes (the first of `addrs`), 1 to 3.
+    pub nodes: usize,
+    /// How many etcd members to start (1 or 3).
+    pub etcd_members: usize,
+    /// Use these etcd members (client ports on 127.0.0.1) instead of
+    /// starting any: a second cluster (another scope) in the same etcd.
+    pub external_etcd: Vec<u16>,
+    /// Each node reaches etcd through an address of its own
+    /// ([`etcd_address`], 127.0.1.x: the partition scenario); false:
+    /// through 127.0.0.1.
+    pub per_node_etcd_address: bool,
+    /// `bootstrap.dcs.standby_cluster`: this cluster is a standby cluster
+    /// replicating from the one it names (`{host, port}`).
+    pub standby_cluster: Option<Value>,
+    /// PostgreSQL's passwords (superuser, replication, rewind); random when
+    /// unset. A standby cluster needs its source's.
+    pub password: Option<String>,
 }
 
 impl Default for Options {
@@ -70,6 +87,12 @@ impl Default for Options {
             retry_timeout: 4,
             synchronous_mode: true,
             max_connections: 100,
+            nodes: 3,
+            etcd_members: 3,
+            external_etcd: vec![],
+            per_node_etcd_address: true,
+            standby_cluster: None,
+            password: None,
         }
     }
 }
@@ -129,7 +152,8 @@ impl PatroniNode {
     }
 }
 
-/// Three etcd members and three Patroni nodes on loopback.
+/// Three etcd members and three Patroni nodes on loopback (by default;
+/// see [`Options`]).
 pub struct PatroniCluster {
     pub dir: PathBuf,
     pub opts: Options,
@@ -197,17 +221,31 @@ impl PatroniCluster {
             held.push(l);
             Ok(p)
         };
+        if !(1..=3).contains(&opts.nodes) {
+            bail!("nodes must be 1 to 3, got {}", opts.nodes);
+        }
         let mut etcd = vec![];
-        for i in 1..=3 {
-            etcd.push(EtcdMember {
-                name: format!("e{i}"),
-                client_port: port("127.0.0.1")?,
-                peer_port: port("127.0.0.1")?,
-                child: None,
-            });
+        if opts.external_etcd.is_empty() {
+            for i in 1..=opts.etcd_members {
+                etcd.push(EtcdMember {
+                    name: format!("e{i}"),
+                    client_port: port("127.0.0.1")?,
+                    peer_port: port("127.0.0.1")?,
+                    child: None,
+                });
+            }
+        } else {
+            for (i, client_port) in opts.external_etcd.iter().enumerate() {
+                etcd.push(EtcdMember {
+                    name: format!("e{}", i + 1),
+                    client_port: *client_port,
+                    peer_port: 0,
+                    child: None,
+                });
+            }
         }
         let mut nodes = vec![];
-        for (i, addr) in opts.addrs.iter().enumerate() {
+        for (i, addr) in opts.addrs.iter().take(opts.nodes).enumerate() {
             nodes.push(PatroniNode {
                 name: format!("n{}", i + 1),
                 addr,
@@ -218,16 +256,22 @@ impl PatroniCluster {
             });
         }
         drop(held);
+        let password = match &opts.password {
+            Some(p) => p.clone(),
+            None => random_hex()?,
+        };
         let mut cluster = PatroniCluster {
             dir,
             opts,
             etcd,
             nodes,
-            password: random_hex()?,
+            password,
             remove_dir,
         };
-        cluster.start_etcd()?;
-        for i in 0..3 {
+        if cluster.opts.external_etcd.is_empty() {
+            cluster.start_etcd()?;
+        }
+        for i in 0..cluster.nodes.len() {
             cluster.write_config(i)?;
             cluster.start_node(i)?;
         }
@@ -248,8 +292,15 @@ impl PatroniCluster {
             let client = format!("http://127.0.0.1:{}", m.client_port);
             // Each Patroni node reaches etcd through an address of its own
             // (see `etcd_address`), so one node can be cut off alone.
+            let per_node = if self.opts.per_node_etcd_address {
+                3
+            } else {
+                0
+            };
             let listen = std::iter::once(client.clone())
-                .chain((0..3).map(|k| format!("http://{}:{}", etcd_address(k), m.client_port)))
+                .chain(
+                    (0..per_node).map(|k| format!("http://{}:{}", etcd_address(k), m.client_port)),
+                )
                 .collect::<Vec<_>>()
                 .join(",");
             let peer = format!("http://127.0.0.1:{}", m.peer_port);
@@ -305,13 +356,18 @@ impl PatroniCluster {
         let n = &self.nodes[i];
         fs::create_dir_all(&n.dir)?;
         let o = &self.opts;
+        let etcd_host = if o.per_node_etcd_address {
+            etcd_address(i)
+        } else {
+            "127.0.0.1".to_string()
+        };
         // JSON is YAML: Patroni reads this as its patroni.yml.
-        let config = json!({
+        let mut config = json!({
             "scope": o.scope,
             "namespace": "/service/",
             "name": n.name,
             "restapi": {"listen": n.rest(), "connect_address": n.rest()},
-            "etcd3": {"hosts": self.etcd.iter().map(|m| format!("{}:{}", etcd_address(i), m.client_port)).collect::<Vec<_>>().join(","), "use_proxies": true},
+            "etcd3": {"hosts": self.etcd.iter().map(|m| format!("{}:{}", etcd_host, m.client_port)).collect::<Vec<_>>().join(","), "use_proxies": true},
             "bootstrap": {
                 "dcs": {
                     "ttl": o.ttl, "loop_wait": o.loop_wait, "retry_timeout": o.retry_timeout,
@@ -341,6 +397,9 @@ impl PatroniCluster {
             },
             "watchdog": {"mode": "off"},
         });
+        if let Some(standby) = &o.standby_cluster {
+            config["bootstrap"]["dcs"]["standby_cluster"] = standby.clone();
+        }
         let path = n.config();
         fs::write(&path, serde_json::to_vec_pretty(&config)?)?;
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
@@ -399,9 +458,13 @@ impl PatroniCluster {
     pub fn leader(&self) -> Option<usize> {
         let doc = self.cluster_doc()?;
         let members = doc["members"].as_array()?;
+        // A standby cluster's leader is its `standby_leader`.
         let leaders: Vec<&str> = members
             .iter()
-            .filter(|m| m["role"] == "leader" && m["state"] == "running")
+            .filter(|m| {
+                (m["role"] == "leader" || m["role"] == "standby_leader")
+                    && (m["state"] == "running" || m["state"] == "streaming")
+            })
             .filter_map(|m| m["name"].as_str())
             .collect();
         match leaders.as_slice() {
@@ -432,13 +495,16 @@ impl PatroniCluster {
                 let replicas = members
                     .iter()
                     .filter(|m| {
-                        m["role"] != "leader" && m["state"] == "running" && m["lag"].is_number()
+                        m["role"] != "leader"
+                            && m["role"] != "standby_leader"
+                            && m["state"] == "running"
+                            && m["lag"].is_number()
                     })
                     .count();
                 let sync = members.iter().any(|m| m["role"] == "sync_standby");
                 if replicas == members.len().saturating_sub(1)
                     && members.len() == self.nodes.len()
-                    && (sync || !self.opts.synchronous_mode)
+                    && (sync || !self.opts.synchronous_mode || self.nodes.len() == 1)
                 {
                     return Ok(leader);
                 }

@@ -108,6 +108,68 @@ fn the_patch_holds_only_what_differs() {
 }
 
 #[test]
+fn standby_cluster_is_checked_and_converged_only_on_a_standby_cluster() {
+    let base = json!({"api": "http://127.0.0.1:8008", "settings": {"loop_wait": 2}});
+    let with = |v: Value| {
+        let mut b = base.clone();
+        b["standby_cluster"] = v;
+        build_typed(&crate::testing::decl("patroni_config", "golddr", b))
+    };
+    let err = with(json!({"hots": "gold"})).unwrap_err().to_string();
+    assert!(
+        err.contains("'standby_cluster.hots' is not a setting")
+            && err.contains("did you mean 'standby_cluster.host'"),
+        "{err}"
+    );
+    let err = with(json!({"port": "fivefourthreetwo"}))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("'standby_cluster.port' must be a whole number"),
+        "{err}"
+    );
+    let mut twice = base.clone();
+    twice["settings"]["standby_cluster"] = json!({"host": "a"});
+    twice["standby_cluster"] = json!({"host": "b"});
+    let err = build_typed(&crate::testing::decl("patroni_config", "golddr", twice))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("given twice"), "{err}");
+
+    let p = with(json!({"host": "gold", "port": "5432", "create_replica_methods": ["basebackup"]}))
+        .unwrap();
+    // A standby cluster: the differing keys only, under standby_cluster.
+    let have = json!({"loop_wait": 2, "standby_cluster": {"host": "old-gold", "port": 5432}});
+    let (patch, changes) = p.plan(have.as_object().unwrap());
+    assert_eq!(
+        Value::Object(patch),
+        json!({"standby_cluster": {"host": "gold", "create_replica_methods": ["basebackup"]}})
+    );
+    let host = changes
+        .iter()
+        .find(|c| c.0 == "standby_cluster.host")
+        .unwrap();
+    assert_eq!(host.1.as_deref(), Some("old-gold"));
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    // Promoted (no standby_cluster, or null): never added back.
+    for have in [
+        json!({"loop_wait": 2}),
+        json!({"loop_wait": 2, "standby_cluster": null}),
+    ] {
+        let (patch, changes) = p.plan(have.as_object().unwrap());
+        assert!(patch.is_empty() && changes.is_empty(), "{patch:?}");
+    }
+    // Empty: not managed.
+    let p = with(json!({})).unwrap();
+    let (patch, _) = p.plan(
+        json!({"loop_wait": 2, "standby_cluster": {"host": "x"}})
+            .as_object()
+            .unwrap(),
+    );
+    assert!(patch.is_empty());
+}
+
+#[test]
 fn changes_of_sensitive_settings_are_redacted() {
     let mut decl = crate::testing::decl(
         "patroni_config",
