@@ -447,4 +447,40 @@ fn scheduled_backups_facts_and_check(export: &Node, repo: &Node, lost: &Node) {
     );
     let run = lost.agent(&["facts", "pgbackrest"]);
     run.code(1);
+
+    // Last (it breaks the repository): a backup file that no longer
+    // matches its checksum makes the scheduled script fail after its
+    // backup, naming verify: cron's job exits non-zero.
+    let full = repo.sb.root().join(format!(
+        "var/lib/pgbackrest/repo/backup/main/{}/pg_data/PG_VERSION.gz",
+        kinds_label(repo, "full")
+    ));
+    std::fs::write(&full, b"not what was backed up").expect("corrupting a backup file");
+    let run = Run::of(
+        Command::new("setpriv")
+            .args(["--reuid=postgres", "--regid=postgres", "--init-groups"])
+            .arg(&script)
+            .arg("diff"),
+    );
+    run.code(1);
+    assert!(
+        run.stderr.contains("pgbackrest verify found the repository invalid")
+            && run.stderr.contains("checksum invalid: 1"),
+        "the script names verify: {}",
+        run.all()
+    );
+}
+
+/// The label of the newest backup of type `kind` in the repository.
+fn kinds_label(repo: &Node, kind: &str) -> String {
+    let fact = pgbackrest_fact(repo);
+    fact["stanzas"]["main"]["backups"]
+        .as_array()
+        .expect("backups")
+        .iter()
+        .filter(|b| b["type"] == kind)
+        .filter_map(|b| b["label"].as_str())
+        .last()
+        .unwrap_or_else(|| panic!("a {kind} backup in {fact:#}"))
+        .to_string()
 }
