@@ -464,7 +464,8 @@ fn scheduled_backups_facts_and_check(export: &Node, repo: &Node, lost: &Node) {
     );
     run.code(1);
     assert!(
-        run.stderr.contains("pgbackrest verify found the repository invalid")
+        run.stderr
+            .contains("pgbackrest verify found the repository invalid")
             && run.stderr.contains("checksum invalid: 1"),
         "the script names verify: {}",
         run.all()
@@ -480,7 +481,7 @@ fn kinds_label(repo: &Node, kind: &str) -> String {
         .iter()
         .filter(|b| b["type"] == kind)
         .filter_map(|b| b["label"].as_str())
-        .last()
+        .next_back()
         .unwrap_or_else(|| panic!("a {kind} backup in {fact:#}"))
         .to_string()
 }
