@@ -389,6 +389,27 @@ fn scheduled_backups_facts_and_check(export: &Node, repo: &Node, lost: &Node) {
     assert_eq!(main["archive_failures"], 0, "{fact:#}");
     assert!(main["last_wal_archived_age_s"].is_i64(), "{fact:#}");
 
+    // A run whose catalog reads the fact exports it as metrics.
+    let prom = repo.sb.path().join("agent.prom");
+    repo.agent(&[
+        "apply",
+        "--noop",
+        "-e",
+        "- file: /tmp/redundancy\n  content: \"{{facts.pgbackrest.stanzas.main.redundancy}}\"",
+        "--metrics-file",
+        prom.to_str().unwrap(),
+    ])
+    .code(0);
+    let metrics = std::fs::read_to_string(&prom).expect("metrics file");
+    for line in [
+        "agent_pgbackrest_redundancy{stanza=\"main\"} 1\n",
+        "agent_pgbackrest_status_code{stanza=\"main\"} 0\n",
+        "agent_pgbackrest_last_full_age_seconds{stanza=\"main\"} ",
+        "agent_pgbackrest_last_wal_archived_age_seconds{stanza=\"main\"} ",
+    ] {
+        assert!(metrics.contains(line), "{line:?} in\n{metrics}");
+    }
+
     // The check passes with the Hiera defaults, one line per check.
     let run = repo.agent(&["pgbackrest", "check"]);
     run.code(0);
