@@ -186,7 +186,10 @@ fn export_pull_backup_and_import_roles_back_up_restore_and_replay() {
     );
     export.hiera(
         ca.path(),
-        &format!("{repo_at}pgbackrest::clients: ['{}']\n", repo.addr),
+        &format!(
+            "{repo_at}pgbackrest::clients: ['{}']\npgbackrest::check::min_redundancy: 2\n",
+            repo.addr
+        ),
     );
     repo.hiera(
                 ca.path(),
@@ -447,6 +450,17 @@ fn scheduled_backups_facts_and_check(export: &Node, repo: &Node, lost: &Node) {
     assert!(
         run.stdout
             .contains("main: redundancy: FAILED (1 full backup(s), limit >= 2)"),
+        "{}",
+        run.all()
+    );
+    // The export's Hiera asks for two fulls: its check (of the same
+    // repository, over TLS) fails on that limit alone.
+    let run = export.agent(&["pgbackrest", "check"]);
+    run.code(1);
+    assert!(
+        run.stdout
+            .contains("main: redundancy: FAILED (1 full backup(s), limit >= 2)")
+            && run.stdout.contains("main: last full backup age: OK"),
         "{}",
         run.all()
     );
