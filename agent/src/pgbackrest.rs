@@ -114,53 +114,45 @@ pub struct ConfStanza {
 /// `[global]` and command sections such as `[global:archive-push]` or
 /// `[main:backup]` are not stanzas).
 pub fn conf_stanzas(text: &str) -> Vec<ConfStanza> {
-    let mut out: Vec<ConfStanza> = Vec::new();
-    let mut pg_host = false;
+    // Per stanza: its values, and whether it names pg1-path / pg1-host
+    // (in either order).
+    let mut out: Vec<(ConfStanza, bool, bool)> = Vec::new();
     let mut in_stanza = false;
-    let close = |out: &mut Vec<ConfStanza>, pg_host: bool| {
-        if let Some(last) = out.last_mut() {
-            if pg_host {
-                last.local_pg = false;
-            }
-        }
-    };
-    for line in text.lines() {
-        let line = line.trim();
+    for line in text.lines().map(str::trim) {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
         if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            if in_stanza {
-                close(&mut out, pg_host);
-            }
             in_stanza = name != "global" && !name.contains(':');
-            pg_host = false;
             if in_stanza {
-                out.push(ConfStanza {
+                let stanza = ConfStanza {
                     name: name.to_string(),
                     ..Default::default()
-                });
+                };
+                out.push((stanza, false, false));
             }
             continue;
         }
-        let (Some(last), Some((k, v))) =
+        let (Some((stanza, pg_path, pg_host)), Some((k, v))) =
             (out.last_mut().filter(|_| in_stanza), line.split_once('='))
         else {
             continue;
         };
         let v = v.trim().to_string();
         match k.trim() {
-            "pg1-path" => last.local_pg = true,
-            "pg1-host" => pg_host = true,
-            "pg1-port" => last.pg_port = Some(v),
-            "pg1-socket-path" => last.pg_socket = Some(v),
+            "pg1-path" => *pg_path = true,
+            "pg1-host" => *pg_host = true,
+            "pg1-port" => stanza.pg_port = Some(v),
+            "pg1-socket-path" => stanza.pg_socket = Some(v),
             _ => {}
         }
     }
-    if in_stanza {
-        close(&mut out, pg_host);
-    }
-    out
+    out.into_iter()
+        .map(|(mut stanza, pg_path, pg_host)| {
+            stanza.local_pg = pg_path && !pg_host;
+            stanza
+        })
+        .collect()
 }
 
 // --- health ---
@@ -626,9 +618,10 @@ mod tests {
     #[test]
     fn config_stanzas_and_where_postgresql_is() {
         let conf = "[global]\nrepo1-path=/r\npg1-path=/nope\n\n[main]\npg1-path=/d\npg1-port=5433\n\
-                    pg1-socket-path=/s\n\n[global:archive-push]\nx=1\n[other]\npg1-host=10.0.0.1\npg1-path=/d\n";
+                    pg1-socket-path=/s\n\n[global:archive-push]\nx=1\n[other]\npg1-host=10.0.0.1\npg1-path=/d\n\
+                    [third]\npg1-path=/d\npg1-host=h\n";
         let s = conf_stanzas(conf);
-        assert_eq!(s.len(), 2);
+        assert_eq!(s.len(), 3);
         assert_eq!(
             s[0],
             ConfStanza {
@@ -640,6 +633,7 @@ mod tests {
         );
         assert_eq!(s[1].name, "other");
         assert!(!s[1].local_pg, "pg1-host: PostgreSQL is elsewhere");
+        assert!(!s[2].local_pg, "pg1-host after pg1-path");
     }
 
     #[test]
