@@ -385,6 +385,22 @@ fn scheduled_backups_facts_and_check(export: &Node, repo: &Node, lost: &Node) {
         .collect();
     assert_eq!(kinds, ["full", "diff"], "{fact:#}");
     assert!(main["backups"][1]["label"].as_str().unwrap().ends_with('D'));
+    // Lazy: a question that does not name it never runs pgBackRest.
+    let run = repo.agent(&["facts", "os.family", "--timing"]);
+    run.code(0);
+    assert!(
+        !run.stderr.contains("facts from pgbackrest"),
+        "{}",
+        run.all()
+    );
+    let run = repo.agent(&["facts", "pgbackrest.stanzas.main.redundancy", "--timing"]);
+    run.code(0);
+    assert!(
+        run.stderr.contains("facts from pgbackrest"),
+        "{}",
+        run.all()
+    );
+    assert_eq!(run.stdout.trim(), "1");
     // The export reads the same repository remotely, and its own archiver.
     let fact = pgbackrest_fact(export);
     let main = &fact["stanzas"]["main"];

@@ -1,8 +1,8 @@
 //! pgBackRest health (issue 18): `pgbackrest info --output=json` parsed
 //! into serde structs, the age of the newest WAL segment in the
 //! repository, `pg_stat_archiver.failed_count` where PostgreSQL is local,
-//! and the checks `agent pgbackrest check` runs on them (Barman's `check`:
-//! one line per check, non-zero exit when one fails).
+//! for the `pgbackrest` facts and `agent pgbackrest check`, whose checks
+//! are in [`check`].
 //!
 //! Everything is read from the node's own `pgbackrest.conf`
 //! (`<root>/etc/pgbackrest/pgbackrest.conf`), with pgBackRest run as the
