@@ -45,6 +45,16 @@ pub struct InfoStanza {
     pub backup: Vec<InfoBackup>,
     #[serde(default)]
     pub archive: Vec<InfoArchive>,
+    /// Each repository's own status: why the stanza's is `other` (99)
+    /// when a repository host does not answer.
+    #[serde(default)]
+    pub repo: Vec<InfoRepo>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct InfoRepo {
+    pub key: Option<i64>,
+    pub status: InfoStatus,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -416,7 +426,7 @@ pub fn stanza_health(info: &InfoStanza, now: i64, wal_time: Option<i64>) -> Stan
             .map(|t| (now - t).max(0))
     };
     StanzaHealth {
-        status: info.status.message.clone(),
+        status: status_text(info),
         status_code: info.status.code,
         last_full_age_s: newest("full"),
         last_diff_age_s: newest("diff"),
@@ -436,6 +446,22 @@ pub fn stanza_health(info: &InfoStanza, now: i64, wal_time: Option<i64>) -> Stan
                 repo_size: b.info.as_ref().and_then(|i| i.repository.as_ref()?.delta),
             })
             .collect(),
+    }
+}
+
+/// The stanza's status message, with the failing repositories' reasons
+/// (`other` alone says nothing: `other (repo1: [HostConnectError] …)`).
+fn status_text(info: &InfoStanza) -> String {
+    let reasons: Vec<String> = info
+        .repo
+        .iter()
+        .filter(|r| r.status.code != 0 && info.status.code != 0)
+        .map(|r| format!("repo{}: {}", r.key.unwrap_or(1), r.status.message))
+        .collect();
+    if reasons.is_empty() {
+        info.status.message.clone()
+    } else {
+        format!("{} ({})", info.status.message, reasons.join("; "))
     }
 }
 
@@ -529,6 +555,25 @@ mod tests {
         let lines = check("main", &h, &Limits::default());
         assert!(lines.iter().all(|l| !l.ok), "{lines:?}");
         assert_eq!(lines[1].value, "none");
+    }
+
+    #[test]
+    fn an_unreachable_repository_says_why() {
+        // What 2.45 prints (exit 0) when the repository host's TLS fails.
+        let info: Vec<InfoStanza> = serde_json::from_str(
+            r#"[{"archive":[],"backup":[],"cipher":"none","db":[],"name":"main",
+                 "repo":[{"cipher":"none","key":1,"status":{"code":99,
+                   "message":"[CryptoError] unable to set user-defined CA certificate location"}}],
+                 "status":{"code":99,"lock":{"backup":{"held":false}},"message":"other"}}]"#,
+        )
+        .unwrap();
+        let h = stanza_health(&info[0], 10, None);
+        assert_eq!(
+            h.status,
+            "other (repo1: [CryptoError] unable to set user-defined CA certificate location)"
+        );
+        let lines = check("main", &h, &Limits::default());
+        assert!(!lines[0].ok && lines[0].to_string().contains("CryptoError"));
     }
 
     #[test]
