@@ -499,7 +499,7 @@ fn scheduled_backups_facts_and_check(export: &Node, repo: &Node, lost: &Node) {
     let run = lost.agent(&["facts", "pgbackrest"]);
     run.code(1);
 
-    // Last (it breaks the repository): a backup file that no longer
+    // It breaks the repository: a backup file that no longer
     // matches its checksum makes the scheduled script fail after its
     // backup, naming verify: cron's job exits non-zero.
     let full = repo.sb.root().join(format!(
@@ -519,6 +519,40 @@ fn scheduled_backups_facts_and_check(export: &Node, repo: &Node, lost: &Node) {
             .contains("pgbackrest verify found the repository invalid")
             && run.stderr.contains("checksum invalid: 1"),
         "the script names verify: {}",
+        run.all()
+    );
+
+    // The repository host down: the export's check fails on the stanza's
+    // status, saying why, in bounded time.
+    let pidfile = repo.sb.root().join("var/run/pgbackrest-server.pid");
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .expect("the server's pid file")
+        .trim()
+        .parse()
+        .expect("a pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("stopping the repository's server");
+    wait_for(
+        "the repository server to stop",
+        Duration::from_secs(10),
+        || std::net::TcpStream::connect((repo.addr, repo.tls_port)).is_err(),
+    );
+    // Stopped: the node's drop must not signal a reused pid.
+    std::fs::remove_file(&pidfile).expect("removing the server's pid file");
+    let started = Instant::now();
+    let run = export.agent(&["pgbackrest", "check", "--min-redundancy", "0"]);
+    run.code(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "check with the repository down took {:?} (io-timeout 5 s)",
+        started.elapsed()
+    );
+    assert!(
+        run.stdout.contains("main: status: FAILED (other (repo1: "),
+        "{}",
         run.all()
     );
 }

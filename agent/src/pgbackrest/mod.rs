@@ -33,6 +33,8 @@ const BINARY: &str = "pgbackrest";
 /// One pgBackRest command may not take longer (a repository host that
 /// does not answer would otherwise hold a fact collection for minutes).
 const TIMEOUT: Duration = Duration::from_secs(60);
+/// pgBackRest's own `--io-timeout` for the reading commands.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 // --- `pgbackrest info --output=json`, the parts read ---
 
@@ -271,6 +273,10 @@ impl Pgbr {
             // Reading commands leave no log files behind (a fact is
             // collected on every run that names it).
             "--log-level-file=off".to_string(),
+            // A repository host that refuses connections is retried until
+            // io-timeout (60 s by default; seen here: `info` then took the
+            // whole minute): a health question gives up sooner.
+            format!("--io-timeout={}", IO_TIMEOUT.as_secs()),
         ];
         argv.extend(args.iter().map(|a| a.to_string()));
         self.cmd(argv)
