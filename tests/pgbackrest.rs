@@ -186,12 +186,15 @@ fn export_pull_backup_and_import_roles_back_up_restore_and_replay() {
     );
     export.hiera(
         ca.path(),
-        &format!("{repo_at}pgbackrest::clients: ['{}']\n", repo.addr),
+        &format!(
+            "{repo_at}pgbackrest::clients: ['{}']\npgbackrest::check::min_redundancy: 2\n",
+            repo.addr
+        ),
     );
     repo.hiera(
                 ca.path(),
         &format!(
-            "pgbackrest::clients: ['{e}', '{i}']\npgbackrest::export_ip: {e}\npgbackrest::export_port: {t}\npgbackrest::export_pg_path: {d}\npgbackrest::export_pg_port: {p}\npgbackrest::export_pg_socket: {d}\n",
+            "pgbackrest::full_schedule: '30 2 * * 6'\npgbackrest::diff_schedule: '45 3 * * 1-5'\npgbackrest::clients: ['{e}', '{i}']\npgbackrest::export_ip: {e}\npgbackrest::export_port: {t}\npgbackrest::export_pg_path: {d}\npgbackrest::export_pg_port: {p}\npgbackrest::export_pg_socket: {d}\n",
             e = export.addr,
             i = import.addr,
             t = export.tls_port,
@@ -312,4 +315,258 @@ fn export_pull_backup_and_import_roles_back_up_restore_and_replay() {
     assert_eq!(ca_cert, std::fs::read(ca.path().join("ca.crt")).unwrap());
     // The repository still checks out after all that (WAL archived through).
     repo.pgbackrest(&["check"]).code(0);
+
+    scheduled_backups_facts_and_check(&export, &repo, &lost);
+}
+
+/// The `pgbackrest` fact of a node (`agent facts pgbackrest --json`), parsed.
+fn pgbackrest_fact(n: &Node) -> serde_json::Value {
+    let run = n.agent(&["facts", "pgbackrest", "--json"]);
+    run.code(0);
+    let json: serde_json::Value =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.all()));
+    json["pgbackrest"].clone()
+}
+
+/// Issue 18, second slice, on the stack the first one brought up: the
+/// pull-backup's crontab holds the configured full and differential
+/// schedules, and its script (run by hand once) takes a differential
+/// backup and verifies it; the `pgbackrest` facts and `agent pgbackrest
+/// check` read the repository's real state.
+fn scheduled_backups_facts_and_check(export: &Node, repo: &Node, lost: &Node) {
+    // The crontab entries, with the schedules from the node's Hiera data.
+    let crontab = repo.sb.read_root("var/spool/cron/crontabs/postgres");
+    let script = repo.sb.root().join("etc/pgbackrest/scheduled-backup");
+    for (schedule, kind) in [("30 2 * * 6", "full"), ("45 3 * * 1-5", "diff")] {
+        let entry = format!("{schedule} {} {kind}", script.display());
+        assert!(
+            crontab.lines().any(|l| l == entry),
+            "{entry:?} in the crontab:\n{crontab}"
+        );
+    }
+    // The script, as cron would run it: a differential backup, verified.
+    let run = Run::of(
+        Command::new("setpriv")
+            .args(["--reuid=postgres", "--regid=postgres", "--init-groups"])
+            .arg(&script)
+            .arg("diff"),
+    );
+    run.code(0);
+    assert!(
+        run.stdout
+            .contains("diff backup of main taken and verified"),
+        "{}",
+        run.all()
+    );
+
+    // The facts: one full (redundancy 1), fresh; the differential just
+    // taken; WAL in the repository; both backups listed.
+    let fact = pgbackrest_fact(repo);
+    let main = &fact["stanzas"]["main"];
+    assert_eq!(main["status"], "ok", "{fact:#}");
+    assert_eq!(main["redundancy"], 1, "{fact:#}");
+    let age = |k: &str| {
+        main[k]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{k} in {fact:#}"))
+    };
+    assert!(age("last_full_age_s") < 600, "{fact:#}");
+    assert!(age("last_diff_age_s") < 120, "{fact:#}");
+    assert!(age("last_wal_archived_age_s") < 600, "{fact:#}");
+    assert!(
+        main.get("archive_failures").is_none(),
+        "no PostgreSQL on the pull-backup"
+    );
+    let kinds: Vec<&str> = main["backups"]
+        .as_array()
+        .expect("backups")
+        .iter()
+        .map(|b| b["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["full", "diff"], "{fact:#}");
+    assert!(main["backups"][1]["label"].as_str().unwrap().ends_with('D'));
+    // Lazy: a question that does not name it never runs pgBackRest.
+    let run = repo.agent(&["facts", "os.family", "--timing"]);
+    run.code(0);
+    assert!(
+        !run.stderr.contains("facts from pgbackrest"),
+        "{}",
+        run.all()
+    );
+    let run = repo.agent(&["facts", "pgbackrest.stanzas.main.redundancy", "--timing"]);
+    run.code(0);
+    assert!(
+        run.stderr.contains("facts from pgbackrest"),
+        "{}",
+        run.all()
+    );
+    assert_eq!(run.stdout.trim(), "1");
+    // The export reads the same repository remotely, and its own archiver.
+    let fact = pgbackrest_fact(export);
+    let main = &fact["stanzas"]["main"];
+    assert_eq!(main["redundancy"], 1, "{fact:#}");
+    assert_eq!(main["archive_failures"], 0, "{fact:#}");
+    assert!(main["last_wal_archived_age_s"].is_i64(), "{fact:#}");
+
+    // A run whose catalog reads the fact exports it as metrics.
+    let prom = repo.sb.path().join("agent.prom");
+    repo.agent(&[
+        "apply",
+        "--noop",
+        "-e",
+        "- file: /tmp/redundancy\n  content: \"{{facts.pgbackrest.stanzas.main.redundancy}}\"",
+        "--metrics-file",
+        prom.to_str().unwrap(),
+    ])
+    .code(0);
+    let metrics = std::fs::read_to_string(&prom).expect("metrics file");
+    for line in [
+        "agent_pgbackrest_redundancy{stanza=\"main\"} 1\n",
+        "agent_pgbackrest_status_code{stanza=\"main\"} 0\n",
+        "agent_pgbackrest_last_full_age_seconds{stanza=\"main\"} ",
+        "agent_pgbackrest_last_wal_archived_age_seconds{stanza=\"main\"} ",
+    ] {
+        assert!(metrics.contains(line), "{line:?} in\n{metrics}");
+    }
+
+    // The check passes with the Hiera defaults, one line per check.
+    let run = repo.agent(&["pgbackrest", "check"]);
+    run.code(0);
+    for check in [
+        "main: status: OK",
+        "main: last full backup age: OK",
+        "main: last archived WAL age: OK",
+        "main: redundancy: OK (1 full backup(s), limit >= 1)",
+    ] {
+        assert!(run.stdout.contains(check), "{check:?} in {}", run.all());
+    }
+    // A full backup older than the limit fails the check, naming it.
+    std::thread::sleep(Duration::from_secs(2));
+    let run = repo.agent(&["pgbackrest", "check", "--max-full-age", "1s", "--json"]);
+    run.code(1);
+    let out: serde_json::Value = serde_json::from_str(&run.stdout).expect("--json");
+    assert_eq!(out["ok"], false);
+    let failed: Vec<&str> = out["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| c["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["last full backup age"], "{}", run.stdout);
+    let run = repo.agent(&[
+        "pgbackrest",
+        "check",
+        "--min-redundancy",
+        "2",
+        "--stanza",
+        "main",
+    ]);
+    run.code(1);
+    assert!(
+        run.stdout
+            .contains("main: redundancy: FAILED (1 full backup(s), limit >= 2)"),
+        "{}",
+        run.all()
+    );
+    // The export's Hiera asks for two fulls: its check (of the same
+    // repository, over TLS) fails on that limit alone.
+    let run = export.agent(&["pgbackrest", "check"]);
+    run.code(1);
+    assert!(
+        run.stdout
+            .contains("main: redundancy: FAILED (1 full backup(s), limit >= 2)")
+            && run.stdout.contains("main: last full backup age: OK"),
+        "{}",
+        run.all()
+    );
+    // A stanza the repository lacks, and a node without pgBackRest: errors
+    // that say so.
+    let run = repo.agent(&["pgbackrest", "check", "--stanza", "nope"]);
+    run.code(1);
+    assert!(
+        run.all().contains("stanza nope is not in the repository"),
+        "{}",
+        run.all()
+    );
+    let run = lost.agent(&["pgbackrest", "check"]);
+    run.code(1);
+    assert!(
+        run.all().contains("no pgBackRest configuration at"),
+        "{}",
+        run.all()
+    );
+    let run = lost.agent(&["facts", "pgbackrest"]);
+    run.code(1);
+
+    // It breaks the repository: a backup file that no longer
+    // matches its checksum makes the scheduled script fail after its
+    // backup, naming verify: cron's job exits non-zero.
+    let full = repo.sb.root().join(format!(
+        "var/lib/pgbackrest/repo/backup/main/{}/pg_data/PG_VERSION.gz",
+        kinds_label(repo, "full")
+    ));
+    std::fs::write(&full, b"not what was backed up").expect("corrupting a backup file");
+    let run = Run::of(
+        Command::new("setpriv")
+            .args(["--reuid=postgres", "--regid=postgres", "--init-groups"])
+            .arg(&script)
+            .arg("diff"),
+    );
+    run.code(1);
+    assert!(
+        run.stderr
+            .contains("pgbackrest verify found the repository invalid")
+            && run.stderr.contains("checksum invalid: 1"),
+        "the script names verify: {}",
+        run.all()
+    );
+
+    // The repository host down: the export's check fails on the stanza's
+    // status, saying why, in bounded time.
+    let pidfile = repo.sb.root().join("var/run/pgbackrest-server.pid");
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .expect("the server's pid file")
+        .trim()
+        .parse()
+        .expect("a pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("stopping the repository's server");
+    wait_for(
+        "the repository server to stop",
+        Duration::from_secs(10),
+        || std::net::TcpStream::connect((repo.addr, repo.tls_port)).is_err(),
+    );
+    // Stopped: the node's drop must not signal a reused pid.
+    std::fs::remove_file(&pidfile).expect("removing the server's pid file");
+    let started = Instant::now();
+    let run = export.agent(&["pgbackrest", "check", "--min-redundancy", "0"]);
+    run.code(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "check with the repository down took {:?} (io-timeout 5 s)",
+        started.elapsed()
+    );
+    assert!(
+        run.stdout.contains("main: status: FAILED (other (repo1: "),
+        "{}",
+        run.all()
+    );
+}
+
+/// The label of the newest backup of type `kind` in the repository.
+fn kinds_label(repo: &Node, kind: &str) -> String {
+    let fact = pgbackrest_fact(repo);
+    fact["stanzas"]["main"]["backups"]
+        .as_array()
+        .expect("backups")
+        .iter()
+        .filter(|b| b["type"] == kind)
+        .filter_map(|b| b["label"].as_str())
+        .next_back()
+        .unwrap_or_else(|| panic!("a {kind} backup in {fact:#}"))
+        .to_string()
 }

@@ -8,6 +8,8 @@
 //!   Everything before `apply` is pure: it reads, it never writes.
 //! - [`failover`]: the `db_master` fact and its sources, the watch loop,
 //!   the cluster-event hooks.
+//! - [`pgbackrest`]: pgBackRest's health (`pgbackrest info` parsed) for
+//!   the `pgbackrest` facts and `agent pgbackrest check`.
 //! - [`schedule`]: drift correction (`agent run`), the timer installer,
 //!   signal handling for the long-running modes.
 //! - [`testbed`]: the demo scenarios and the stand-in applications; the
@@ -17,6 +19,7 @@
 pub mod cli;
 pub mod engine;
 pub mod failover;
+pub mod pgbackrest;
 pub mod schedule;
 pub mod settings;
 pub mod testbed;

@@ -53,6 +53,7 @@ impl Settings {
             .unwrap_or_else(|| first_existing("hiera/hiera.yaml", "/etc/agent/hiera.yaml"));
         let fact_opts = facts::FactOptions {
             facts_dir: raw.facts_dir,
+            root: root.clone(),
             ..Default::default()
         };
         Ok(Settings {

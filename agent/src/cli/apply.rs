@@ -41,7 +41,8 @@ pub struct ApplyArgs {
     /// Write the run's metrics for Prometheus' node_exporter textfile
     /// collector to PATH (atomically, mode 0644): last run time and
     /// duration, resources and events by status, time per type, noop,
-    /// db_master and split brain when the run read them. Without PATH:
+    /// db_master, split brain and pgBackRest's health (the `pgbackrest`
+    /// fact) when the run read them. Without PATH:
     /// `<state dir>/agent.prom`.
     #[arg(long, value_name = "PATH", num_args = 0..=1)]
     pub metrics_file: Option<Option<std::path::PathBuf>>,

@@ -17,6 +17,7 @@ mod graph;
 mod install_timer;
 mod logging;
 mod lookup;
+mod pgbackrest;
 mod resource;
 mod run;
 mod stash_standin;
@@ -127,6 +128,9 @@ pub enum Command {
     Watch(watch::WatchArgs),
     /// A throw-away two-node cluster on loopback, failed over, with timings.
     Demo(demo::DemoArgs),
+    /// pgBackRest's repository: `agent pgbackrest check` (Barman's check).
+    #[command(subcommand)]
+    Pgbackrest(pgbackrest::PgbackrestCommand),
     /// Patroni's watchdog where there is no watchdog device: fence a primary whose Patroni froze or died.
     Fence(fence::FenceArgs),
     /// Install drift correction: a systemd timer, or a cron.d entry without systemd.
@@ -194,6 +198,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Dr(cmd) => dr::run(&settings, cmd),
         Command::Watch(args) => watch::run(&settings, args),
         Command::Demo(args) => demo::run(&settings, args),
+        Command::Pgbackrest(cmd) => pgbackrest::run(&settings, cmd),
         Command::Fence(args) => fence::run(args),
         Command::InstallTimer(args) => install_timer::run(&settings, args),
         Command::Completions(args) => completions::completions(args),

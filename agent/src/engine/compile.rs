@@ -785,7 +785,7 @@ mod lazy_facts_tests {
         for name in ["kernel", "os", "networking"] {
             assert!(got.iter().any(|n| n == name), "{name} in {got:?}");
         }
-        for name in ["identity", "memory", "postgresql", "agent"] {
+        for name in ["identity", "memory", "postgresql", "agent", "pgbackrest"] {
             assert!(!got.iter().any(|n| n == name), "{name} not in {got:?}");
         }
     }

@@ -5,7 +5,8 @@
 //! the time per resource type, whether it was a noop, and — when the run
 //! read them — the cluster facts (`db_master` as an info metric, so
 //! `changes(agent_db_master_info[1h])` counts failovers; split brain and
-//! stale flags). Counts and times only: no value of a resource or of Hiera.
+//! stale flags), and pgBackRest's health by stanza when the run read the
+//! `pgbackrest` fact (ages, redundancy, archive failures). Counts and times only: no value of a resource or of Hiera.
 
 use std::fmt::Write;
 
@@ -101,6 +102,56 @@ pub fn render(summary: &Value, cluster: &Map<String, Value>) -> String {
             metric(fact, help, vec![(String::new(), flag)]);
         }
     }
+    // pgBackRest's health, by stanza, when the run read the fact.
+    if let Some(stanzas) = cluster
+        .get("pgbackrest")
+        .and_then(|p| p.get("stanzas"))
+        .and_then(Value::as_object)
+    {
+        for (key, name, help) in [
+            (
+                "last_full_age_s",
+                "pgbackrest_last_full_age_seconds",
+                "Age of the newest full backup.",
+            ),
+            (
+                "last_diff_age_s",
+                "pgbackrest_last_diff_age_seconds",
+                "Age of the newest differential backup.",
+            ),
+            (
+                "last_wal_archived_age_s",
+                "pgbackrest_last_wal_archived_age_seconds",
+                "Age of the newest WAL segment in the repository.",
+            ),
+            (
+                "redundancy",
+                "pgbackrest_redundancy",
+                "Full backups in the repository.",
+            ),
+            (
+                "archive_failures",
+                "pgbackrest_archive_failures",
+                "pg_stat_archiver.failed_count of the local PostgreSQL.",
+            ),
+            (
+                "status_code",
+                "pgbackrest_status_code",
+                "pgbackrest info's status code (0: ok).",
+            ),
+        ] {
+            let samples: Vec<(String, String)> = stanzas
+                .iter()
+                .filter_map(|(stanza, h)| {
+                    let v = h.get(key).filter(|v| v.is_number())?;
+                    Some((format!("{{stanza=\"{}\"}}", escape(stanza)), num(v)))
+                })
+                .collect();
+            if !samples.is_empty() {
+                metric(name, help, samples);
+            }
+        }
+    }
     out
 }
 
@@ -128,6 +179,11 @@ mod tests {
         let cluster = Map::from_iter([
             ("db_master".to_string(), json!("10.0.0.1:5432")),
             ("db_split_brain".to_string(), json!(false)),
+            (
+                "pgbackrest".to_string(),
+                json!({"stanzas": {"main": {"status": "ok", "status_code": 0,
+                    "last_full_age_s": 60, "redundancy": 1, "backups": []}}}),
+            ),
         ]);
         let text = render(&s, &cluster);
         for line in [
@@ -139,10 +195,13 @@ mod tests {
             "agent_time_seconds{type=\"file\"} 0.004\n",
             "agent_db_master_info{db_master=\"10.0.0.1:5432\"} 1\n",
             "agent_db_split_brain 0\n",
+            "agent_pgbackrest_last_full_age_seconds{stanza=\"main\"} 60\n",
+            "agent_pgbackrest_redundancy{stanza=\"main\"} 1\n",
         ] {
             assert!(text.contains(line), "{line:?} in\n{text}");
         }
         assert!(!text.contains("type=\"total\"") && !text.contains("db_master_stale"));
+        assert!(!text.contains("last_diff_age"), "absent facts: no metric");
         // Every sample line is `name{labels} number`.
         for l in text.lines().filter(|l| !l.starts_with('#')) {
             let value = l.rsplit(' ').next().unwrap();

@@ -89,7 +89,8 @@ pub struct ApplyResult {
     /// seconds (`--evaltrace`).
     pub evaluated: Vec<(String, apply::Status, f64)>,
     /// The cluster facts (`db_master`, `db_master_stale`, `db_split_brain`)
-    /// when the compile asked for them; never probed for the result's sake.
+    /// and the `pgbackrest` health when the compile asked for them; never
+    /// probed for the result's sake.
     pub cluster_facts: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -240,10 +241,15 @@ pub fn apply(
         .collect();
     // Only what is already collected: `none` reads no new source.
     let collected = node.facts.demand(&facts::Demand::none());
-    let cluster_facts = ["db_master", "db_master_stale", "db_split_brain"]
-        .iter()
-        .filter_map(|n| Some((n.to_string(), collected.get(*n)?.clone())))
-        .collect();
+    let cluster_facts = [
+        "db_master",
+        "db_master_stale",
+        "db_split_brain",
+        "pgbackrest",
+    ]
+    .iter()
+    .filter_map(|n| Some((n.to_string(), collected.get(*n)?.clone())))
+    .collect();
     Ok(ApplyResult {
         node: node.name.clone(),
         summary,

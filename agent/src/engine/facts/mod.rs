@@ -44,6 +44,9 @@ pub struct FactOptions {
     pub exec_timeout: Duration,
     /// Read the facts directory at all (`--no-external-facts` says no).
     pub external: bool,
+    /// `--root`: where the node's configuration files are read (the
+    /// `pgbackrest` facts read `<root>/etc/pgbackrest/pgbackrest.conf`).
+    pub root: Option<PathBuf>,
 }
 
 impl Default for FactOptions {
@@ -52,6 +55,7 @@ impl Default for FactOptions {
             facts_dir: PathBuf::from("/etc/agent/facts.d"),
             exec_timeout: Duration::from_secs(10),
             external: true,
+            root: None,
         }
     }
 }
@@ -92,12 +96,15 @@ enum Group {
     Agent,
     /// Domain facts, after the core ones: `postgresql`.
     Postgresql,
+    /// `pgbackrest`: the repository's health (`pgbackrest info` and
+    /// `repo-ls`, a second or so), read only when named.
+    Pgbackrest,
 }
 
 impl Group {
     /// In precedence order, lowest first (a later group's top-level fact
     /// replaces an earlier one's).
-    const ALL: [Group; 9] = [
+    const ALL: [Group; 10] = [
         Group::Core(self::core::Part::System),
         Group::Core(self::core::Part::Networking),
         Group::Core(self::core::Part::Hardware),
@@ -107,6 +114,7 @@ impl Group {
         Group::Core(self::core::Part::Augeas),
         Group::Agent,
         Group::Postgresql,
+        Group::Pgbackrest,
     ];
 
     /// What `--timing` calls the source.
@@ -115,6 +123,7 @@ impl Group {
             Group::Core(part) => format!("{part:?}").to_lowercase(),
             Group::Agent => "agent".into(),
             Group::Postgresql => "postgresql".into(),
+            Group::Pgbackrest => "pgbackrest".into(),
         }
     }
 
@@ -123,6 +132,7 @@ impl Group {
             Group::Core(part) => part.names(),
             Group::Agent => &["agent"],
             Group::Postgresql => &["postgresql"],
+            Group::Pgbackrest => &["pgbackrest"],
         }
     }
 
@@ -132,7 +142,7 @@ impl Group {
         Group::ALL.into_iter().find(|g| g.names().contains(&name))
     }
 
-    fn collect(self) -> Map<String, Value> {
+    fn collect(self, opts: &FactOptions) -> Map<String, Value> {
         match self {
             Group::Core(part) => self::core::collect_part(part),
             Group::Agent => {
@@ -145,6 +155,7 @@ impl Group {
                 )])
             }
             Group::Postgresql => postgresql::collect().unwrap_or_default(),
+            Group::Pgbackrest => crate::pgbackrest::facts(opts.root.as_deref()),
         }
     }
 }
@@ -287,7 +298,7 @@ impl Facts {
             let started = Instant::now();
             for g in missing {
                 let t = Instant::now();
-                let facts = g.collect();
+                let facts = g.collect(&self.opts);
                 inner.timings.push((g.label(), t.elapsed()));
                 inner.groups.insert(g, facts);
             }
@@ -672,7 +683,7 @@ mod tests {
         // A name missing from its group's list would never be collected
         // on demand: the run would see it absent where `collect` has it.
         for g in Group::ALL {
-            for name in g.collect().keys() {
+            for name in g.collect(&FactOptions::default()).keys() {
                 assert_eq!(Group::of(name), Some(g), "{name} is produced by {g:?}");
             }
         }
@@ -687,6 +698,7 @@ mod tests {
             facts_dir: dir.path().into(),
             exec_timeout: Duration::from_secs(1),
             external: true,
+            root: None,
         };
         let all = collect(&opts).unwrap();
         let facts = Facts::new(opts);
@@ -736,6 +748,7 @@ mod tests {
             facts_dir: dir.path().into(),
             exec_timeout: Duration::from_secs(1),
             external: true,
+            root: None,
         };
         let facts = collect(&opts).unwrap();
         assert_eq!(facts["role"], json!("db"));
