@@ -20,6 +20,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::Command;
@@ -243,8 +244,35 @@ fn haproxy_terminates_tls_balances_survives_a_dead_node_and_refuses_a_broken_con
     assert_eq!(run.code, 2, "first apply: {}", run.all());
     let first_pids = guard.pids();
     assert!(!first_pids.is_empty(), "a pid file: {}", run.all());
+    // HAProxy's own check of what the role wrote: valid, not one warning.
+    let check = Command::new("haproxy")
+        .arg("-c")
+        .arg("-f")
+        .arg(sb.root().join("etc/haproxy/haproxy.cfg"))
+        .env("AGENT_ROOT", sb.root())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stderr).into_owned()
+        + &String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success() && !said.contains("WARNING"),
+        "haproxy -c: {said}"
+    );
     let url = format!("https://{LB}:{https}/");
     wait_for("HTTPS through HAProxy", 10, || get(&url).0 == 200);
+
+    // The certificate from Hiera's CN/SANs: a client trusting exactly it
+    // verifies the server at its IP address; the pem is 0600.
+    let crt = sb.root().join("etc/haproxy/ssl/hipc.crt");
+    let verified = Command::new("curl")
+        .args(["-s", "--max-time", "5", "--cacert"])
+        .arg(&crt)
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(verified.status.success(), "curl --cacert: {verified:?}");
+    let pem = std::fs::metadata(sb.root().join("etc/haproxy/ssl/hipc.pem")).unwrap();
+    assert_eq!(pem.permissions().mode() & 0o777, 0o600);
 
     // Round robin over both nodes.
     let names: BTreeSet<String> = (0..6).map(|_| get(&url).1).collect();
