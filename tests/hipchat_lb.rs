@@ -389,3 +389,15 @@ fn haproxy_terminates_tls_balances_survives_a_dead_node_and_refuses_a_broken_con
     println!("hipchat_lb test: {total:.1} s");
     drop(guard);
 }
+
+#[test]
+fn the_bundled_hipchat_lb_node_compiles_with_the_role_data() {
+    let sb = Sandbox::bundled();
+    sb.agent(&["validate", "--node", NODE])
+        .code(0)
+        .stdout_has("roles/hipchat_lb");
+    let run = sb.agent(&["apply", "--noop", "--node", NODE]);
+    run.code(0)
+        .stdout_has("IP:172.16.254.30")
+        .stdout_has("file[/etc/haproxy/haproxy.cfg]");
+}
