@@ -8,7 +8,8 @@
 //! stays byte-identical and HAProxy keeps serving; a config change reloads
 //! HAProxy (`-sf`) without a failed request; killing a backend fails no
 //! request (redispatch, retries) and the health check marks it down in
-//! about a second (the figures are printed); and in a second sandbox the
+//! about a second (the figures are printed); `hipchat_lb::ensure: stopped`
+//! stops HAProxy and keeps its files; and in a second sandbox the
 //! `port_free` preflight stops the run, naming this process, which holds
 //! the HTTPS port, before HAProxy is started.
 //!
@@ -364,6 +365,28 @@ fn haproxy_terminates_tls_balances_survives_a_dead_node_and_refuses_a_broken_con
     assert!(down_s < 3.0, "marked down in {down_s:.2} s");
     assert_eq!(get(&url).1, "hipchat1", "the survivor answers");
     b1.kill();
+
+    // The seed's down: HAProxy stopped, its ports free, certificate and
+    // config kept; a second run finds nothing to do.
+    sb.site_file(
+        &hiera,
+        &format!("{good}hipchat_lb::maxconn: 2048\nhipchat_lb::ensure: stopped\n"),
+    );
+    let t = Instant::now();
+    let run = apply(&sb);
+    println!(
+        "down: HAProxy stopped by the apply in {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(run.code, 2, "down: {}", run.all());
+    assert!(!sb.root().join("var/run/haproxy.pid").exists());
+    assert!(
+        TcpStream::connect((LB, https)).is_err(),
+        "HTTPS port closed"
+    );
+    assert!(cfg.exists() && crt.exists());
+    let run = apply(&sb);
+    assert_eq!(run.code, 0, "down again: nothing to do: {}", run.all());
 
     // A second node whose HTTPS port this process holds: the preflight
     // stops the run naming it, and HAProxy is not started.
