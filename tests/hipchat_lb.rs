@@ -281,11 +281,12 @@ fn haproxy_terminates_tls_balances_survives_a_dead_node_and_refuses_a_broken_con
     let pem = std::fs::metadata(sb.root().join("etc/haproxy/ssl/hipc.pem")).unwrap();
     assert_eq!(pem.permissions().mode() & 0o777, 0o600);
 
-    // Round robin over both nodes.
-    let names: BTreeSet<String> = (0..6).map(|_| get(&url).1).collect();
+    // Round robin: one request after another, the nodes take turns.
+    let names: Vec<String> = (0..6).map(|_| get(&url).1).collect();
+    let count = |n: &str| names.iter().filter(|x| *x == n).count();
     assert!(
-        names.contains("hipchat1") && names.contains("hipchat2"),
-        "both backends answer: {names:?}"
+        count("hipchat1") == 3 && count("hipchat2") == 3 && names[0] != names[1],
+        "both backends answer in turn: {names:?}"
     );
     // HTTP sends the client to HTTPS.
     let (code, location) = get(&format!("http://{LB}:{http}/chat"));
