@@ -113,9 +113,8 @@ fn switch(settings: &Settings, kind: Kind, args: SwitchArgs) -> Result<u8> {
         Kind::Switchover => "dr::gold_patroni",
         Kind::Failback => "dr::golddr_patroni",
     };
-    let (node, found) = watch::from_node_hiera(settings, |h, sc| {
-        DrSettings::load_with(h, sc, key, true)
-    })?;
+    let (node, found) =
+        watch::from_node_hiera(settings, |h, sc| DrSettings::load_with(h, sc, key, true))?;
     let mut s = found.ok_or_else(|| anyhow!("{node}: no Patroni settings in Hiera"))?;
     if !args.peer.is_empty() {
         s.gold_patroni = args

@@ -286,9 +286,7 @@ pub fn switchover(s: &DrSettings, state: &StateDir, req: &SwitchRequest) -> Resu
 
     // 2. Writes stop on the other site.
     let started = Instant::now();
-    let read_only = |on: bool| {
-        json!({"postgresql": {"parameters": {"default_transaction_read_only": if on { json!("on") } else { Value::Null }}}})
-    };
+    let read_only = |on: bool| json!({"postgresql": {"parameters": {"default_transaction_read_only": if on { json!("on") } else { Value::Null }}}});
     let undo_read_only = || {
         if let Err(e) = patch(s, &peer.api, &read_only(false)) {
             tracing::error!("could not remove default_transaction_read_only again: {e:#}");
@@ -405,7 +403,10 @@ pub fn switchover(s: &DrSettings, state: &StateDir, req: &SwitchRequest) -> Resu
             );
         }
         if parse_lsn(&ckpt_after)? < parse_lsn(&checkpoint_lsn)? {
-            bail!("after the demotion {}'s checkpoint {ckpt_after} is before {checkpoint_lsn}", peer.pg());
+            bail!(
+                "after the demotion {}'s checkpoint {ckpt_after} is before {checkpoint_lsn}",
+                peer.pg()
+            );
         }
         let end = end.max(parse_lsn(&insert_lsn)?);
         Ok(json!({
