@@ -78,7 +78,7 @@ pub struct SwitchRequest {
 #[derive(Debug, Clone)]
 pub enum Switched {
     Now {
-        epoch: Epoch,
+        epoch: Box<Epoch>,
         /// From the first change to this site writable.
         seconds: f64,
         /// The demoted site's PostgreSQL (`host:port`).
@@ -488,7 +488,7 @@ pub fn switchover(s: &DrSettings, state: &StateDir, req: &SwitchRequest) -> Resu
     )
     .map_err(|e| dr::redact(&e));
     Ok(Switched::Now {
-        epoch,
+        epoch: Box::new(epoch),
         seconds,
         demoted: peer.pg(),
         streaming,
