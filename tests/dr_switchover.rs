@@ -506,6 +506,10 @@ fn switchover_and_failback_lose_no_row_and_need_no_rewind() {
     assert_eq!(goldsite.hooks()[0]["kind"], "failback");
 
     let log = patroni_log(&gold);
+    // How Patroni demoted Gold (README: why the token is the end of WAL).
+    for l in log.lines().filter(|l| l.contains("Demoting self")) {
+        println!("Gold's Patroni: {l}");
+    }
     assert_eq!(
         log.matches("pg_rewind").count(),
         rewinds_before,
