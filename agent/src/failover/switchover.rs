@@ -441,8 +441,16 @@ pub fn switchover(s: &DrSettings, state: &StateDir, req: &SwitchRequest) -> Resu
     .map_err(rollback)?;
 
     // 5. Promoted.
-    patch(s, &s.api, &json!({"standby_cluster": null}))?;
-    let leader = dr::wait_writable(s)?;
+    let leader = patch(s, &s.api, &json!({"standby_cluster": null}))
+        .and_then(|()| dr::wait_writable(s))
+        .with_context(|| {
+            format!(
+                "promoting this site after {} was demoted (it is a standby cluster of this site, \
+                 caught up): neither site may be writable now; see this node's Patroni log, then \
+                 `agent dr promote` here",
+                peer.pg()
+            )
+        })?;
     let seconds = started.elapsed().as_secs_f64();
 
     // 6. The epoch, the hook; then the other site streaming from us.
