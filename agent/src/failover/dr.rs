@@ -26,6 +26,9 @@
 //!   `pgsql_server::postgres_password` (the superuser both sites share);
 //! - `dr::lag_alert_bytes`, `dr::lag_alert_s`: the `dr_lag` hook's bounds;
 //! - `dr::promote_timeout` (s): how long to wait for the writable leader;
+//! - `dr::switchover_max_lag_bytes`: `agent dr switchover`/`failback`
+//!   refuse beyond this lag (`failover::switchover`; on Gold the other
+//!   site's REST APIs are `dr::golddr_patroni`);
 //! - `dr::probe_timeout_ms`: bounds each question to Gold.
 
 use std::path::Path;
