@@ -9,6 +9,8 @@
 //! - `agent dr switchover` refuses, changing nothing, when Gold's leader
 //!   does not answer (`--peer` naming a dead port) and when GoldDR lags
 //!   more than `dr::switchover_max_lag_bytes` (replay paused);
+//! - a switchover that cannot finish in time (`dr::promote_timeout`
+//!   0.5 s) is undone: Gold writable again, GoldDR its standby cluster;
 //! - `agent dr switchover` on GoldDR: GoldDR writable, Gold a standby
 //!   leader streaming from it (a row written on GoldDR shows on Gold), no
 //!   pg_rewind in Gold's Patroni log, epoch 1 with the demotion token,
@@ -436,6 +438,46 @@ fn switchover_and_failback_lose_no_row_and_need_no_rewind() {
     patch_config(&golddr, json!({"pause": null}));
     drsite.set_hiera("dr::switchover_max_lag_bytes", "16777216");
 
+    // A switchover that cannot finish in time (dr::promote_timeout 0.5 s:
+    // Gold is not back as a standby leader by then) is undone: Gold
+    // writable again (its standby_cluster removed), GoldDR still its
+    // standby cluster, streaming; no epoch, no hook.
+    drsite.set_hiera("dr::promote_timeout", "0.5");
+    drsite
+        .agent(&["dr", "switchover"])
+        .code(1)
+        .stderr_has("the switchover was undone")
+        .stderr_has(&format!(
+            "{} is a writable primary again",
+            gold.nodes[0].pg()
+        ));
+    drsite.set_hiera("dr::promote_timeout", "90");
+    wait_for("Gold writable again", Duration::from_secs(60), || {
+        (gdb.writable()? && role(&gold) == "leader").then_some(())
+    });
+    assert!(!is_standby_cluster(&gold) && is_standby_cluster(&golddr));
+    assert!(config(&gold)["postgresql"]["parameters"]
+        .get("default_transaction_read_only")
+        .is_none());
+    assert!(drsite.epoch().is_none() && drsite.hooks().is_empty());
+    gdb.client()
+        .batch_execute("insert into sw_rows values (-3)")
+        .unwrap();
+    wait_for(
+        "GoldDR streaming from Gold again",
+        Duration::from_secs(60),
+        || ddb.rows()?.contains(&-3).then_some(()),
+    );
+    let timeline = |db: &Db| -> i64 {
+        db.client()
+            .query_one("select timeline_id::int8 from pg_control_checkpoint()", &[])
+            .unwrap()
+            .get(0)
+    };
+    gdb.client().batch_execute("checkpoint").unwrap();
+    let tl = timeline(&gdb);
+    println!("after the undone switchover Gold is on timeline {tl}");
+
     let rewinds_before = patroni_log(&gold).matches("pg_rewind").count();
 
     // The switchover, on GoldDR.
@@ -463,7 +505,7 @@ fn switchover_and_failback_lose_no_row_and_need_no_rewind() {
     assert_eq!(e["leader"], golddr.nodes[0].pg());
     let token = &e["token"]["demotion"];
     assert_eq!(e["token"]["kind"], "switchover");
-    assert_eq!(token["timeline"], 1);
+    assert_eq!(token["timeline"], tl);
     assert_eq!(token["demoted"], gold.nodes[0].pg());
     assert!(
         token["system_identifier"].as_str().unwrap().len() > 10,
@@ -501,7 +543,7 @@ fn switchover_and_failback_lose_no_row_and_need_no_rewind() {
     let e = goldsite.epoch().expect("Gold's epoch file");
     assert_eq!(e["epoch"], 1);
     assert_eq!(e["token"]["kind"], "failback");
-    assert_eq!(e["token"]["demotion"]["timeline"], 2);
+    assert_eq!(e["token"]["demotion"]["timeline"], tl + 1);
     assert_eq!(e["token"]["demotion"]["demoted"], golddr.nodes[0].pg());
     assert_eq!(goldsite.hooks()[0]["kind"], "failback");
 
