@@ -4,7 +4,10 @@
 //! bounds, 1 over one or unreadable); `agent dr promote [--force] [--reason
 //! TEXT]` turns this standby cluster into a writable one, refusing while
 //! Gold's leader still answers (exit 1 with the reason; 0 when promoted or
-//! already promoted).
+//! already promoted). `agent dr switchover` (on GoldDR) and `agent dr
+//! failback` (on Gold, the standby site after a switchover) move the
+//! writable site planned, with no rewind and no lost row
+//! (`failover::switchover`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,6 +16,7 @@ use anyhow::{anyhow, Result};
 
 use crate::engine::report;
 use crate::failover::dr::{self, DrSettings, PromoteRequest, Promoted};
+use crate::failover::switchover::{self, Kind, SwitchRequest, Switched};
 use crate::failover::watch;
 use crate::settings::{self, Settings};
 
@@ -46,6 +50,39 @@ pub enum DrCommand {
         #[command(flatten)]
         hooks: HookArgs,
     },
+    /// Planned switchover, run on GoldDR's leader: stop writes on Gold,
+    /// demote it to a standby cluster of this site, wait until this site
+    /// has replayed all of Gold's WAL, promote this site, record an epoch,
+    /// fire dr_switchover. Refuses (changing nothing) when Gold's leader
+    /// does not answer or this site lags more than
+    /// dr::switchover_max_lag_bytes.
+    Switchover {
+        #[command(flatten)]
+        args: SwitchArgs,
+    },
+    /// The same the other way, run on Gold's leader once Gold is the
+    /// standby site: GoldDR (dr::golddr_patroni or --peer) demoted, Gold
+    /// writable again.
+    Failback {
+        #[command(flatten)]
+        args: SwitchArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SwitchArgs {
+    /// The other site's Patroni REST API (host:port), instead of Hiera's
+    /// dr::gold_patroni (switchover) or dr::golddr_patroni (failback).
+    #[arg(long = "peer")]
+    peer: Vec<String>,
+    /// Why (recorded with the epoch and given to the hook).
+    #[arg(long)]
+    reason: Option<String>,
+    /// How long to wait for a run holding the state dir's lock.
+    #[arg(long, value_parser = settings::parse_duration, default_value = "60s")]
+    lock_wait: Duration,
+    #[command(flatten)]
+    hooks: HookArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -71,8 +108,71 @@ fn load(settings: &Settings) -> Result<(String, DrSettings)> {
     Ok((node, s))
 }
 
+fn switch(settings: &Settings, kind: Kind, args: SwitchArgs) -> Result<u8> {
+    let key = match kind {
+        Kind::Switchover => "dr::gold_patroni",
+        Kind::Failback => "dr::golddr_patroni",
+    };
+    let (node, found) =
+        watch::from_node_hiera(settings, |h, sc| DrSettings::load_with(h, sc, key, true))?;
+    let mut s = found.ok_or_else(|| anyhow!("{node}: no Patroni settings in Hiera"))?;
+    if !args.peer.is_empty() {
+        s.gold_patroni = args
+            .peer
+            .iter()
+            .map(|p| dr::base_url("--peer", p))
+            .collect::<Result<_>>()?;
+    }
+    let _lock = settings.state.lock(args.lock_wait)?;
+    let req = SwitchRequest {
+        kind,
+        reason: args
+            .reason
+            .unwrap_or_else(|| format!("planned {} (agent dr {})", kind.name(), kind.name())),
+        node,
+        hooks: dr::hooks(&args.hooks.hooks_dir, args.hooks.hook_timeout),
+    };
+    match switchover::switchover(&s, &settings.state, &req)? {
+        Switched::Now {
+            epoch,
+            seconds,
+            demoted,
+            streaming,
+        } => {
+            report::print(&format!(
+                "Notice: {} {}: {} is a writable primary after {seconds:.1} s; {demoted} is its standby cluster; \
+                 demotion token {}; epoch {} recorded in {}",
+                s.scope,
+                kind.name(),
+                epoch.leader,
+                epoch.token.as_ref().map_or(String::new(), |t| t["demotion"].to_string()),
+                epoch.epoch,
+                settings.state.dir.join(dr::EPOCH_FILE).display()
+            ));
+            if let Err(why) = streaming {
+                report::warn(&format!(
+                    "Warning: {demoted} does not stream from this site yet: {why}; see its Patroni log"
+                ));
+                return Ok(1);
+            }
+            Ok(0)
+        }
+        Switched::Already(epoch) => {
+            report::print(&format!(
+                "Notice: {} is not a standby cluster (no standby_cluster in its configuration): already writable, nothing to {}{}",
+                s.scope,
+                kind.name(),
+                epoch.map(|e| format!(" (epoch {e})")).unwrap_or_default()
+            ));
+            Ok(0)
+        }
+    }
+}
+
 pub fn run(settings: &Settings, cmd: DrCommand) -> Result<u8> {
     match cmd {
+        DrCommand::Switchover { args } => switch(settings, Kind::Switchover, args),
+        DrCommand::Failback { args } => switch(settings, Kind::Failback, args),
         DrCommand::Status { json, hooks } => {
             let (node, s) = load(settings)?;
             let facts = dr::facts(&s, &settings.state);

@@ -26,6 +26,9 @@
 //!   `pgsql_server::postgres_password` (the superuser both sites share);
 //! - `dr::lag_alert_bytes`, `dr::lag_alert_s`: the `dr_lag` hook's bounds;
 //! - `dr::promote_timeout` (s): how long to wait for the writable leader;
+//! - `dr::switchover_max_lag_bytes`: `agent dr switchover`/`failback`
+//!   refuse beyond this lag (`failover::switchover`; on Gold the other
+//!   site's REST APIs are `dr::golddr_patroni`);
 //! - `dr::probe_timeout_ms`: bounds each question to Gold.
 
 use std::path::Path;
@@ -52,7 +55,7 @@ pub struct DrSettings {
     /// This node's Patroni REST API, `http://host:port`.
     pub api: String,
     /// `Basic …` for the unsafe endpoints, when Hiera has a REST user.
-    auth: Option<String>,
+    pub(crate) auth: Option<String>,
     /// This node's PostgreSQL.
     pub pg: (String, u16),
     /// The superuser's password (both sites').
@@ -65,6 +68,9 @@ pub struct DrSettings {
     pub lag_alert_s: Option<f64>,
     pub promote_timeout: Duration,
     pub probe_timeout: Duration,
+    /// `agent dr switchover`/`failback` refuse when this site's replay is
+    /// further behind the other site's leader (`dr::switchover_max_lag_bytes`).
+    pub switchover_max_lag_bytes: u64,
 }
 
 fn lookup(hiera: &Hiera, scope: &dyn Scope, key: &str) -> Result<Option<Value>> {
@@ -75,7 +81,7 @@ fn lookup(hiera: &Hiera, scope: &dyn Scope, key: &str) -> Result<Option<Value>> 
     }
 }
 
-fn text(v: &Value) -> String {
+pub(crate) fn text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),
@@ -103,7 +109,7 @@ fn port(key: &str, v: &Value) -> Result<u16> {
 }
 
 /// `host:port` or `http://host:port` → `http://host:port`.
-fn base_url(key: &str, s: &str) -> Result<String> {
+pub(crate) fn base_url(key: &str, s: &str) -> Result<String> {
     let s = s.trim().trim_end_matches('/');
     let bare = s.strip_prefix("http://").unwrap_or(s);
     if bare.is_empty() || bare.contains('/') || !bare.contains(':') {
@@ -116,24 +122,39 @@ impl DrSettings {
     /// The site's settings; `None` when this node is no standby site
     /// (neither `patroni::standby_cluster` nor `dr::gold_patroni` is set).
     pub fn load(hiera: &Hiera, scope: &dyn Scope) -> Result<Option<DrSettings>> {
+        Self::load_with(hiera, scope, "dr::gold_patroni", false)
+    }
+
+    /// The settings with the other site's Patroni REST APIs read from
+    /// `peer_key` (`dr::gold_patroni` on GoldDR, `dr::golddr_patroni` on
+    /// Gold for `agent dr failback`); `any_node`: load them on a node
+    /// whose Hiera names no standby site too (`None` only when neither
+    /// `patroni::standby_cluster` nor `peer_key` is set and `any_node` is
+    /// false).
+    pub fn load_with(
+        hiera: &Hiera,
+        scope: &dyn Scope,
+        peer_key: &str,
+        any_node: bool,
+    ) -> Result<Option<DrSettings>> {
         let standby = lookup(hiera, scope, "patroni::standby_cluster")?
             .filter(|v| v.as_object().is_some_and(|m| !m.is_empty()));
-        let gold_patroni: Vec<String> = match lookup(hiera, scope, "dr::gold_patroni")? {
+        let gold_patroni: Vec<String> = match lookup(hiera, scope, peer_key)? {
             None | Some(Value::Null) => vec![],
             Some(Value::Array(a)) => a
                 .iter()
-                .map(|v| base_url("dr::gold_patroni", &text(v)))
+                .map(|v| base_url(peer_key, &text(v)))
                 .collect::<Result<_>>()?,
             Some(Value::String(s)) if s.trim().is_empty() => vec![],
             Some(Value::String(s)) => s
                 .split(',')
-                .map(|p| base_url("dr::gold_patroni", p))
+                .map(|p| base_url(peer_key, p))
                 .collect::<Result<_>>()?,
             Some(other) => bail!(
-                "dr::gold_patroni must be a list of 'host:port' (Gold's Patroni REST APIs), got {other}"
+                "{peer_key} must be a list of 'host:port' (the other site's Patroni REST APIs), got {other}"
             ),
         };
-        if standby.is_none() && gold_patroni.is_empty() {
+        if standby.is_none() && gold_patroni.is_empty() && !any_node {
             return Ok(None);
         }
         let gold_pg = match &standby {
@@ -195,11 +216,13 @@ impl DrSettings {
             .map(|n| n as u64),
             lag_alert_s: number("dr::lag_alert_s", lookup(hiera, scope, "dr::lag_alert_s")?)?,
             promote_timeout: Duration::from_secs_f64(secs("dr::promote_timeout", 60.0)?),
+            switchover_max_lag_bytes: secs("dr::switchover_max_lag_bytes", 16.0 * 1024.0 * 1024.0)?
+                as u64,
             probe_timeout: Duration::from_millis(secs("dr::probe_timeout_ms", 2000.0)? as u64),
         }))
     }
 
-    fn http(&self, timeout: Duration) -> ureq::Agent {
+    pub(crate) fn http(&self, timeout: Duration) -> ureq::Agent {
         ureq::Agent::config_builder()
             .timeout_connect(Some(timeout))
             .timeout_global(Some(timeout))
@@ -208,13 +231,13 @@ impl DrSettings {
             .into()
     }
 
-    fn conn(&self, host: &str, port: u16) -> resources::pg::Conn {
+    pub(crate) fn conn(&self, host: &str, port: u16) -> resources::pg::Conn {
         let mut c = resources::pg::Conn::new(host, port, "postgres", self.password.as_deref());
         c.connect_timeout = self.probe_timeout;
         c
     }
 
-    fn get(&self, url: &str, timeout: Duration) -> Result<(u16, Value)> {
+    pub(crate) fn get(&self, url: &str, timeout: Duration) -> Result<(u16, Value)> {
         let mut resp = self.http(timeout).get(url).call()?;
         let code = resp.status().as_u16();
         let body = resp.body_mut().read_json::<Value>().unwrap_or(Value::Null);
@@ -341,7 +364,7 @@ pub fn facts(s: &DrSettings, state: &StateDir) -> Value {
     Value::Object(doc)
 }
 
-fn redact(e: &anyhow::Error) -> String {
+pub(crate) fn redact(e: &anyhow::Error) -> String {
     resources::redact::redact(&format!("{e:#}")).into_owned()
 }
 
@@ -440,7 +463,7 @@ pub fn watch_heartbeat(
     }
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
@@ -454,16 +477,36 @@ pub struct Epoch {
     /// The node that promoted, and the PostgreSQL now writable.
     pub node: String,
     pub leader: String,
+    /// A planned switchover's (or failback's) demotion token: the other
+    /// site's system identifier, timeline, checkpoint and end-of-WAL LSNs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Value>,
     /// The earlier epochs, oldest first.
     #[serde(default)]
     pub history: Vec<Value>,
+}
+
+/// The history of the epoch after `previous`: its own, then it.
+pub(crate) fn history_of(previous: Option<Epoch>) -> Result<Vec<Value>> {
+    Ok(match previous {
+        Some(p) => {
+            let mut h = p.history.clone();
+            let mut last = serde_json::to_value(&p)?;
+            if let Some(m) = last.as_object_mut() {
+                m.remove("history");
+            }
+            h.push(last);
+            h
+        }
+        None => vec![],
+    })
 }
 
 pub fn read_epoch(state: &StateDir) -> Option<Epoch> {
     serde_json::from_slice(&state.read(EPOCH_FILE)?).ok()
 }
 
-fn write_epoch(state: &StateDir, e: &Epoch) -> Result<()> {
+pub(crate) fn write_epoch(state: &StateDir, e: &Epoch) -> Result<()> {
     state.ensure()?;
     let path = state.dir.join(EPOCH_FILE);
     let mut text = serde_json::to_vec_pretty(e)?;
@@ -545,18 +588,8 @@ pub fn promote(s: &DrSettings, state: &StateDir, req: &PromoteRequest) -> Result
         forced: forced_over.is_some(),
         node: req.node.clone(),
         leader: leader.clone(),
-        history: match previous {
-            Some(p) => {
-                let mut h = p.history.clone();
-                let mut last = serde_json::to_value(&p)?;
-                if let Some(m) = last.as_object_mut() {
-                    m.remove("history");
-                }
-                h.push(last);
-                h
-            }
-            None => vec![],
-        },
+        token: None,
+        history: history_of(previous)?,
     };
     write_epoch(state, &epoch)?;
     let doc = json!({
@@ -607,7 +640,7 @@ fn refusal(
 
 /// Waits until this node's Patroni is the leader of a cluster with no
 /// `standby_cluster` and its PostgreSQL takes writes; its `host:port`.
-fn wait_writable(s: &DrSettings) -> Result<String> {
+pub(crate) fn wait_writable(s: &DrSettings) -> Result<String> {
     let deadline = Instant::now() + s.promote_timeout;
     let mut last;
     loop {
@@ -666,6 +699,7 @@ mod tests {
             lag_alert_s: Some(30.0),
             promote_timeout: Duration::from_secs(1),
             probe_timeout: Duration::from_millis(100),
+            switchover_max_lag_bytes: 1 << 24,
         }
     }
 

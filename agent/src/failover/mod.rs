@@ -4,7 +4,8 @@
 //! ([`dbmaster`]: the probe; [`dcs`]: Patroni's etcd keys or REST API), the
 //! reactive loop that applies as soon as a watched fact changes
 //! ([`watch`]), the cluster-event hooks it fires ([`hooks`]), and the
-//! standby site of two ([`dr`]: lag, `agent dr promote`), and Patroni's
+//! standby site of two ([`dr`]: lag, `agent dr promote`; [`switchover`]:
+//! `agent dr switchover`/`failback`), and Patroni's
 //! watchdog where there is none ([`fence`]: `agent fence`).
 
 pub mod clusters;
@@ -15,4 +16,5 @@ pub mod fence;
 pub mod hooks;
 pub mod probe;
 pub mod status;
+pub mod switchover;
 pub mod watch;
