@@ -756,7 +756,9 @@ pub(crate) mod tests {
 
     #[test]
     fn invalid_declarations_are_refused() {
-        let base = json!({"backup_dir": "/b", "replication_user": "repl", "password": "x"});
+        // The password is registered as a secret process-wide: a common
+        // string ("x") would be redacted out of every other test's output.
+        let base = json!({"backup_dir": "/b", "replication_user": "repl", "password": "pg-backup-invalid-decl-pw"});
         let with = |k: &str, v: serde_json::Value| {
             let mut a = base.clone();
             a[k] = v;

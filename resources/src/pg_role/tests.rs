@@ -213,7 +213,11 @@ fn a_role_that_owns_objects_cannot_be_dropped() {
 fn check_decides_the_statement_and_apply_runs_it() {
     let scene = Scene::primary();
     let (c, cx) = (&scene.c, &scene.cx);
-    let r = role_for(c, "planned", json!({"password": "p1", "createdb": true}));
+    let r = role_for(
+        c,
+        "planned",
+        json!({"password": "pg-role-planned-pw1", "createdb": true}),
+    );
     let step = |r: &dyn Resource| r.check(cx).unwrap().steps::<Step>(r.id()).unwrap();
     assert_eq!(step(r.as_ref()), Step::Create { password: true });
     converge(r.as_ref(), cx);
@@ -231,7 +235,7 @@ fn check_decides_the_statement_and_apply_runs_it() {
     let before = verifier(c);
     // Only a flag differs: the step alters the role and leaves its
     // password alone, so the stored verifier (and its salt) stays.
-    let flags = role_for(c, "planned", json!({"password": "p1"}));
+    let flags = role_for(c, "planned", json!({"password": "pg-role-planned-pw1"}));
     assert_eq!(step(flags.as_ref()), Step::Alter { password: false });
     converge(flags.as_ref(), cx);
     assert_eq!(verifier(c), before);
