@@ -5,7 +5,8 @@
 //! reactive loop that applies as soon as a watched fact changes
 //! ([`watch`]), the cluster-event hooks it fires ([`hooks`]), and the
 //! standby site of two ([`dr`]: lag, `agent dr promote`), and Patroni's
-//! watchdog where there is none ([`fence`]: `agent fence`).
+//! watchdog where there is none ([`fence`]: `agent fence`); the Redis
+//! facts (`redis`, `redis_master` from the sentinels: [`redis`]).
 
 pub mod clusters;
 pub mod dbmaster;
@@ -14,5 +15,6 @@ pub mod dr;
 pub mod fence;
 pub mod hooks;
 pub mod probe;
+pub mod redis;
 pub mod status;
 pub mod watch;

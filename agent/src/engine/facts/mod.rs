@@ -216,9 +216,10 @@ struct Inner {
     timings: Vec<(String, Duration)>,
     /// Facts the agent adds on top (`db_master` & co).
     extra: Map<String, Value>,
-    /// A source asked only when one of its names is (the cluster facts,
-    /// which cost a network probe); taken when it runs, so it runs once.
-    late: Option<Arc<dyn LateSource>>,
+    /// Sources asked only when one of their names is (the cluster facts,
+    /// the Redis facts: each costs a network probe); each is taken when it
+    /// runs, so it runs once.
+    late: Vec<Arc<dyn LateSource>>,
     /// Everything above merged; rebuilt when a source is added.
     view: Arc<Value>,
 }
@@ -241,20 +242,24 @@ impl Facts {
     /// Makes sure the facts `demand` names are collected; returns every
     /// fact collected so far.
     pub fn demand(&self, demand: &Demand) -> Arc<Value> {
-        let late = {
+        let late: Vec<Arc<dyn LateSource>> = {
             let mut inner = self.lock();
             self.collect_groups(&mut inner, demand);
-            let wants_late = inner.late.as_ref().is_some_and(|l| match demand {
+            let wants = |l: &Arc<dyn LateSource>| match demand {
                 Demand::All => true,
                 Demand::Names(names) => l.names().iter().any(|n| names.contains(*n)),
-            });
-            if !wants_late {
+            };
+            if !inner.late.iter().any(wants) {
                 return inner.view.clone();
             }
-            inner.late.take()
+            let (take, keep) = std::mem::take(&mut inner.late)
+                .into_iter()
+                .partition(|l| wants(l));
+            inner.late = keep;
+            take
         };
-        // Unlocked: the source reads facts through this same object.
-        if let Some(late) = late {
+        // Unlocked: the sources read facts through this same object.
+        for late in late {
             let started = Instant::now();
             let facts = late.collect();
             tracing::debug!(elapsed = ?started.elapsed(), "late facts collected");
@@ -321,9 +326,10 @@ impl Facts {
         self.lock().timings.clone()
     }
 
-    /// Registers the source of late facts (see [`LateSource`]).
+    /// Registers a source of late facts (see [`LateSource`]), beside any
+    /// registered before.
     pub fn set_late(&self, source: Arc<dyn LateSource>) {
-        self.lock().late = Some(source);
+        self.lock().late.push(source);
     }
 
     /// Every fact.
