@@ -90,10 +90,14 @@ pub fn load(hiera: &Hiera, scope: &dyn Scope) -> anyhow::Result<Option<RedisSett
     };
     let mut sentinels = Vec::new();
     for (i, n) in list.iter().enumerate() {
-        let ip = n.get("ip").and_then(Value::as_str).ok_or_else(|| {
-            anyhow::anyhow!("redis::nodes[{i}] has no `ip`\n{}", hint())
-        })?;
-        let port = port_of(n.get("sentinel_port"), &format!("redis::nodes[{i}].sentinel_port"))?;
+        let ip = n
+            .get("ip")
+            .and_then(Value::as_str)
+            .ok_or_else(|| anyhow::anyhow!("redis::nodes[{i}] has no `ip`\n{}", hint()))?;
+        let port = port_of(
+            n.get("sentinel_port"),
+            &format!("redis::nodes[{i}].sentinel_port"),
+        )?;
         sentinels.push(Target {
             host: ip.to_string(),
             port,
@@ -121,9 +125,7 @@ pub fn load(hiera: &Hiera, scope: &dyn Scope) -> anyhow::Result<Option<RedisSett
         Some(v) => Duration::from_millis(
             v.as_u64()
                 .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-                .ok_or_else(|| {
-                    anyhow::anyhow!("redis::probe_timeout_ms: milliseconds, got {v}")
-                })?,
+                .ok_or_else(|| anyhow::anyhow!("redis::probe_timeout_ms: milliseconds, got {v}"))?,
         ),
     };
     Ok(Some(RedisSettings {
@@ -348,11 +350,7 @@ pub fn redis_facts(settings: &RedisSettings, state: &StateDir) -> Outcome {
             .local
             .as_ref()
             .map(|t| s.spawn(|| local_role(t, settings.timeout)));
-        let answers = ask_all(
-            &settings.sentinels,
-            &settings.master_name,
-            settings.timeout,
-        );
+        let answers = ask_all(&settings.sentinels, &settings.master_name, settings.timeout);
         (answers, local.and_then(|h| h.join().ok()))
     });
     let mut out = decide(&settings.sentinels, &answers, last_known(state).as_ref());
@@ -455,7 +453,11 @@ mod tests {
         let m = |s: &str| Answer::Master(s.into());
         let agree = decide(
             &ts,
-            &[m("r1:6379"), m("r1:6379"), Answer::Unreachable("refused".into())],
+            &[
+                m("r1:6379"),
+                m("r1:6379"),
+                Answer::Unreachable("refused".into()),
+            ],
             None,
         );
         assert_eq!(agree.facts["redis_master"], "r1:6379");
@@ -478,7 +480,11 @@ mod tests {
         assert_eq!(none.facts["redis_master"], "r1:6379");
         assert_eq!(none.facts["redis_master_stale"], true);
         assert!(none.persist.is_none() && none.error.is_none());
-        let split = decide(&ts, &[m("r1:6379"), m("r2:6380"), m("r2:6380")], Some(&last));
+        let split = decide(
+            &ts,
+            &[m("r1:6379"), m("r2:6380"), m("r2:6380")],
+            Some(&last),
+        );
         assert!(!split.facts.contains_key("redis_master"));
         assert_eq!(split.facts["redis_split_brain"], true);
         let e = split.error.unwrap();
