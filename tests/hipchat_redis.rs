@@ -465,6 +465,17 @@ fn three_redis_nodes_with_sentinel_fail_over_and_the_agent_follows_without_fight
             .code(0)
             .stdout_has(&current);
     }
+    // No sentinel answering: the last known master (persisted by the runs
+    // above), marked stale.
+    for n in nodes {
+        let pid = n.pid("redis-sentinel").unwrap();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
+    }
+    let stale = nodes[1].agent(&["facts", "--json", "redis_master", "redis_master_stale"]);
+    stale.code(0);
+    let v: serde_json::Value = serde_json::from_str(&stale.stdout).unwrap();
+    assert_eq!(v["redis_master"], current.as_str(), "{v}");
+    assert_eq!(v["redis_master_stale"], true, "{v}");
     for n in nodes {
         let log = n.sb.read_root("var/log/redis/redis-sentinel.log");
         for l in log
