@@ -465,6 +465,52 @@ fn three_redis_nodes_with_sentinel_fail_over_and_the_agent_follows_without_fight
             .code(0)
             .stdout_has(&current);
     }
+    // Sentinels that disagree (one told to watch a replica as the master):
+    // no redis_master, the split named, the client's file left as it was.
+    let other = nodes.iter().find(|n| n.addr() != current).unwrap();
+    let rogue = &nodes[2];
+    assert_eq!(
+        rogue.cli(rogue.sentinel_port, &["SENTINEL", "REMOVE", "mymaster"]),
+        "OK"
+    );
+    assert_eq!(
+        rogue.cli(
+            rogue.sentinel_port,
+            &[
+                "SENTINEL",
+                "MONITOR",
+                "mymaster",
+                &other.ip,
+                &other.port.to_string(),
+                "2"
+            ]
+        ),
+        "OK"
+    );
+    let split = nodes[0].agent(&["facts", "redis_master"]);
+    split
+        .code(1)
+        .stderr_has("redis_master has no value: the sentinels disagree on the master")
+        .stderr_has(&format!(
+            "{} (by {}:{})",
+            other.addr(),
+            rogue.ip,
+            rogue.sentinel_port
+        ));
+    let flags = nodes[0].agent(&["facts", "--json", "redis_split_brain", "redis_master_error"]);
+    let v: serde_json::Value = serde_json::from_str(&flags.stdout).unwrap();
+    assert_eq!(v["redis_split_brain"], true, "{v}");
+    assert!(
+        v["redis_master_error"].as_str().unwrap().contains(&current),
+        "{v}"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        std::fs::read_to_string(&properties).unwrap(),
+        format!("redis.sentinel.master={current}\n"),
+        "the watcher pointed the client nowhere"
+    );
+
     // No sentinel answering: the last known master (persisted by the runs
     // above), marked stale.
     for n in nodes {
