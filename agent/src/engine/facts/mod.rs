@@ -549,6 +549,45 @@ mod tests {
         })
     }
 
+    /// A late source that counts how often it was asked.
+    struct Counting {
+        names: &'static [&'static str],
+        asked: std::sync::atomic::AtomicUsize,
+    }
+
+    impl LateSource for Counting {
+        fn names(&self) -> &'static [&'static str] {
+            self.names
+        }
+        fn collect(&self) -> Map<String, Value> {
+            self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Map::from_iter([(self.names[0].to_string(), json!("x"))])
+        }
+    }
+
+    #[test]
+    fn late_sources_run_only_when_one_of_their_names_is_asked_and_once() {
+        let f = Facts::new(FactOptions {
+            external: false,
+            ..FactOptions::default()
+        });
+        let counting = |names| {
+            Arc::new(Counting {
+                names,
+                asked: Default::default(),
+            })
+        };
+        let (db, redis) = (counting(&["db_master"]), counting(&["redis_master"]));
+        f.set_late(db.clone());
+        f.set_late(redis.clone());
+        let asked = |c: &Counting| c.asked.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(f.get("redis_master"), Some(json!("x")));
+        assert_eq!((asked(&db), asked(&redis)), (0, 1), "only the one named");
+        assert_eq!(f.get("redis_master"), Some(json!("x")));
+        assert_eq!(f.get("db_master"), Some(json!("x")));
+        assert_eq!((asked(&db), asked(&redis)), (1, 1), "each once");
+    }
+
     #[test]
     fn get_path_handles_nesting_dots_in_keys_and_indexes() {
         let f = sample();
