@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::engine::facts;
 use crate::engine::report;
-use crate::failover::dbmaster;
+use crate::failover::{dbmaster, redis};
 use crate::settings::Settings;
 
 /// Flags of `agent facts`.
@@ -103,7 +103,8 @@ fn print_facts(
     let wants_cluster = names.is_empty()
         || names
             .iter()
-            .any(|n| dbmaster::FACT_NAMES.contains(&n.split('.').next().unwrap_or(n)));
+            .map(|n| n.split('.').next().unwrap_or(n))
+            .any(|n| dbmaster::FACT_NAMES.contains(&n) || redis::FACT_NAMES.contains(&n));
     let cluster = if wants_cluster && settings.hiera_config.exists() {
         let node = settings.node_name(facts)?;
         let roles = settings.roles(&node)?;
@@ -118,6 +119,13 @@ fn print_facts(
         .filter(|_| !names.iter().any(|n| n == "db_master"))
     {
         report::print_errors("db_master", std::slice::from_ref(e));
+    }
+    let redis_error = cluster.as_ref().and_then(|c| c.redis_error());
+    if let Some(e) = redis_error
+        .as_ref()
+        .filter(|_| !names.iter().any(|n| n == "redis_master"))
+    {
+        report::print_errors("redis_master", std::slice::from_ref(e));
     }
     let render = |v: &Value| -> String {
         if yaml {
@@ -173,6 +181,10 @@ fn print_facts(
     if let Some(e) = cluster_error.filter(|_| missing.iter().any(|n| n == "db_master")) {
         missing.retain(|n| n != "db_master");
         errors.push(format!("db_master has no value: {e}"));
+    }
+    if let Some(e) = redis_error.filter(|_| missing.iter().any(|n| n == "redis_master")) {
+        missing.retain(|n| n != "redis_master");
+        errors.push(format!("redis_master has no value: {e}"));
     }
     if !missing.is_empty() {
         errors.push(format!(

@@ -1,4 +1,4 @@
-//! `agent watch`: re-evaluate watched facts (db_master) and apply as soon as
+//! `agent watch`: re-evaluate watched facts (db_master, redis_master...) and apply as soon as
 //! one changes; fire hooks on cluster events.
 
 use std::path::PathBuf;
@@ -16,7 +16,9 @@ pub struct WatchArgs {
     /// How often the watched facts are re-evaluated.
     #[arg(long, value_parser = settings::parse_duration, default_value = "250ms")]
     pub interval: Duration,
-    /// A fact to watch besides db_master (repeatable; dotted names work).
+    /// A fact to watch besides db_master (repeatable; dotted names work):
+    /// `--fact redis_master` repoints Redis clients after a Sentinel
+    /// failover. On a node without a database cluster, only these.
     #[arg(long = "fact")]
     pub facts: Vec<String>,
     /// Fallback drift-correction schedule (cron expression).

@@ -69,6 +69,9 @@ pub fn compile(settings: &Settings) -> Result<Node> {
     if let Some(e) = cluster.error() {
         report::print_errors("db_master", &[e]);
     }
+    if let Some(e) = cluster.redis_error() {
+        report::print_errors("redis_master", &[e]);
+    }
     let compiled = compiled.map_err(|e| anyhow::Error::new(e).context(context()))?;
     Ok(Node {
         name: node,

@@ -244,6 +244,8 @@ pub struct ClusterSource {
     roles: Vec<String>,
     state: StateDir,
     found: Mutex<Found>,
+    /// The Redis facts, a late source of their own beside this one.
+    redis: Arc<super::redis::RedisSource>,
 }
 
 #[derive(Default)]
@@ -273,7 +275,9 @@ impl ClusterSource {
         roles: &[String],
         state: &StateDir,
     ) -> Arc<ClusterSource> {
+        let redis = super::redis::RedisSource::attach(facts, hiera.clone(), node, roles, state);
         let source = Arc::new(ClusterSource {
+            redis,
             hiera,
             facts: Arc::downgrade(facts),
             node: node.to_string(),
@@ -295,10 +299,17 @@ impl ClusterSource {
         self.found().error.clone()
     }
 
+    /// Why `redis_master` has no value (the sentinels disagree), if the
+    /// Redis facts were asked for and found so.
+    pub fn redis_error(&self) -> Option<String> {
+        self.redis.error()
+    }
+
     /// Remembers the primary the probe found as the last known one (for
-    /// the run after, should no node answer then). Only under the run
-    /// lock, never in noop.
+    /// the run after, should no node answer then), and the master the
+    /// sentinels agreed on. Only under the run lock, never in noop.
     pub fn persist(&self) {
+        self.redis.persist();
         let value = self.found().persist.clone();
         if let Some(value) = value {
             if let Err(e) = remember(&self.state, &value) {

@@ -5,8 +5,9 @@
 //! reactive loop that applies as soon as a watched fact changes
 //! ([`watch`]), the cluster-event hooks it fires ([`hooks`]), and the
 //! standby site of two ([`dr`]: lag, `agent dr promote`; [`switchover`]:
-//! `agent dr switchover`/`failback`), and Patroni's
-//! watchdog where there is none ([`fence`]: `agent fence`).
+//! `agent dr switchover`/`failback`), Patroni's watchdog where there is
+//! none ([`fence`]: `agent fence`), and the Redis facts (`redis`,
+//! `redis_master` from the sentinels: [`redis`]).
 
 pub mod clusters;
 pub mod dbmaster;
@@ -15,6 +16,7 @@ pub mod dr;
 pub mod fence;
 pub mod hooks;
 pub mod probe;
+pub mod redis;
 pub mod status;
 pub mod switchover;
 pub mod watch;

@@ -266,16 +266,53 @@ pub struct Options {
 }
 
 /// The watched values of a tick: `db_master` from the probe, the other
-/// `--fact`s from the facts (read only when some are asked for).
+/// `--fact`s from the facts (only those named are read; the Redis facts,
+/// `redis_master` & co, asked of the sentinels now and the master they
+/// agree on persisted as the last known, as a run would).
 fn watched(
     settings: &Settings,
     names: &[String],
     cluster: &serde_json::Map<String, Value>,
 ) -> Vec<Option<Value>> {
-    let all = if names.len() > 1 {
-        let f = facts::Facts::new(settings.fact_opts.clone());
+    let top = |n: &str| n.split('.').next().unwrap_or(n).to_string();
+    let all = if names.iter().any(|n| n != "db_master") {
+        let f = Arc::new(facts::Facts::new(settings.fact_opts.clone()));
         f.extend(cluster.clone());
-        Some(f.all())
+        let wants_redis = names
+            .iter()
+            .any(|n| super::redis::FACT_NAMES.contains(&top(n).as_str()));
+        let redis = if wants_redis {
+            let attached = (|| -> Result<_> {
+                let node = settings.node_name(&f)?;
+                let roles = settings.roles(&node)?;
+                let hiera = settings.hiera()?;
+                Ok(super::redis::RedisSource::attach(
+                    &f,
+                    hiera,
+                    &node,
+                    &roles,
+                    &settings.state,
+                ))
+            })();
+            match attached {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    report::print_errors("watch", &[format!("{e:#}")]);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let mut demand = facts::Demand::none();
+        for n in names {
+            demand.add(&top(n));
+        }
+        let all = f.demand(&demand);
+        if let Some(r) = redis {
+            r.persist();
+        }
+        Some(all)
     } else {
         None
     };
@@ -292,13 +329,18 @@ pub fn run(settings: &Settings, args: Options) -> Result<u8> {
     signals::install();
     let _lock = take_lock(&settings.state)?;
     let schedule = &args.schedule;
-    let mut names = vec!["db_master".to_string()];
-    names.extend(args.facts.iter().cloned());
     let hooks = &args.hooks;
     let started = Instant::now();
 
     let mut mon = Monitor::load(settings)?;
     let (dcs, subscription) = dcs_source(settings)?;
+    // db_master first, unless the node has no database cluster and other
+    // facts are watched (`--fact redis_master` on a Redis node).
+    let mut names = Vec::new();
+    if mon.clusters.is_some() || dcs.is_some() || args.facts.is_empty() {
+        names.push("db_master".to_string());
+    }
+    names.extend(args.facts.iter().cloned());
     let before = read_persisted(&settings.state);
     if let Some(p) = &before {
         mon.memory = p.memory.clone();
@@ -307,9 +349,13 @@ pub fn run(settings: &Settings, args: Options) -> Result<u8> {
     let mut status = Status::default();
     let mut values = vec![None; names.len()];
     let (tick, out) = evaluate(&mut mon, dcs.as_ref(), last.as_ref());
-    if let Some(out) = out {
-        remember(settings, &out, &mut last);
-        values = watched(settings, &names, &out.facts);
+    if let Some(out) = &out {
+        remember(settings, out, &mut last);
+    }
+    // Without a database cluster, the other watched facts all the same.
+    if out.is_some() || names.iter().any(|n| n != "db_master") {
+        let cluster = out.map(|o| o.facts).unwrap_or_default();
+        values = watched(settings, &names, &cluster);
     }
     if let Some(t) = tick {
         status = t.status;
@@ -319,8 +365,9 @@ pub fn run(settings: &Settings, args: Options) -> Result<u8> {
         None => format!("every {}", humantime::format_duration(args.interval)),
     };
     report::print(&format!(
-        "Notice: watching {} {how} (db_master is {})",
+        "Notice: watching {} {how} ({} is {})",
         names.join(", "),
+        names[0],
         show(&values[0])
     ));
     let mut pending = Vec::new();
@@ -390,9 +437,12 @@ pub fn run(settings: &Settings, args: Options) -> Result<u8> {
                 status = t.status;
                 written = persist(settings, &mon, &status, written);
             }
-            if let Some(out) = out {
-                remember(settings, &out, &mut last);
-                let now_values = watched(settings, &names, &out.facts);
+            if let Some(out) = &out {
+                remember(settings, out, &mut last);
+            }
+            if out.is_some() || names.iter().any(|n| n != "db_master") {
+                let cluster = out.map(|o| o.facts).unwrap_or_default();
+                let now_values = watched(settings, &names, &cluster);
                 if now_values != values {
                     for (i, n) in names.iter().enumerate() {
                         if now_values[i] != values[i] {

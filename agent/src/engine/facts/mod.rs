@@ -227,9 +227,10 @@ struct Inner {
     timings: Vec<(String, Duration)>,
     /// Facts the agent adds on top (`db_master` & co).
     extra: Map<String, Value>,
-    /// A source asked only when one of its names is (the cluster facts,
-    /// which cost a network probe); taken when it runs, so it runs once.
-    late: Option<Arc<dyn LateSource>>,
+    /// Sources asked only when one of their names is (the cluster facts,
+    /// the Redis facts: each costs a network probe); each is taken when it
+    /// runs, so it runs once.
+    late: Vec<Arc<dyn LateSource>>,
     /// Everything above merged; rebuilt when a source is added.
     view: Arc<Value>,
 }
@@ -252,20 +253,24 @@ impl Facts {
     /// Makes sure the facts `demand` names are collected; returns every
     /// fact collected so far.
     pub fn demand(&self, demand: &Demand) -> Arc<Value> {
-        let late = {
+        let late: Vec<Arc<dyn LateSource>> = {
             let mut inner = self.lock();
             self.collect_groups(&mut inner, demand);
-            let wants_late = inner.late.as_ref().is_some_and(|l| match demand {
+            let wants = |l: &Arc<dyn LateSource>| match demand {
                 Demand::All => true,
                 Demand::Names(names) => l.names().iter().any(|n| names.contains(*n)),
-            });
-            if !wants_late {
+            };
+            if !inner.late.iter().any(wants) {
                 return inner.view.clone();
             }
-            inner.late.take()
+            let (take, keep) = std::mem::take(&mut inner.late)
+                .into_iter()
+                .partition(|l| wants(l));
+            inner.late = keep;
+            take
         };
-        // Unlocked: the source reads facts through this same object.
-        if let Some(late) = late {
+        // Unlocked: the sources read facts through this same object.
+        for late in late {
             let started = Instant::now();
             let facts = late.collect();
             tracing::debug!(elapsed = ?started.elapsed(), "late facts collected");
@@ -332,9 +337,10 @@ impl Facts {
         self.lock().timings.clone()
     }
 
-    /// Registers the source of late facts (see [`LateSource`]).
+    /// Registers a source of late facts (see [`LateSource`]), beside any
+    /// registered before.
     pub fn set_late(&self, source: Arc<dyn LateSource>) {
-        self.lock().late = Some(source);
+        self.lock().late.push(source);
     }
 
     /// Every fact.
@@ -552,6 +558,45 @@ mod tests {
             "processors": {"models": ["a", "b"]},
             "empty": {},
         })
+    }
+
+    /// A late source that counts how often it was asked.
+    struct Counting {
+        names: &'static [&'static str],
+        asked: std::sync::atomic::AtomicUsize,
+    }
+
+    impl LateSource for Counting {
+        fn names(&self) -> &'static [&'static str] {
+            self.names
+        }
+        fn collect(&self) -> Map<String, Value> {
+            self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Map::from_iter([(self.names[0].to_string(), json!("x"))])
+        }
+    }
+
+    #[test]
+    fn late_sources_run_only_when_one_of_their_names_is_asked_and_once() {
+        let f = Facts::new(FactOptions {
+            external: false,
+            ..FactOptions::default()
+        });
+        let counting = |names| {
+            Arc::new(Counting {
+                names,
+                asked: Default::default(),
+            })
+        };
+        let (db, redis) = (counting(&["db_master"]), counting(&["redis_master"]));
+        f.set_late(db.clone());
+        f.set_late(redis.clone());
+        let asked = |c: &Counting| c.asked.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(f.get("redis_master"), Some(json!("x")));
+        assert_eq!((asked(&db), asked(&redis)), (0, 1), "only the one named");
+        assert_eq!(f.get("redis_master"), Some(json!("x")));
+        assert_eq!(f.get("db_master"), Some(json!("x")));
+        assert_eq!((asked(&db), asked(&redis)), (1, 1), "each once");
     }
 
     #[test]
