@@ -229,8 +229,13 @@ impl Demo {
         std::fs::create_dir_all(self.app.join("root"))?;
         let log = std::fs::File::create(self.app.join("watch.log"))?;
         let exe = std::env::current_exe()?;
+        // The scenarios fail over one after another, a few seconds apart
+        // (a kill's promotion, its node's rejoin, then the switchover): the
+        // default `--flap-hold` (10 s) would hold the second as a flapping
+        // primary. The demo measures how fast the application follows each
+        // real failover; the debounce has its own test (tests/plusmoin.rs).
         let child = Command::new(exe)
-            .args(["watch", "--node", APP, "--root"])
+            .args(["watch", "--flap-hold", "1s", "--node", APP, "--root"])
             .arg(self.app.join("root"))
             .arg("--state-dir")
             .arg(self.app.join("state"))
