@@ -343,3 +343,96 @@ fn bad_dcs_settings_are_refused_naming_the_key() {
         );
     }
 }
+
+/// `agent fence` leaves a primary alone while the cluster is in maintenance
+/// mode (Patroni then leaves PostgreSQL alone and disarms its own watchdog:
+/// an operator may stop Patroni on purpose), saying so once. Fencing itself
+/// is `agent demo patroni`'s freeze scenario (tests/demo_patroni.rs).
+#[test]
+fn fence_leaves_a_paused_clusters_primary_alone() {
+    let c = cluster();
+    let leader = c.leader().expect("a leader");
+    let node = &c.nodes[leader];
+    let config = |body: &str| {
+        ureq::patch(&format!("http://{}/config", node.rest()))
+            .header("Content-Type", "application/json")
+            .send(body)
+            .expect("PATCH /config");
+    };
+    config(r#"{"pause": true}"#);
+    // Resumes even when an assertion fails.
+    struct Resume<'a>(&'a dyn Fn(&str));
+    impl Drop for Resume<'_> {
+        fn drop(&mut self) {
+            (self.0)(r#"{"pause": false}"#);
+        }
+    }
+    let _resume = Resume(&config);
+    wait_for("the cluster paused", Duration::from_secs(20), || {
+        ureq::get(&format!("http://{}/config", node.rest()))
+            .call()
+            .ok()
+            .and_then(|r| r.into_body().read_json::<Value>().ok())
+            .is_some_and(|v| v["pause"] == true)
+    });
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut fence = Watch(
+        std::process::Command::new(env!("CARGO_BIN_EXE_agent"))
+            .args([
+                "fence",
+                "--after",
+                "2s",
+                "--interval",
+                "200ms",
+                "--patroni-config",
+            ])
+            .arg(node.config())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .expect("agent fence starts"),
+    );
+    let log_text = || std::fs::read_to_string(log.path()).unwrap_or_default();
+    wait_for(
+        "the fence to see the pause",
+        Duration::from_secs(10),
+        || log_text().contains("the cluster is paused (maintenance mode)"),
+    );
+    let postmaster = node.postmaster_pid().expect("the leader's postmaster");
+    c.freeze_node(leader, true);
+    let waited = wait_for_result(Duration::from_secs(8), || {
+        log_text().contains("not fenced: Patroni silent")
+    });
+    let alive = std::path::Path::new(&format!("/proc/{postmaster}")).exists();
+    c.freeze_node(leader, false);
+    fence.stop();
+    assert!(waited, "no 'not fenced' notice: {}", log_text());
+    assert!(
+        alive,
+        "the paused cluster's primary was fenced: {}",
+        log_text()
+    );
+    assert!(
+        !log_text().contains("fenced: Patroni's REST API"),
+        "{}",
+        log_text()
+    );
+    assert_eq!(
+        log_text().matches("not fenced").count(),
+        1,
+        "told once per silence: {}",
+        log_text()
+    );
+}
+
+fn wait_for_result(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cond()
+}

@@ -47,8 +47,20 @@ pub fn run(args: FenceArgs) -> Result<u8> {
         target.ttl.as_secs(),
         target.loop_wait.as_secs(),
     ));
-    fence::run(&target, after, args.interval, |f| {
-        report::warn(&f.to_string())
+    fence::run(&target, after, args.interval, |e| {
+        match e {
+        fence::Event::Fenced(f) => report::warn(&f.to_string()),
+        fence::Event::Paused(true) => report::warn(
+            "the cluster is paused (maintenance mode): a silent Patroni will not be fenced",
+        ),
+        fence::Event::Paused(false) => {
+            report::warn("the cluster is no longer paused: fencing again")
+        }
+        fence::Event::HeldPaused { silent_for } => report::warn(&format!(
+            "not fenced: Patroni silent for {:.1} s while PostgreSQL is a primary, but the cluster is paused (maintenance mode)",
+            silent_for.as_secs_f64()
+        )),
+    }
     })?;
     Ok(0)
 }

@@ -19,7 +19,10 @@
 //! left). It must finish before the leader key can expire:
 //! `after + stop + margin < ttl - loop_wait` (the key was renewed up to
 //! `loop_wait` before Patroni froze), checked at start and printed.
-//! A replica is never fenced: it cannot take writes.
+//! A replica is never fenced: it cannot take writes. Nor is a primary while
+//! the cluster is in maintenance mode (`pause`, as last read from
+//! `/config`): Patroni leaves PostgreSQL alone then and disarms its own
+//! watchdog, and an operator may stop Patroni on purpose (an upgrade).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -203,12 +206,36 @@ impl std::fmt::Display for Fenced {
     }
 }
 
-/// Watches until a stop is requested; `on_fence` hears of each fence.
+/// What the fence tells its caller.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A primary was fenced.
+    Fenced(Fenced),
+    /// Patroni is silent past `after` while its primary runs, but the
+    /// cluster was in maintenance mode (`pause`) when last read: Patroni
+    /// leaves PostgreSQL alone then (and disarms its own watchdog), so an
+    /// operator may have stopped it on purpose. Told once per silence.
+    HeldPaused { silent_for: Duration },
+    /// The cluster's maintenance mode as read now, when it changed (the
+    /// first read counts when it says paused).
+    Paused(bool),
+}
+
+/// True when Patroni's `/config` document says the cluster is paused.
+pub fn paused(config: &Value) -> bool {
+    config["pause"].as_bool() == Some(true)
+}
+
+/// How many answered probes between two reads of `/config` (the pause flag).
+const CONFIG_EVERY: u32 = 10;
+
+/// Watches until a stop is requested; `on_event` hears of each fence (and
+/// of a silence not fenced because the cluster is paused).
 pub fn run(
     target: &Target,
     after: Duration,
     interval: Duration,
-    mut on_fence: impl FnMut(&Fenced),
+    mut on_event: impl FnMut(&Event),
 ) -> Result<()> {
     target.check(after, interval)?;
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -217,20 +244,49 @@ pub fn run(
         .build()
         .into();
     let url = format!("http://{}/liveness", target.rest);
+    let config_url = format!("http://{}/config", target.rest);
     let mut last_answer = Instant::now();
+    let mut is_paused = false;
+    let mut held = false;
+    let mut answers: u32 = 0;
     while !signals::stop_requested() {
         let asked = Instant::now();
         // Any HTTP answer is a live Patroni: /liveness says 503 only after a
         // whole ttl without a loop, too late for a fence.
         if agent.get(&url).call().is_ok() {
             last_answer = Instant::now();
+            held = false;
+            if answers % CONFIG_EVERY == 0 {
+                if let Some(doc) = agent
+                    .get(&config_url)
+                    .call()
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .and_then(|r| r.into_body().read_json::<Value>().ok())
+                {
+                    if paused(&doc) != is_paused {
+                        is_paused = !is_paused;
+                        on_event(&Event::Paused(is_paused));
+                    }
+                }
+            }
+            answers = answers.wrapping_add(1);
         } else if last_answer.elapsed() >= after {
             // A replica (or a stopped server) cannot take writes: nothing to
             // fence while Patroni is away.
             if let Some(pm) = target.primary_running() {
-                let f = fence(target, pm, last_answer.elapsed());
-                on_fence(&f);
-                last_answer = Instant::now();
+                if is_paused {
+                    if !held {
+                        on_event(&Event::HeldPaused {
+                            silent_for: last_answer.elapsed(),
+                        });
+                        held = true;
+                    }
+                } else {
+                    let f = fence(target, pm, last_answer.elapsed());
+                    on_event(&Event::Fenced(f));
+                    last_answer = Instant::now();
+                }
             }
         }
         signals::sleep(interval.saturating_sub(asked.elapsed()));
@@ -347,6 +403,13 @@ mod tests {
                 .to_json();
         let t = Target::from_doc(Path::new("/p.yml"), &doc, env).unwrap();
         assert_eq!(t.rest, "127.0.0.9:8008");
+    }
+
+    #[test]
+    fn a_paused_cluster_is_read_from_patronis_config_document() {
+        assert!(paused(&serde_json::json!({"ttl": 10, "pause": true})));
+        assert!(!paused(&serde_json::json!({"ttl": 10, "pause": false})));
+        assert!(!paused(&serde_json::json!({"ttl": 10})));
     }
 
     #[test]
