@@ -256,7 +256,7 @@ pub fn run(
         if agent.get(&url).call().is_ok() {
             last_answer = Instant::now();
             held = false;
-            if answers % CONFIG_EVERY == 0 {
+            if answers.is_multiple_of(CONFIG_EVERY) {
                 if let Some(doc) = agent
                     .get(&config_url)
                     .call()
