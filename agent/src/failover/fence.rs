@@ -320,7 +320,7 @@ pub fn fence(target: &Target, postmaster: i32, silent_for: Duration) -> Fenced {
 }
 
 /// True while `pid` runs (a zombie counts as gone).
-fn alive(pid: i32) -> bool {
+pub fn alive(pid: i32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => !stat
             .rsplit_once(')')
@@ -330,7 +330,7 @@ fn alive(pid: i32) -> bool {
 }
 
 /// The pids whose parent is `parent`.
-fn children_of(parent: i32) -> Vec<i32> {
+pub fn children_of(parent: i32) -> Vec<i32> {
     let Ok(entries) = fs::read_dir("/proc") else {
         return vec![];
     };

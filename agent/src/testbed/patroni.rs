@@ -30,6 +30,7 @@ use nix::unistd::Pid;
 use serde_json::{json, Value};
 
 use super::packages;
+use crate::failover::fence::{alive, children_of};
 
 /// The packages a Patroni cluster needs, with a file each installs.
 pub const PACKAGES: &[(&str, &str)] = &[
@@ -169,16 +170,6 @@ pub struct PatroniCluster {
 /// from etcd (`use_proxies: true` keeps Patroni on these hosts).
 pub fn etcd_address(i: usize) -> String {
     format!("127.0.1.{}", i + 1)
-}
-
-/// True while `pid` runs (a zombie counts as gone).
-fn alive(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
 }
 
 fn signal(pid: i32, sig: Signal) {
@@ -620,26 +611,6 @@ impl Drop for PatroniCluster {
     fn drop(&mut self) {
         self.cleanup();
     }
-}
-
-/// The pids whose parent is `parent`.
-fn children_of(parent: i32) -> Vec<i32> {
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return vec![];
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    let rest = s.rsplit_once(')')?.1.to_string();
-                    rest.split_whitespace().nth(1)?.parse::<i32>().ok()
-                })
-                == Some(parent)
-        })
-        .collect()
 }
 
 fn postgres_user() -> Result<nix::unistd::User> {
