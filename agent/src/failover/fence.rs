@@ -146,15 +146,9 @@ impl Target {
     }
 
     /// The postmaster's pid while this data dir's PostgreSQL runs.
+    /// A zombie postmaster (killed, not yet reaped) is not running.
     pub fn postmaster(&self) -> Option<i32> {
-        let pid: i32 = fs::read_to_string(self.data_dir.join("postmaster.pid"))
-            .ok()?
-            .lines()
-            .next()?
-            .trim()
-            .parse()
-            .ok()?;
-        alive(pid).then_some(pid)
+        resources::pg::postmaster_pid(&self.data_dir).filter(|pid| alive(*pid))
     }
 
     /// True while the local PostgreSQL runs as a primary.

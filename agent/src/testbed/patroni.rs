@@ -147,9 +147,7 @@ impl PatroniNode {
     }
     /// The postmaster's pid, from its `postmaster.pid`, while it runs.
     pub fn postmaster_pid(&self) -> Option<i32> {
-        let text = fs::read_to_string(self.datadir().join("postmaster.pid")).ok()?;
-        let pid: i32 = text.lines().next()?.trim().parse().ok()?;
-        alive(pid).then_some(pid)
+        resources::pg::postmaster_pid(&self.datadir()).filter(|pid| alive(*pid))
     }
 }
 
