@@ -252,11 +252,15 @@ fn puppet_runs(runs: &[Vec<String>]) -> Vec<(i32, String, String)> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results = std::sync::Mutex::new(vec![None; runs.len()]);
     std::thread::scope(|s| {
-        for _ in 0..3 {
-            s.spawn(|| loop {
+        for worker in 0..3 {
+            // Each worker its own vardir/confdir: Puppets started together
+            // race to create the same settings directories ("File exists").
+            let own = scratch.path().join(format!("w{worker}"));
+            let (next, results) = (&next, &results);
+            s.spawn(move || loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let Some(args) = runs.get(i) else { break };
-                let out = puppet(scratch.path(), args);
+                let out = puppet(&own, args);
                 results.lock().unwrap()[i] = Some(out);
             });
         }
